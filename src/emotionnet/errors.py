@@ -1,0 +1,84 @@
+"""Exceptions raised by emotionnet.
+
+Every exception derives from :class:`EmotionNetError`, so ``except EmotionNetError`` catches
+anything this library raises on purpose. Each one also subclasses the builtin that fits
+(``ValueError``, ``TypeError``, ``FileNotFoundError``, ...), so code written against the
+builtins keeps working, as in :mod:`huggingface_hub.errors`.
+
+Messages name the bad value, what was expected and how to fix it.
+
+Example:
+    >>> from emotionnet.errors import EmotionNetError, UnknownEmotionError
+    >>> issubclass(UnknownEmotionError, (EmotionNetError, ValueError))
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "CorruptImageError",
+    "DatasetNotFoundError",
+    "EmotionNetError",
+    "InvalidArgumentError",
+    "InvalidImageError",
+    "MalformedDataError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "SplitNotAvailableError",
+    "UnknownEmotionError",
+    "UnsupportedInputError",
+    "WeightsNotFoundError",
+]
+
+
+class EmotionNetError(Exception):
+    """Base class of every error emotionnet raises on purpose."""
+
+
+class InvalidArgumentError(EmotionNetError, ValueError):
+    """An argument has a value outside the documented ones."""
+
+
+class UnknownEmotionError(InvalidArgumentError):
+    """An emotion name, alias, folder name or index is not one of the seven FER2013 classes."""
+
+
+class DatasetNotFoundError(EmotionNetError, FileNotFoundError):
+    """No supported FER2013 layout was found where one was expected."""
+
+
+class SplitNotAvailableError(InvalidArgumentError):
+    """The requested split is valid in general but the data source does not hold it."""
+
+
+class MalformedDataError(EmotionNetError, ValueError):
+    """A data file (CSV row, folder layout, cache) does not have the expected content."""
+
+
+class CorruptImageError(MalformedDataError):
+    """An image file could not be decoded."""
+
+
+class InvalidImageError(EmotionNetError, ValueError):
+    """An image given for prediction has unusable content (empty, NaN, wrong channels, ...)."""
+
+
+class UnsupportedInputError(EmotionNetError, TypeError):
+    """An input has a type that the function does not accept."""
+
+
+class MissingDependencyError(EmotionNetError, ImportError):
+    """An optional dependency is needed; the message names the extra that installs it."""
+
+
+class WeightsNotFoundError(EmotionNetError, FileNotFoundError):
+    """Model weights are neither in the cache nor downloadable (for example when offline)."""
+
+
+class ModelLoadError(EmotionNetError, RuntimeError):
+    """Weights do not match the model: missing, unexpected or mis-shaped tensors."""
+
+
+class CheckpointError(EmotionNetError, RuntimeError):
+    """A training checkpoint is missing, corrupt or belongs to another run."""

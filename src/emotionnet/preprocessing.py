@@ -1,0 +1,187 @@
+"""The one preprocessing rule shared by the dataset, the trainer and the recognizer.
+
+A face becomes model input in two steps, the same everywhere in emotionnet:
+
+1. :func:`to_face_array`: any PIL image -> 8-bit grayscale ``size x size`` ``uint8`` array.
+   Colour is converted with Pillow's ITU-R 601-2 luma transform (``L = R*299/1000 +
+   G*587/1000 + B*114/1000``); transparent pixels are composited onto white first; 16-bit and
+   float images are scaled to 0..255 (not clipped). An image that is not already ``size x size``
+   is resized as a whole (no crop, so a non-square image is stretched) with Pillow's
+   antialiased bilinear filter. FER2013 images are 48x48 and pass through unchanged.
+2. :func:`normalize`: ``uint8`` batch -> ``float32`` ``N x 1 x H x W`` tensor,
+   ``(x / 255 - mean) / std`` with the model's mean and std.
+
+Example:
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from emotionnet.preprocessing import to_face_array, normalize
+    >>> arr = to_face_array(Image.new("RGB", (96, 64), (255, 0, 0)))
+    >>> arr.shape, arr.dtype, int(arr[0, 0])
+    ((48, 48), dtype('uint8'), 76)
+    >>> normalize(np.stack([arr])).shape
+    torch.Size([1, 1, 48, 48])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+
+from .errors import InvalidImageError
+
+__all__ = [
+    "FER2013_MEAN",
+    "FER2013_STD",
+    "IMAGE_SIZE",
+    "normalize",
+    "to_face_array",
+    "to_grayscale",
+]
+
+IMAGE_SIZE: Final[int] = 48
+"""Side of the square grayscale image the FER2013 models take."""
+
+FER2013_MEAN: Final[float] = 0.5077
+"""Mean pixel value of the FER2013 training images, on a 0..1 scale."""
+
+FER2013_STD: Final[float] = 0.2550
+"""Standard deviation of the FER2013 training pixels, on a 0..1 scale."""
+
+_SIXTEEN_BIT_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _scale_to_uint8(values: npt.NDArray[np.floating], mode: str) -> Image.Image:
+    if not np.isfinite(values).all():
+        raise InvalidImageError(
+            f"The {mode!r} image contains NaN or infinite values; pass finite pixel values."
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < 0:
+        raise InvalidImageError(
+            f"The {mode!r} image has negative pixel values (min {low:g}); pass values in "
+            "[0, 1] (float) or 0..255 / 0..65535 (integer)."
+        )
+    if high <= 1.0:
+        scaled = values * 255.0
+    elif high <= 255.0:
+        scaled = values
+    elif high <= 65535.0:
+        scaled = values / 257.0
+    else:
+        raise InvalidImageError(
+            f"The {mode!r} image has pixel values up to {high:g}, beyond 16 bits; rescale it "
+            "to [0, 1] or 0..255 first."
+        )
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """Convert a PIL image of any mode to 8-bit grayscale (mode ``"L"``).
+
+    Args:
+        image: A PIL image in any mode (``L``, ``RGB``, ``RGBA``, ``P``, ``I;16``, ``F``, ...).
+
+    Returns:
+        The image in mode ``"L"``, same size.
+
+    Raises:
+        InvalidImageError: If a 32-bit or float image holds NaN, infinite, negative or
+            out-of-range values.
+
+    Example:
+        >>> from PIL import Image
+        >>> to_grayscale(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0))
+        255
+    """
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode in _SIXTEEN_BIT_MODES or mode in {"I", "F"}:
+        values = np.asarray(image, dtype=np.float64)
+        if mode in _SIXTEEN_BIT_MODES:
+            return Image.fromarray(np.rint(values / 257.0).astype(np.uint8), mode="L")
+        return _scale_to_uint8(values, mode)
+    if mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("L")
+    return image.convert("L")
+
+
+def to_face_array(image: Image.Image, size: int = IMAGE_SIZE) -> npt.NDArray[np.uint8]:
+    """Turn a face image into the ``size x size`` ``uint8`` grayscale array models see.
+
+    This is the only resize rule in emotionnet: the dataset applies it to image files that
+    are not 48x48, and :class:`~emotionnet.EmotionRecognizer` applies it to every input.
+
+    Args:
+        image: A PIL image of a face, any mode and size.
+        size: Output side in pixels.
+
+    Returns:
+        A C-contiguous ``uint8`` array of shape ``(size, size)``.
+
+    Raises:
+        InvalidImageError: If the image is empty (zero width or height) or holds invalid values.
+
+    Example:
+        >>> from PIL import Image
+        >>> int(to_face_array(Image.new("L", (48, 48), 7)).sum()) == 7 * 48 * 48
+        True
+    """
+    if image.width == 0 or image.height == 0:
+        raise InvalidImageError(
+            f"The image is empty ({image.width}x{image.height} pixels); pass a face image."
+        )
+    gray = to_grayscale(image)
+    if gray.size != (size, size):
+        gray = gray.resize((size, size), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(gray, dtype=np.uint8))
+
+
+def normalize(
+    images: torch.Tensor | npt.NDArray[np.uint8],
+    mean: float | Sequence[float] = FER2013_MEAN,
+    std: float | Sequence[float] = FER2013_STD,
+) -> torch.Tensor:
+    """Convert a ``uint8`` image batch to the normalised ``float32`` model input.
+
+    Works on any device: a CUDA ``uint8`` tensor is normalised on the GPU.
+
+    Args:
+        images: ``N x H x W`` or ``N x 1 x H x W`` ``uint8`` tensor or array (0..255).
+        mean: Mean on the 0..1 scale (a float, or a one-element sequence).
+        std: Standard deviation on the 0..1 scale.
+
+    Returns:
+        A ``float32`` tensor ``N x 1 x H x W`` equal to ``(images / 255 - mean) / std``.
+
+    Raises:
+        InvalidImageError: If the batch is not ``uint8`` or has the wrong number of dimensions.
+
+    Example:
+        >>> import torch
+        >>> normalize(torch.full((2, 48, 48), 255, dtype=torch.uint8), 0.5, 0.5)[0, 0, 0, 0]
+        tensor(1.)
+    """
+    batch = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
+    if batch.dtype != torch.uint8:
+        raise InvalidImageError(
+            f"normalize expects uint8 pixels (0..255), got dtype {batch.dtype}; "
+            "convert with to_face_array or .to(torch.uint8) first."
+        )
+    if batch.ndim == 3:
+        batch = batch.unsqueeze(1)
+    if batch.ndim != 4 or batch.shape[1] != 1:
+        raise InvalidImageError(
+            "normalize expects a batch shaped N x H x W or N x 1 x H x W, "
+            f"got {tuple(batch.shape)}."
+        )
+    m = float(mean if isinstance(mean, (int, float)) else mean[0])
+    s = float(std if isinstance(std, (int, float)) else std[0])
+    return batch.float().div_(255.0).sub_(m).div_(s)

@@ -1,0 +1,45 @@
+"""Shared fixtures: hypothesis profile, the real-data root, tiny generated images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import settings
+
+# The first torch call in a process is slow: no per-example deadline.
+settings.register_profile("emotionnet", deadline=None, max_examples=50)
+settings.load_profile("emotionnet")
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fer2013_path() -> Path:
+    env = os.environ.get("EMOTIONNET_FER2013")
+    path = Path(env) if env else PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+
+@pytest.fixture(scope="session")
+def fer2013_root() -> Path:
+    """Root of the real FER2013 image folders; skips (or fails in CI) when absent."""
+    path = _fer2013_path()
+    if not (path / "train").is_dir():
+        message = (
+            f"FER2013 not found at {path}: set EMOTIONNET_FER2013 to the folder that holds "
+            "train/ and test/ to run the integration tests."
+        )
+        if os.environ.get("EMOTIONNET_REQUIRE_DATA") == "1":
+            pytest.fail(message + " (EMOTIONNET_REQUIRE_DATA=1 makes this an error)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
