@@ -20,18 +20,38 @@ from .preprocessing import normalize as normalize
 from .preprocessing import to_face_array as to_face_array
 
 # --- data (helper: data) ---
+# isort: split
+from .data import SPLITS as SPLITS
+from .data import as_tensors as as_tensors
+
 # --- models / training (helper: training) ---
 # --- metrics (helper: metrics) ---
+# isort: split
+from .metrics import EvaluationReport as EvaluationReport
+from .metrics import evaluate as evaluate
+from .metrics import plot_confusion_matrix as plot_confusion_matrix
+from .metrics import predict_logits as predict_logits
+from .metrics import predict_proba as predict_proba
+from .metrics import report_from_predictions as report_from_predictions
+
 # --- recognizer (helper: recognizer) ---
 
 __all__ = [
     "EMOTIONS",
     "NUM_CLASSES",
+    "SPLITS",
     "EmotionNetError",
+    "EvaluationReport",
     "__version__",
+    "as_tensors",
     "emotion_to_index",
     "errors",
+    "evaluate",
     "index_to_emotion",
     "normalize",
+    "plot_confusion_matrix",
+    "predict_logits",
+    "predict_proba",
+    "report_from_predictions",
     "to_face_array",
 ]

@@ -20,10 +20,12 @@ __all__ = [
     "CorruptImageError",
     "DatasetNotFoundError",
     "EmotionNetError",
+    "ImageNotFoundError",
     "InvalidArgumentError",
     "InvalidImageError",
     "MalformedDataError",
     "MissingDependencyError",
+    "MissingLabelsError",
     "ModelLoadError",
     "SplitNotAvailableError",
     "UnknownEmotionError",
@@ -56,12 +58,20 @@ class MalformedDataError(EmotionNetError, ValueError):
     """A data file (CSV row, folder layout, cache) does not have the expected content."""
 
 
+class MissingLabelsError(EmotionNetError, ValueError):
+    """Labels are needed but the data has none (the Kaggle challenge's test.csv, label -1)."""
+
+
 class CorruptImageError(MalformedDataError):
     """An image file could not be decoded."""
 
 
 class InvalidImageError(EmotionNetError, ValueError):
     """An image given for prediction has unusable content (empty, NaN, wrong channels, ...)."""
+
+
+class ImageNotFoundError(EmotionNetError, FileNotFoundError):
+    """An image path given for prediction does not exist or is not a file."""
 
 
 class UnsupportedInputError(EmotionNetError, TypeError):

@@ -1,0 +1,102 @@
+"""Sphinx configuration for the emotionnet documentation.
+
+Build offline (CI):  ``sphinx-build -W --keep-going -b html docs docs/_build/html``
+Doctests:            ``sphinx-build -W -b doctest docs docs/_build/doctest``
+Set ``EMOTIONNET_DOCS_ONLINE=1`` to link to the Python/PyTorch/NumPy docs through intersphinx
+(it downloads their inventories, so it stays off where there is no network).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(DOCS))
+
+import emotionnet  # noqa: E402
+from _results import write_results  # noqa: E402
+
+project = "emotionnet"
+author = "The emotionnet developers"
+copyright = "2024-2026, The emotionnet developers"  # noqa: A001
+release = emotionnet.__version__
+version = ".".join(release.split(".")[:2])
+
+# sphinx-autodoc-typehints still calls a Sphinx API deprecated for Sphinx 10; nothing to act on.
+warnings.filterwarnings("ignore", message=r".*set_application.*", category=DeprecationWarning)
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx_autodoc_typehints",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",
+    "myst_parser",
+]
+ONLINE = os.environ.get("EMOTIONNET_DOCS_ONLINE") == "1"
+if ONLINE:
+    extensions.append("sphinx.ext.intersphinx")
+    intersphinx_mapping = {
+        "python": ("https://docs.python.org/3", None),
+        "torch": ("https://docs.pytorch.org/docs/stable", None),
+        "torchvision": ("https://docs.pytorch.org/vision/stable", None),
+        "numpy": ("https://numpy.org/doc/stable", None),
+        "PIL": ("https://pillow.readthedocs.io/en/stable", None),
+        "huggingface_hub": ("https://huggingface.co/docs/huggingface_hub/main/en", None),
+    }
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "_readme_draft.md", "Thumbs.db", ".DS_Store"]
+# The draft README is for the lead to merge into README.md, not a page of the site.
+suppress_warnings = ["myst.header"]
+
+# -- autodoc / napoleon / typehints ------------------------------------------------------------
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_typehints = "description"
+autoclass_content = "class"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+typehints_use_signature = False
+typehints_defaults = "comma"
+always_document_param_types = False
+# Nitpicky mode would demand a target for every third-party type in every signature
+# (torch.Tensor, PIL.Image.Image, ...), which needs intersphinx, which needs the network.
+nitpicky = False
+
+# -- doctest ----------------------------------------------------------------------------------
+# pytest runs these examples with their module's globals (``--doctest-modules``); here every
+# page shares one namespace, so give it what each module's examples may use without importing.
+doctest_global_setup = """
+import importlib
+import numpy as np
+import torch
+torch.set_num_threads(1)
+import emotionnet
+from emotionnet import *
+for _name in ("labels", "preprocessing", "errors", "data", "class_weights", "images", "models",
+              "augmentation", "training", "metrics", "faces", "recognizer", "hub", "onnx_export",
+              "cli"):
+    try:
+        _module = importlib.import_module("emotionnet." + _name)
+    except ImportError:
+        continue
+    globals().update({k: v for k, v in vars(_module).items() if not k.startswith("_")})
+"""
+doctest_test_doctest_blocks = "default"
+
+# -- HTML ---------------------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"emotionnet {release}"
+html_static_path = ["_static"]
+html_show_sourcelink = False
+
+# The Results page is generated from the evaluation report committed with the release weights.
+write_results(ROOT, DOCS / "_generated")

@@ -1,0 +1,1139 @@
+"""Evaluate emotion classifiers: batched prediction, test-time augmentation and metric reports.
+
+Three layers, each usable on its own:
+
+* :func:`predict_logits` / :func:`predict_proba` run a model over a ``uint8`` image batch in
+  chunks, on the model's device, optionally with test-time augmentation (TTA).
+* :func:`report_from_predictions` turns labels and predictions into an
+  :class:`EvaluationReport` without any model (scikit-learn computes every metric except the
+  calibration error, which scikit-learn does not have).
+* :func:`evaluate` does both for a model and a data set, and :func:`plot_confusion_matrix`
+  draws the result (needs the ``plot`` extra).
+
+With test-time augmentation (TTA) the model sees several *views* of each image, and the
+softmax probabilities of the views are averaged (arithmetic mean, every view weighted
+equally). The views of an ``H x W`` image (48x48 for FER2013) are:
+
+``"none"`` (``tta=False``)
+    1 view: the image itself.
+``"flip"`` (``tta=True``)
+    2 views: the image and its horizontal mirror.
+``"flip_shift"``
+    10 views: the image shifted by ``(dy, dx)`` in ``{(0, 0), (0, 2), (0, -2), (2, 0),
+    (-2, 0)}`` pixels (:data:`TTA_SHIFT`), each also mirrored. A shift moves the content and
+    fills the uncovered border by repeating the edge pixels (replicate padding); the image
+    size does not change.
+``"ten_crop"``
+    10 views: :func:`torchvision.transforms.v2.functional.ten_crop` with crops of
+    ``round(H * 44 / 48) x round(W * 44 / 48)`` pixels (44x44 for FER2013,
+    :data:`TEN_CROP_SIZE`) at the four corners and the centre of the image and of its
+    mirror, each resized back to ``H x W`` with bilinear interpolation
+    (``align_corners=False``), because emotionnet models take whole 48x48 faces. In the FER
+    literature ten-crop usually feeds 40 or 44 px crops to a network trained on such crops;
+    here the crops are zoomed back to the training size instead.
+
+:func:`predict_proba` returns those averaged probabilities; :func:`predict_logits` returns
+their logarithm (a valid logit vector: its softmax is the averaged probabilities), and the
+model's raw logits without TTA.
+
+Example:
+    >>> from emotionnet.metrics import report_from_predictions
+    >>> report = report_from_predictions([3, 3, 6, 0], [3, 6, 6, 0])
+    >>> report.accuracy, round(report.macro_f1, 4)
+    (0.75, 0.3333)
+    >>> report.per_class["happy"].recall
+    0.5
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import as_tensors
+from .errors import (
+    InvalidArgumentError,
+    InvalidImageError,
+    MalformedDataError,
+    MissingDependencyError,
+    UnsupportedInputError,
+)
+from .labels import EMOTIONS
+from .preprocessing import FER2013_MEAN, FER2013_STD, normalize
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "ECE_BINS",
+    "TEN_CROP_SIZE",
+    "TTA_MODES",
+    "TTA_SHIFT",
+    "ClassMetrics",
+    "EvaluationReport",
+    "evaluate",
+    "expected_calibration_error",
+    "plot_confusion_matrix",
+    "predict_logits",
+    "predict_proba",
+    "report_from_predictions",
+]
+
+TTA_MODES: Final[tuple[str, ...]] = ("none", "flip", "flip_shift", "ten_crop")
+"""Names accepted by ``tta`` (besides ``False``, meaning ``"none"``, and ``True``, ``"flip"``)."""
+
+TTA_SHIFT: Final[int] = 2
+"""Shift in pixels of the ``"flip_shift"`` views."""
+
+TEN_CROP_SIZE: Final[int] = 44
+"""Crop side of the ``"ten_crop"`` views for a 48 px image (scaled for other sizes)."""
+
+ECE_BINS: Final[int] = 15
+"""Number of equal-width confidence bins of the expected calibration error."""
+
+_REPORT_FORMAT_VERSION: Final[int] = 1
+_PROBA_SUM_TOLERANCE: Final[float] = 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_tta(tta: bool | str) -> str:
+    if tta is False:
+        return "none"
+    if tta is True:
+        return "flip"
+    if isinstance(tta, str) and tta in TTA_MODES:
+        return tta
+    raise InvalidArgumentError(
+        f"Unknown value {tta!r} for argument tta. Valid values are False, True, "
+        f"{', '.join(repr(m) for m in TTA_MODES)} (see emotionnet.metrics for what each does)."
+    )
+
+
+def _as_image_batch(images: object) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, torch.Tensor):
+        raise UnsupportedInputError(
+            f"Expected the images as a uint8 torch.Tensor or numpy array shaped N x H x W, got "
+            f"{type(images).__name__}; stack single faces with torch.stack or numpy.stack first."
+        )
+    if images.dtype != torch.uint8:
+        raise InvalidImageError(
+            f"Expected uint8 pixels (0..255), got dtype {images.dtype}; pass the raw images "
+            "(for example FER2013.images or emotionnet.to_face_array output), not normalised ones."
+        )
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise InvalidImageError(
+            f"Expected a grayscale batch shaped N x H x W or N x 1 x H x W, got shape "
+            f"{tuple(images.shape)}; add a batch dimension with images[None] for one face."
+        )
+    if images.shape[0] == 0:
+        raise InvalidImageError(
+            "Got an empty batch (0 images); pass at least one image or skip the call."
+        )
+    if images.shape[1] == 0 or images.shape[2] == 0:
+        raise InvalidImageError(f"The images are empty ({tuple(images.shape)}); pass 48x48 faces.")
+    return images
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
+    return torch.device("cpu")
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for tensor in model.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def _shift(batch: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Move the content by ``(dy, dx)`` pixels, repeating the edge into the uncovered border."""
+    if dy == 0 and dx == 0:
+        return batch
+    pad = max(abs(dy), abs(dx))
+    height, width = batch.shape[-2:]
+    padded = F.pad(batch, (pad, pad, pad, pad), mode="replicate")
+    return padded[..., pad - dy : pad - dy + height, pad - dx : pad - dx + width]
+
+
+def _tta_views(batch: torch.Tensor, mode: str) -> Iterator[torch.Tensor]:
+    """Yield the views of a normalised ``N x 1 x H x W`` batch, one at a time to bound memory."""
+    if mode == "none":
+        yield batch
+        return
+    mirrored = torch.flip(batch, dims=(-1,))
+    if mode == "flip":
+        yield batch
+        yield mirrored
+    elif mode == "flip_shift":
+        for dy, dx in ((0, 0), (0, TTA_SHIFT), (0, -TTA_SHIFT), (TTA_SHIFT, 0), (-TTA_SHIFT, 0)):
+            yield _shift(batch, dy, dx)
+            yield _shift(mirrored, dy, dx)
+    elif mode == "ten_crop":
+        from torchvision.transforms.v2.functional import ten_crop
+
+        height, width = batch.shape[-2:]
+        crop = [
+            max(1, round(height * TEN_CROP_SIZE / 48)),
+            max(1, round(width * TEN_CROP_SIZE / 48)),
+        ]
+        for view in ten_crop(batch, crop):
+            yield F.interpolate(view, size=(height, width), mode="bilinear", align_corners=False)
+    else:  # pragma: no cover - _resolve_tta guards the modes
+        raise InvalidArgumentError(f"Unknown TTA mode {mode!r}.")
+
+
+def _forward(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    output = model(batch)
+    if not isinstance(output, torch.Tensor):
+        raise UnsupportedInputError(
+            f"The model returned {type(output).__name__}; emotionnet expects its forward to "
+            "return a logits tensor shaped (batch, num_classes). Wrap the model so it does."
+        )
+    if output.ndim != 2 or output.shape[0] != batch.shape[0]:
+        raise InvalidArgumentError(
+            f"The model returned a tensor of shape {tuple(output.shape)} for a batch of "
+            f"{batch.shape[0]} images; expected logits shaped ({batch.shape[0]}, num_classes). "
+            "Check that the model ends in a classification layer."
+        )
+    return output
+
+
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor | npt.NDArray[np.uint8],
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    tta: bool | str = False,
+    mean: float | Sequence[float] = FER2013_MEAN,
+    std: float | Sequence[float] = FER2013_STD,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Run a classifier over a ``uint8`` image batch and return its logits.
+
+    Images are moved to the device batch by batch and normalised there with
+    :func:`emotionnet.preprocessing.normalize` (cast to the model's floating-point dtype). The
+    model runs in eval mode under :func:`torch.inference_mode`; the train/eval mode of every
+    submodule is restored afterwards, so this is safe to call in the middle of training.
+
+    Args:
+        model: A module mapping ``float`` ``N x 1 x H x W`` input to ``N x C`` logits.
+        images: ``uint8`` tensor or array shaped ``N x H x W`` or ``N x 1 x H x W``, ``N >= 1``.
+        batch_size: Images per forward pass (each TTA view is a forward pass of its own).
+        device: Where to run. ``None`` runs on the device of the model's parameters; otherwise
+            the model is moved there in place (as :meth:`torch.nn.Module.to` does) and stays.
+        tta: Test-time augmentation: ``False``/``"none"``, ``True``/``"flip"``,
+            ``"flip_shift"`` or ``"ten_crop"`` (views defined in :mod:`emotionnet.metrics`).
+        mean: Normalisation mean on the 0..1 scale, as the model was trained with.
+        std: Normalisation standard deviation on the 0..1 scale.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        A ``float32`` CPU tensor ``N x C``: the raw logits without TTA; with TTA the log of the
+        view-averaged softmax probabilities, ``log(mean_v softmax(z_v))``, whose softmax is
+        exactly what :func:`predict_proba` returns.
+
+    Raises:
+        UnsupportedInputError: If ``images`` is not a tensor or array, or the model does not
+            return a tensor.
+        InvalidImageError: If the images are not ``uint8``, not a grayscale batch, or empty.
+        InvalidArgumentError: If ``batch_size`` or ``tta`` is invalid, or the model's output
+            is not shaped ``N x C``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+        >>> images = torch.zeros(5, 48, 48, dtype=torch.uint8)
+        >>> predict_logits(model, images, batch_size=2).shape
+        torch.Size([5, 7])
+        >>> predict_logits(model, images, tta="flip").dtype
+        torch.float32
+    """
+    mode = _resolve_tta(tta)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidArgumentError(
+            f"batch_size must be a positive integer, got {batch_size!r}; 256 is a good default."
+        )
+    if not isinstance(model, nn.Module):
+        raise UnsupportedInputError(
+            f"Expected a torch.nn.Module as the model, got {type(model).__name__}."
+        )
+    batch_images = _as_image_batch(images)
+    if device is None:
+        target = _model_device(model)
+    else:
+        target = torch.device(device)
+        model.to(target)
+    dtype = _model_dtype(model)
+    num_images = batch_images.shape[0]
+
+    from tqdm.auto import tqdm
+
+    # Restore each submodule's own flag: model.train(previous) would also flip submodules
+    # the caller had deliberately put in another mode (for example frozen batch norms).
+    modes = [(module, module.training) for module in model.modules()]
+    chunks: list[torch.Tensor] = []
+    model.eval()
+    try:
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=num_images, disable=not progress, desc="predict", unit="img", leave=False
+            ) as bar,
+        ):
+            for start in range(0, num_images, batch_size):
+                chunk = batch_images[start : start + batch_size]
+                batch = normalize(chunk.to(target), mean, std).to(dtype)
+                if mode == "none":
+                    chunks.append(_forward(model, batch).float().cpu())
+                else:
+                    log_probs = [
+                        F.log_softmax(_forward(model, view).float(), dim=1)
+                        for view in _tta_views(batch, mode)
+                    ]
+                    stacked = torch.stack(log_probs)
+                    averaged = torch.logsumexp(stacked, dim=0) - math.log(stacked.shape[0])
+                    chunks.append(averaged.cpu())
+                bar.update(chunk.shape[0])
+    finally:
+        for module, training in modes:
+            module.training = training
+    # Concatenating outside inference mode returns an ordinary tensor that callers may
+    # modify in place (inference tensors refuse that).
+    return torch.cat(chunks)
+
+
+def predict_proba(
+    model: nn.Module,
+    images: torch.Tensor | npt.NDArray[np.uint8],
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    tta: bool | str = False,
+    mean: float | Sequence[float] = FER2013_MEAN,
+    std: float | Sequence[float] = FER2013_STD,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Return class probabilities, averaged over the TTA views when ``tta`` is set.
+
+    The same as ``predict_logits(...).softmax(dim=1)``; see :func:`predict_logits` for the
+    arguments and the errors raised.
+
+    Args:
+        model: A module mapping ``float`` ``N x 1 x H x W`` input to ``N x C`` logits.
+        images: ``uint8`` tensor or array shaped ``N x H x W`` or ``N x 1 x H x W``.
+        batch_size: Images per forward pass.
+        device: Where to run (``None``: the model's device).
+        tta: ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"`` or ``"ten_crop"``.
+        mean: Normalisation mean on the 0..1 scale.
+        std: Normalisation standard deviation on the 0..1 scale.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        A ``float32`` CPU tensor ``N x C`` whose rows sum to 1.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+        >>> proba = predict_proba(model, torch.zeros(3, 48, 48, dtype=torch.uint8), tta=True)
+        >>> torch.allclose(proba.sum(dim=1), torch.ones(3))
+        True
+    """
+    logits = predict_logits(
+        model,
+        images,
+        batch_size=batch_size,
+        device=device,
+        tta=tta,
+        mean=mean,
+        std=std,
+        progress=progress,
+    )
+    return logits.softmax(dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Precision, recall, F1 and support of one class.
+
+    Attributes:
+        precision: Fraction of the predictions of this class that are right (0 when the class
+            is never predicted).
+        recall: Fraction of this class's samples predicted as it (0 when it has no samples).
+        f1: Harmonic mean of precision and recall (0 when both are 0).
+        support: Number of samples whose true label is this class.
+
+    Example:
+        >>> ClassMetrics(precision=1.0, recall=0.5, f1=2 / 3, support=2).support
+        2
+    """
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Classification metrics of one evaluation, ready to print, save and compare.
+
+    Build it with :func:`evaluate` or :func:`report_from_predictions`. Averages follow
+    scikit-learn: the macro F1 is the unweighted mean over *all* labels (a label absent from
+    both the targets and the predictions counts as F1 0), the weighted F1 weights each label
+    by its support, and the balanced accuracy is the mean recall over the labels present in
+    the targets.
+
+    Attributes:
+        labels: Class names, position = class index.
+        num_samples: Number of evaluated samples.
+        accuracy: Fraction of correct predictions.
+        balanced_accuracy: Mean per-class recall over the classes present in the targets.
+        macro_f1: Unweighted mean of the per-class F1 scores.
+        weighted_f1: Support-weighted mean of the per-class F1 scores.
+        per_class: Per-class metrics keyed by class name, in label order.
+        confusion_matrix: Counts; row ``i`` = true class ``i``, column ``j`` = predicted ``j``.
+        confusion_matrix_normalized: Each row divided by its sum (the per-class recall on the
+            diagonal); a row of a class with no samples is all zeros.
+        ece: Expected calibration error (see :func:`expected_calibration_error`), ``None``
+            when no probabilities were given.
+        nll: Mean negative log-likelihood of the true class in nats (scikit-learn's
+            ``log_loss``), ``None`` when no probabilities were given.
+        tta: The test-time augmentation used (``"none"``, ``"flip"``, ...), ``None`` when
+            unknown (predictions passed in directly).
+
+    Example:
+        >>> report = report_from_predictions([0, 1, 1], [0, 1, 0], labels=("cat", "dog"))
+        >>> report.confusion_matrix
+        ((1, 0), (1, 1))
+        >>> EvaluationReport.from_dict(report.to_dict()) == report
+        True
+    """
+
+    labels: tuple[str, ...]
+    num_samples: int
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    weighted_f1: float
+    per_class: dict[str, ClassMetrics]
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    confusion_matrix_normalized: tuple[tuple[float, ...], ...]
+    ece: float | None = None
+    nll: float | None = None
+    tta: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dictionary that :meth:`from_dict` turns back into the report.
+
+        Returns:
+            Plain Python types only: lists, dicts, str, int, float and None.
+
+        Example:
+            >>> report = report_from_predictions([0, 1], [0, 1], labels=("a", "b"))
+            >>> report.to_dict()["per_class"]["b"]
+            {'precision': 1.0, 'recall': 1.0, 'f1': 1.0, 'support': 1}
+        """
+        return {
+            "format_version": _REPORT_FORMAT_VERSION,
+            "labels": list(self.labels),
+            "num_samples": self.num_samples,
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_f1": self.macro_f1,
+            "weighted_f1": self.weighted_f1,
+            "ece": self.ece,
+            "nll": self.nll,
+            "tta": self.tta,
+            "per_class": {
+                name: {
+                    "precision": m.precision,
+                    "recall": m.recall,
+                    "f1": m.f1,
+                    "support": m.support,
+                }
+                for name, m in self.per_class.items()
+            },
+            "confusion_matrix": [list(row) for row in self.confusion_matrix],
+            "confusion_matrix_normalized": [list(row) for row in self.confusion_matrix_normalized],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvaluationReport:
+        """Rebuild a report from :meth:`to_dict` output.
+
+        Args:
+            data: A mapping as written by :meth:`to_dict` (for example parsed JSON).
+
+        Returns:
+            The report.
+
+        Raises:
+            InvalidArgumentError: If keys are missing or unknown, or values have the wrong
+                type or shape.
+
+        Example:
+            >>> report = report_from_predictions([1, 0], [1, 1], labels=("a", "b"))
+            >>> EvaluationReport.from_dict(report.to_dict()).accuracy
+            0.5
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError(
+                f"Expected a mapping as written by EvaluationReport.to_dict(), got "
+                f"{type(data).__name__}."
+            )
+        version = data.get("format_version", _REPORT_FORMAT_VERSION)
+        if version != _REPORT_FORMAT_VERSION:
+            raise InvalidArgumentError(
+                f"Unsupported evaluation report format_version {version!r}; this emotionnet "
+                f"reads version {_REPORT_FORMAT_VERSION}. Upgrade emotionnet to read it."
+            )
+        required = {
+            "labels",
+            "num_samples",
+            "accuracy",
+            "balanced_accuracy",
+            "macro_f1",
+            "weighted_f1",
+            "per_class",
+            "confusion_matrix",
+            "confusion_matrix_normalized",
+        }
+        optional = {"format_version", "ece", "nll", "tta"}
+        missing = required - set(data)
+        unknown = set(data) - required - optional
+        if missing or unknown:
+            raise InvalidArgumentError(
+                f"Evaluation report keys do not match: missing {sorted(missing)}, unknown "
+                f"{sorted(unknown)}. Expected {sorted(required)} and optionally "
+                f"{sorted(optional)}."
+            )
+        try:
+            labels = tuple(str(name) for name in data["labels"])
+            num_classes = len(labels)
+            matrix = tuple(tuple(int(v) for v in row) for row in data["confusion_matrix"])
+            normalized = tuple(
+                tuple(float(v) for v in row) for row in data["confusion_matrix_normalized"]
+            )
+            per_class_data = data["per_class"]
+            per_class = {
+                name: ClassMetrics(
+                    precision=float(per_class_data[name]["precision"]),
+                    recall=float(per_class_data[name]["recall"]),
+                    f1=float(per_class_data[name]["f1"]),
+                    support=int(per_class_data[name]["support"]),
+                )
+                for name in labels
+            }
+            ece = None if data.get("ece") is None else float(data["ece"])
+            nll = None if data.get("nll") is None else float(data["nll"])
+            tta = None if data.get("tta") is None else str(data["tta"])
+            report = cls(
+                labels=labels,
+                num_samples=int(data["num_samples"]),
+                accuracy=float(data["accuracy"]),
+                balanced_accuracy=float(data["balanced_accuracy"]),
+                macro_f1=float(data["macro_f1"]),
+                weighted_f1=float(data["weighted_f1"]),
+                per_class=per_class,
+                confusion_matrix=matrix,
+                confusion_matrix_normalized=normalized,
+                ece=ece,
+                nll=nll,
+                tta=tta,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"Malformed evaluation report ({type(exc).__name__}: {exc}); pass the output "
+                "of EvaluationReport.to_dict()."
+            ) from None
+        if set(per_class_data) != set(labels):
+            raise InvalidArgumentError(
+                f"per_class has classes {sorted(per_class_data)} but labels are {list(labels)}."
+            )
+        for name, rows in (
+            ("confusion_matrix", matrix),
+            ("confusion_matrix_normalized", normalized),
+        ):
+            if len(rows) != num_classes or any(len(row) != num_classes for row in rows):
+                raise InvalidArgumentError(
+                    f"{name} must be {num_classes} x {num_classes} (one row and column per "
+                    f"label), got rows of lengths {[len(row) for row in rows]}."
+                )
+        return report
+
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the report as JSON, atomically (a crash never leaves a half-written file).
+
+        Args:
+            path: Destination file; its folder must exist.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> report = report_from_predictions([0, 1], [0, 0], labels=("a", "b"))
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     path = pathlib.Path(tmp) / "report.json"
+            ...     report.save_json(path)
+            ...     EvaluationReport.load_json(path) == report
+            True
+        """
+        destination = Path(path)
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        handle, temporary = tempfile.mkstemp(
+            dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, destination)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike[str]) -> EvaluationReport:
+        """Read a report written by :meth:`save_json`.
+
+        Args:
+            path: A JSON file.
+
+        Returns:
+            The report.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            MalformedDataError: If the file is not a valid report.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     path = pathlib.Path(tmp) / "r.json"
+            ...     report_from_predictions([0], [0], labels=("a", "b")).save_json(path)
+            ...     EvaluationReport.load_json(path).num_samples
+            1
+        """
+        source = Path(path)
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise MalformedDataError(
+                f"{source} is not valid JSON ({exc}); write reports with "
+                "EvaluationReport.save_json."
+            ) from None
+        try:
+            return cls.from_dict(data)
+        except InvalidArgumentError as exc:
+            raise MalformedDataError(f"{source} is not an evaluation report: {exc}") from None
+
+    def to_markdown(self) -> str:
+        """Render the headline metrics, the per-class table and the confusion matrix.
+
+        Returns:
+            GitHub-flavoured Markdown.
+
+        Example:
+            >>> report = report_from_predictions([0, 1], [0, 1], labels=("a", "b"))
+            >>> print(report.to_markdown().splitlines()[0])
+            Evaluation on 2 samples (TTA: not recorded)
+        """
+        tta = self.tta if self.tta is not None else "not recorded"
+        lines = [
+            f"Evaluation on {self.num_samples} samples (TTA: {tta})",
+            "",
+            "| metric | value |",
+            "|---|---:|",
+            f"| accuracy | {self.accuracy:.2%} |",
+            f"| balanced accuracy | {self.balanced_accuracy:.2%} |",
+            f"| macro F1 | {self.macro_f1:.4f} |",
+            f"| weighted F1 | {self.weighted_f1:.4f} |",
+        ]
+        if self.ece is not None:
+            lines.append(f"| ECE ({ECE_BINS} bins) | {self.ece:.4f} |")
+        if self.nll is not None:
+            lines.append(f"| NLL | {self.nll:.4f} |")
+        lines += ["", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        for name, m in self.per_class.items():
+            lines.append(
+                f"| {name} | {m.precision:.4f} | {m.recall:.4f} | {m.f1:.4f} | {m.support} |"
+            )
+        lines += [
+            "",
+            "Confusion matrix (rows: true class, columns: predicted class, counts):",
+            "",
+            "| true \\ predicted | " + " | ".join(self.labels) + " |",
+            "|---|" + "---:|" * len(self.labels),
+        ]
+        for name, row in zip(self.labels, self.confusion_matrix, strict=True):
+            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+        return "\n".join(lines) + "\n"
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def _as_label_array(name: str, values: object) -> npt.NDArray[np.int64]:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedInputError(
+            f"{name} must be a sequence of class indices, got {type(values).__name__} ({exc})."
+        ) from None
+    if array.ndim != 1:
+        raise InvalidArgumentError(
+            f"{name} must be one-dimensional (one class index per sample), got shape "
+            f"{array.shape}; pass class indices, not one-hot rows or probabilities."
+        )
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise InvalidArgumentError(
+            f"{name} must hold integer class indices, got dtype {array.dtype}; convert names "
+            "with emotionnet.emotion_to_index and probabilities with argmax first."
+        )
+    return array.astype(np.int64, copy=False)
+
+
+def _check_labels(labels: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(labels, str) or not all(isinstance(name, str) for name in labels):
+        raise InvalidArgumentError(
+            f"labels must be a sequence of class names, got {labels!r}; for example "
+            "emotionnet.EMOTIONS."
+        )
+    names = tuple(labels)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise InvalidArgumentError(
+            f"labels must be at least two unique class names, got {list(names)}."
+        )
+    return names
+
+
+def _check_range(name: str, values: npt.NDArray[np.int64], labels: tuple[str, ...]) -> None:
+    bad = values[(values < 0) | (values >= len(labels))]
+    if bad.size:
+        raise InvalidArgumentError(
+            f"{name} holds {bad.size} value(s) outside 0..{len(labels) - 1} (for example "
+            f"{int(bad[0])}); with {len(labels)} labels {list(labels)} every class index must "
+            "lie in that range."
+        )
+
+
+def _as_probabilities(
+    values: object, num_samples: int, num_classes: int | None
+) -> npt.NDArray[np.float64]:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    try:
+        proba = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedInputError(
+            f"y_proba must be an array of probabilities, got {type(values).__name__} ({exc})."
+        ) from None
+    expected = "num_classes" if num_classes is None else str(num_classes)
+    if (
+        proba.ndim != 2
+        or proba.shape[0] != num_samples
+        or (num_classes is not None and proba.shape[1] != num_classes)
+    ):
+        raise InvalidArgumentError(
+            f"y_proba must be shaped (num_samples, num_classes) = ({num_samples}, {expected}), "
+            f"got {proba.shape}."
+        )
+    if not np.isfinite(proba).all() or (proba < 0).any():
+        raise InvalidArgumentError(
+            "y_proba holds negative, NaN or infinite values; pass probabilities "
+            "(softmax of the logits), not logits."
+        )
+    sums = proba.sum(axis=1)
+    worst = int(np.abs(sums - 1.0).argmax())
+    if abs(float(sums[worst]) - 1.0) > _PROBA_SUM_TOLERANCE:
+        raise InvalidArgumentError(
+            f"The rows of y_proba must sum to 1, but row {worst} sums to {float(sums[worst]):g}; "
+            "apply softmax to logits first (or use emotionnet.metrics.predict_proba)."
+        )
+    # Renormalise the float rounding away so log_loss sees exact distributions.
+    normalized: npt.NDArray[np.float64] = proba / sums[:, None]
+    return normalized
+
+
+def expected_calibration_error(
+    y_true: Sequence[int] | npt.ArrayLike | torch.Tensor,
+    y_proba: npt.ArrayLike | torch.Tensor,
+    *,
+    n_bins: int = ECE_BINS,
+) -> float:
+    """Top-label expected calibration error (Guo et al., 2017).
+
+    Each sample's confidence is its largest probability and it counts as correct when that
+    class (the first one on ties) is the true one. Samples are put into ``n_bins`` equal-width
+    bins ``((m - 1) / n_bins, m / n_bins]`` by confidence (a confidence of exactly 0 goes to
+    the first bin), and ``ECE = sum_m |B_m| / N * |accuracy(B_m) - mean confidence(B_m)|``.
+    0 is perfect calibration; 1 is always fully confident and always wrong.
+
+    Args:
+        y_true: True class indices, shape ``(N,)``.
+        y_proba: Class probabilities, shape ``(N, C)``; rows sum to 1.
+        n_bins: Number of confidence bins.
+
+    Returns:
+        The ECE in ``[0, 1]``.
+
+    Raises:
+        InvalidArgumentError: If the shapes disagree, labels are out of range, the rows are not
+            probabilities, or ``n_bins < 1``.
+
+    Example:
+        >>> expected_calibration_error([0, 0, 1, 1], [[0.75, 0.25]] * 4)
+        0.25
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise InvalidArgumentError(f"n_bins must be a positive integer, got {n_bins!r}.")
+    targets = _as_label_array("y_true", y_true)
+    if targets.size == 0:
+        raise InvalidArgumentError("y_true is empty; the ECE needs at least one sample.")
+    proba = _as_probabilities(y_proba, targets.size, None)
+    _check_range("y_true", targets, tuple(str(i) for i in range(proba.shape[1])))
+    return _ece(targets, proba, n_bins)
+
+
+def _ece(targets: npt.NDArray[np.int64], proba: npt.NDArray[np.float64], n_bins: int) -> float:
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == targets).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    # |B_m|/N * |acc_m - conf_m| == |sum of correct in B_m - sum of confidence in B_m| / N
+    correct_sum = np.bincount(bins, weights=correct, minlength=n_bins)
+    confidence_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
+    return float(np.abs(correct_sum - confidence_sum).sum() / targets.size)
+
+
+def report_from_predictions(
+    y_true: Sequence[int] | npt.ArrayLike | torch.Tensor,
+    y_pred: Sequence[int] | npt.ArrayLike | torch.Tensor,
+    y_proba: npt.ArrayLike | torch.Tensor | None = None,
+    *,
+    labels: Sequence[str] = EMOTIONS,
+    tta: str | None = None,
+) -> EvaluationReport:
+    """Compute an :class:`EvaluationReport` from true and predicted class indices.
+
+    Accuracy, balanced accuracy, precision/recall/F1/support (``zero_division=0``), the macro
+    and weighted F1 and the confusion matrices come from scikit-learn with
+    ``labels=range(len(labels))``, so classes missing from the targets or the predictions
+    still get a row. The ECE and NLL need ``y_proba``.
+
+    Args:
+        y_true: True class indices, shape ``(N,)`` (list, numpy array or tensor).
+        y_pred: Predicted class indices, shape ``(N,)``.
+        y_proba: Optional class probabilities, shape ``(N, len(labels))``, rows summing to 1.
+        labels: Class names, position = class index.
+        tta: Recorded in the report as the test-time augmentation used.
+
+    Returns:
+        The report.
+
+    Raises:
+        InvalidArgumentError: If the inputs are empty, differ in length, hold class indices
+            outside ``range(len(labels))``, or ``y_proba`` is not a probability matrix.
+        UnsupportedInputError: If an input cannot be read as an array.
+
+    Example:
+        >>> report = report_from_predictions([0, 1, 2, 2], [0, 2, 2, 2], labels=("a", "b", "c"))
+        >>> report.accuracy, report.balanced_accuracy
+        (0.75, 0.6666666666666666)
+        >>> report.per_class["c"]
+        ClassMetrics(precision=0.6666666666666666, recall=1.0, f1=0.8, support=2)
+    """
+    # scikit-learn loads SciPy: import it when metrics are computed, not with emotionnet.
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        log_loss,
+        precision_recall_fscore_support,
+    )
+
+    names = _check_labels(labels)
+    targets = _as_label_array("y_true", y_true)
+    predictions = _as_label_array("y_pred", y_pred)
+    if targets.size != predictions.size:
+        raise InvalidArgumentError(
+            f"y_true and y_pred differ in length ({targets.size} vs {predictions.size}); pass "
+            "one prediction per sample."
+        )
+    if targets.size == 0:
+        raise InvalidArgumentError("y_true and y_pred are empty; evaluate at least one sample.")
+    _check_range("y_true", targets, names)
+    _check_range("y_pred", predictions, names)
+    proba = None if y_proba is None else _as_probabilities(y_proba, targets.size, len(names))
+
+    label_ids = list(range(len(names)))
+    with warnings.catch_warnings():
+        # Documented behaviour, not problems: classes absent from y_true are left out of the
+        # balanced accuracy, and a single class present is fine since labels= fixes the shape.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found")
+        accuracy = float(accuracy_score(targets, predictions))
+        balanced = float(balanced_accuracy_score(targets, predictions))
+        precision, recall, f1, support = precision_recall_fscore_support(
+            targets, predictions, labels=label_ids, zero_division=0
+        )
+        macro_f1 = float(
+            f1_score(targets, predictions, labels=label_ids, average="macro", zero_division=0)
+        )
+        weighted_f1 = float(
+            f1_score(targets, predictions, labels=label_ids, average="weighted", zero_division=0)
+        )
+        counts = confusion_matrix(targets, predictions, labels=label_ids)
+        normalized = confusion_matrix(targets, predictions, labels=label_ids, normalize="true")
+        nll = None if proba is None else float(log_loss(targets, proba, labels=label_ids))
+    return EvaluationReport(
+        labels=names,
+        num_samples=int(targets.size),
+        accuracy=accuracy,
+        balanced_accuracy=balanced,
+        macro_f1=macro_f1,
+        weighted_f1=weighted_f1,
+        per_class={
+            name: ClassMetrics(
+                precision=float(precision[i]),
+                recall=float(recall[i]),
+                f1=float(f1[i]),
+                support=int(support[i]),
+            )
+            for i, name in enumerate(names)
+        },
+        confusion_matrix=tuple(tuple(int(v) for v in row) for row in counts),
+        confusion_matrix_normalized=tuple(tuple(float(v) for v in row) for row in normalized),
+        ece=None if proba is None else _ece(targets, proba, ECE_BINS),
+        nll=nll,
+        tta=tta,
+    )
+
+
+def evaluate(
+    model: nn.Module,
+    data: object,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    tta: bool | str = False,
+    mean: float | Sequence[float] = FER2013_MEAN,
+    std: float | Sequence[float] = FER2013_STD,
+    labels: Sequence[str] = EMOTIONS,
+    progress: bool = False,
+) -> EvaluationReport:
+    """Evaluate a classifier on a labelled data set.
+
+    The data goes through :func:`emotionnet.data.as_tensors`, the model through
+    :func:`predict_logits`; predictions are the argmax of the (TTA-averaged) probabilities.
+
+    Args:
+        model: A module mapping ``float`` ``N x 1 x H x W`` input to ``N x len(labels)`` logits.
+        data: A :class:`~emotionnet.FER2013` split, an ``(images, targets)`` pair of tensors or
+            arrays, or a data set yielding ``(image, label)``.
+        batch_size: Images per forward pass.
+        device: Where to run (``None``: the model's device; otherwise the model is moved).
+        tta: ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"`` or ``"ten_crop"``.
+        mean: Normalisation mean on the 0..1 scale.
+        std: Normalisation standard deviation on the 0..1 scale.
+        labels: Class names, position = class index; the model must output one logit each.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The :class:`EvaluationReport`, with ECE and NLL and the TTA mode recorded.
+
+    Raises:
+        InvalidArgumentError: If the data holds unlabelled samples (target ``-1``) or labels
+            outside ``range(len(labels))``, or the model outputs another number of classes.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+        >>> images = torch.randint(0, 256, (8, 48, 48), dtype=torch.uint8)
+        >>> targets = torch.tensor([0, 1, 2, 3, 4, 5, 6, 3])
+        >>> report = evaluate(model, (images, targets), tta="flip")
+        >>> report.num_samples, report.tta
+        (8, 'flip')
+    """
+    mode = _resolve_tta(tta)
+    names = _check_labels(labels)
+    images, targets = as_tensors(data)
+    target_array = _as_label_array("targets", targets)
+    unlabelled = int((target_array == -1).sum())
+    if unlabelled:
+        raise InvalidArgumentError(
+            f"{unlabelled} of {target_array.size} samples have no label (target -1), so they "
+            "cannot be evaluated; use a labelled split such as 'public_test' or "
+            "'private_test', or drop the unlabelled samples."
+        )
+    _check_range("targets", target_array, names)
+    logits = predict_logits(
+        model,
+        images,
+        batch_size=batch_size,
+        device=device,
+        tta=mode,
+        mean=mean,
+        std=std,
+        progress=progress,
+    )
+    if logits.shape[1] != len(names):
+        raise InvalidArgumentError(
+            f"The model outputs {logits.shape[1]} logits per image but {len(names)} labels "
+            f"were given ({list(names)}); pass labels matching the model's classes."
+        )
+    proba = logits.softmax(dim=1)
+    return report_from_predictions(target_array, proba.argmax(dim=1), proba, labels=names, tta=mode)
+
+
+# --------------------------------------------------------------------------------------------
+# Plotting
+# --------------------------------------------------------------------------------------------
+
+
+def plot_confusion_matrix(
+    report_or_matrix: EvaluationReport | npt.ArrayLike | torch.Tensor,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    normalize: bool = True,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    cmap: str = "Blues",
+) -> Figure:
+    """Draw a confusion matrix as an annotated heat map, optionally saved to an image file.
+
+    Uses :class:`matplotlib.figure.Figure` directly (no pyplot), so it works without a
+    display and leaves pyplot's global state alone.
+
+    Args:
+        report_or_matrix: An :class:`EvaluationReport` or a square ``C x C`` count matrix
+            (rows: true class, columns: predicted class).
+        path: If given, the figure is saved there (format from the suffix, PNG by default).
+        normalize: Show row-normalised fractions (per-class recall on the diagonal) instead of
+            counts. Rows with no samples show zeros.
+        labels: Class names; defaults to the report's labels, or :data:`~emotionnet.EMOTIONS`
+            for a 7 x 7 matrix, or ``0..C-1``.
+        title: Figure title; defaults to one naming the accuracy when a report is given.
+        cmap: Matplotlib colour map name.
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        MissingDependencyError: If matplotlib is not installed.
+        InvalidArgumentError: If the matrix is not square and non-negative, or ``labels`` has
+            the wrong length.
+
+    Example:
+        >>> figure = plot_confusion_matrix([[5, 1], [2, 4]], labels=["yes", "no"])
+        >>> [label.get_text() for label in figure.axes[0].get_xticklabels()]
+        ['yes', 'no']
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "plot_confusion_matrix needs matplotlib, which is not installed; install it with "
+            'pip install "emotionnet[plot]".'
+        ) from exc
+
+    accuracy: float | None = None
+    if isinstance(report_or_matrix, EvaluationReport):
+        counts = np.asarray(report_or_matrix.confusion_matrix, dtype=np.float64)
+        default_labels: tuple[str, ...] = report_or_matrix.labels
+        accuracy = report_or_matrix.accuracy
+    else:
+        source = report_or_matrix
+        if isinstance(source, torch.Tensor):
+            source = source.detach().cpu().numpy()
+        try:
+            counts = np.asarray(source, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedInputError(
+                f"Expected an EvaluationReport or a square matrix, got "
+                f"{type(report_or_matrix).__name__} ({exc})."
+            ) from None
+        size = counts.shape[0] if counts.ndim else 0
+        default_labels = EMOTIONS if size == len(EMOTIONS) else tuple(str(i) for i in range(size))
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
+        raise InvalidArgumentError(
+            f"A confusion matrix must be square (C x C), got shape {counts.shape}."
+        )
+    if not np.isfinite(counts).all() or (counts < 0).any():
+        raise InvalidArgumentError("A confusion matrix holds non-negative finite values only.")
+    names = default_labels if labels is None else _check_labels(labels)
+    if len(names) != counts.shape[0]:
+        raise InvalidArgumentError(
+            f"Got {len(names)} labels for a {counts.shape[0]} x {counts.shape[0]} matrix; pass "
+            "one name per row."
+        )
+
+    if normalize:
+        row_sums = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
+    else:
+        values = counts
+    is_integral = not normalize and bool(np.all(values == np.round(values)))
+
+    size_inches = max(4.0, 0.75 * len(names) + 2.0)
+    figure = Figure(figsize=(size_inches + 1.0, size_inches), layout="constrained")
+    axes = figure.add_subplot()
+    vmax = 1.0 if normalize else max(float(values.max()), 1.0)
+    image = axes.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    ticks = list(range(len(names)))
+    axes.set_xticks(ticks, labels=list(names), rotation=45, ha="right", rotation_mode="anchor")
+    axes.set_yticks(ticks, labels=list(names))
+    axes.set_xlabel("Predicted class")
+    axes.set_ylabel("True class")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            value = values[i, j]
+            text = f"{int(value)}" if is_integral else f"{value:.2f}"
+            colour = "white" if value > vmax / 2 else "black"
+            axes.text(j, i, text, ha="center", va="center", color=colour, fontsize=8)
+    if title is None:
+        kind = "row-normalised" if normalize else "counts"
+        title = f"Confusion matrix ({kind})"
+        if accuracy is not None:
+            title += f", accuracy {accuracy:.2%}"
+    axes.set_title(title)
+    if path is not None:
+        figure.savefig(Path(path), dpi=150)
+    return figure

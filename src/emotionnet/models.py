@@ -1,0 +1,559 @@
+"""ResNet18 for 48x48 grayscale faces, and the config that travels with its weights.
+
+:func:`resnet18_emotion` returns a plain torchvision :class:`~torchvision.models.ResNet`
+whose layer names (``conv1``, ``bn1``, ``layer1`` .. ``layer4``, ``fc``) and state-dict keys
+are exactly torchvision's, so ImageNet weights and any ``resnet18`` tooling apply. Only the
+stem changes with the input size in mind (:data:`STEMS`):
+
+=============  ================================  =========  ==================
+stem           first layers                      final map  multiply-adds
+=============  ================================  =========  ==================
+``imagenet``   conv 7x7 stride 2 + max-pool 3x3  2x2        0.09 G (1x)
+``middle``     conv 3x3 stride 2, no max-pool    3x3        0.31 G (3.3x)
+``small``      conv 3x3 stride 1, no max-pool    6x6        1.25 G (13x)
+=============  ================================  =========  ==================
+
+(per 48x48 image). :class:`ModelConfig` holds what is needed to rebuild the
+model and feed it (stem, classes, input size, mean/std, label names); it is saved as
+``config.json`` next to the weights.
+
+Example:
+    >>> import torch
+    >>> from emotionnet.models import ModelConfig, build_model
+    >>> model = build_model(ModelConfig(stem="middle"))
+    >>> model.eval()(torch.zeros(2, 1, 48, 48)).shape
+    torch.Size([2, 7])
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import ResNet, ResNet18_Weights, resnet18
+
+from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
+from .labels import EMOTIONS, NUM_CLASSES
+from .preprocessing import FER2013_MEAN, FER2013_STD, IMAGE_SIZE
+
+__all__ = [
+    "ARCHITECTURES",
+    "STEMS",
+    "ModelConfig",
+    "build_model",
+    "resnet18_emotion",
+]
+
+STEMS: Final[tuple[str, ...]] = ("imagenet", "small", "middle")
+"""Valid values of the ``stem`` argument, see the module docstring."""
+
+ARCHITECTURES: Final[tuple[str, ...]] = ("resnet18",)
+"""Valid values of :attr:`ModelConfig.architecture`."""
+
+CONFIG_FILENAME: Final[str] = "config.json"
+
+_IMAGENET_WEIGHTS: Final = ResNet18_Weights.IMAGENET1K_V1
+_STRIP_PREFIXES: Final[tuple[str, ...]] = ("module.", "_orig_mod.")
+
+
+class _InputDropout:
+    """Forward pre-hook applying dropout to a module's input while it trains.
+
+    A hook rather than an ``nn.Dropout`` layer keeps the state-dict keys torchvision's.
+    A class rather than a closure keeps the model picklable and deep-copyable.
+    """
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def __call__(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+        return (F.dropout(args[0], self.p, module.training),)
+
+
+def _check_positive_int(name: str, value: object, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}; {hint}.")
+    return value
+
+
+def _check_stem(stem: object) -> str:
+    if stem not in STEMS:
+        raise InvalidArgumentError(
+            f"Unknown value {stem!r} for argument stem. Valid values are {set(STEMS)}."
+        )
+    return str(stem)
+
+
+def _check_dropout(dropout: object) -> float:
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, (int, float))
+        or not 0.0 <= dropout < 1.0
+    ):
+        raise InvalidArgumentError(
+            f"dropout must be a probability in [0, 1), got {dropout!r}; use 0.0 to disable it."
+        )
+    return float(dropout)
+
+
+def _imagenet_cache_file() -> Path:
+    name = Path(urlparse(_IMAGENET_WEIGHTS.url).path).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def _load_imagenet_state_dict(progress: bool) -> dict[str, torch.Tensor]:
+    cache_file = _imagenet_cache_file()
+    url = _IMAGENET_WEIGHTS.url
+    cached = cache_file.is_file()
+    try:
+        state: dict[str, torch.Tensor] = _IMAGENET_WEIGHTS.get_state_dict(
+            progress=progress, check_hash=True, weights_only=True
+        )
+    except (OSError, http.client.HTTPException, RuntimeError) as exc:
+        if cached:
+            raise ModelLoadError(
+                f"The cached ImageNet weights at {cache_file} could not be read ({exc}); "
+                "delete the file so it downloads again, or replace it with a copy of "
+                f"{url}."
+            ) from exc
+        raise WeightsNotFoundError(
+            f"ImageNet ResNet18 weights are not cached at {cache_file} and could not be "
+            f"downloaded from {url} ({exc}). On a machine without network access, download "
+            f"that file elsewhere and copy it to {cache_file} (the cache folder is "
+            "$TORCH_HOME/hub/checkpoints, with TORCH_HOME defaulting to ~/.cache/torch)."
+        ) from exc
+    return state
+
+
+def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Adapt RGB first-conv kernels to ``in_chans`` input channels, as timm does.
+
+    One channel sums the RGB kernels, so a gray image ``g`` (seen by the RGB network as
+    ``(g, g, g)``) gets the same response. Other counts repeat the kernels and rescale so the
+    response to a constant image is kept.
+    """
+    if in_chans == 3:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = math.ceil(in_chans / 3)
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (3.0 / in_chans)
+
+
+def _resize_kernel(weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize conv kernels, keeping each filter's response to a flat image (its sum)."""
+    if tuple(weight.shape[-2:]) == size:
+        return weight
+    resized = F.interpolate(
+        weight.float(), size=size, mode="bilinear", align_corners=False, antialias=True
+    )
+    old_area = weight.shape[-2] * weight.shape[-1]
+    return (resized * (old_area / (size[0] * size[1]))).to(weight.dtype)
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    result = dict(state)
+    for prefix in _STRIP_PREFIXES:
+        if result and all(key.startswith(prefix) for key in result):
+            result = {key[len(prefix) :]: value for key, value in result.items()}
+    return result
+
+
+def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"No weights file at {path}; pass weights='imagenet', None, or the path of a "
+            ".safetensors or .pt state dict."
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            loaded: object = load_file(str(path), device="cpu")
+        else:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors, pickle and zip errors have no common base class
+        raise ModelLoadError(
+            f"Could not read weights from {path}: {exc}. Expected a safetensors file or a "
+            "state dict saved with torch.save (weights_only loadable)."
+        ) from exc
+    # A training checkpoint written by emotionnet.training holds the weights under "model".
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        loaded = loaded["model"]
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise ModelLoadError(
+            f"{path} does not hold a state dict (a mapping of names to tensors); got "
+            f"{type(loaded).__name__}."
+        )
+    return _strip_prefixes(loaded)
+
+
+def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in set(expected) & set(state)
+        if state[key].shape != expected[key].shape
+    )
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mis-shaped (file vs model)", mismatched),
+        ):
+            if items:
+                more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+                parts.append(f"{label}: {', '.join(items[:5])}{more}")
+        raise ModelLoadError(
+            f"The weights from {source} do not fit this model ({'; '.join(parts)}). Build "
+            "the model with the stem, num_classes and in_chans the weights were trained with "
+            "(see the config.json saved next to them)."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _apply_imagenet_weights(model: ResNet, in_chans: int, progress: bool) -> None:
+    state = _load_imagenet_state_dict(progress)
+    own = model.state_dict()
+    conv1 = _adapt_input_conv(state["conv1.weight"], in_chans)
+    state["conv1.weight"] = _resize_kernel(conv1, tuple(own["conv1.weight"].shape[-2:]))
+    if state["fc.weight"].shape != own["fc.weight"].shape:
+        # A new head for the emotion classes: keep torchvision's fresh initialisation.
+        state["fc.weight"] = own["fc.weight"]
+        state["fc.bias"] = own["fc.bias"]
+    _load_strict(model, state, f"torchvision's {_IMAGENET_WEIGHTS}")
+
+
+def resnet18_emotion(
+    *,
+    num_classes: int = NUM_CLASSES,
+    in_chans: int = 1,
+    stem: str = "middle",
+    weights: str | os.PathLike[str] | None = None,
+    dropout: float = 0.0,
+    progress: bool = True,
+) -> ResNet:
+    """Build a torchvision ResNet18 for small grayscale face images.
+
+    The model takes a normalised ``float`` batch ``N x in_chans x H x W`` (48x48 for
+    FER2013, see :func:`emotionnet.preprocessing.normalize`) and returns logits
+    ``N x num_classes``.
+
+    With ``weights="imagenet"`` the torchvision ``ResNet18_Weights.IMAGENET1K_V1`` weights are
+    loaded through torchvision's weights API (downloaded once into
+    ``$TORCH_HOME/hub/checkpoints``). The RGB first-conv kernels are summed for one input
+    channel (timm's ``adapt_input_conv`` rule). For the ``"small"`` and ``"middle"`` stems,
+    whose first conv is 3x3, the 7x7 kernels are resized to 3x3 (antialiased bilinear) and
+    rescaled so each filter keeps its sum, so the pretrained ``bn1`` statistics still fit its
+    output. ``fc`` is freshly initialised unless ``num_classes`` is 1000.
+
+    Args:
+        num_classes: Number of output logits.
+        in_chans: Number of input channels (1 for grayscale).
+        stem: One of :data:`STEMS`: ``"imagenet"``, ``"small"`` or ``"middle"``.
+        weights: ``None`` for random initialisation, ``"imagenet"``, or the path of a
+            ``.safetensors`` or ``.pt``/``.pth`` state dict for exactly this model (an
+            emotionnet training checkpoint works too). Loading is strict.
+        dropout: Dropout probability applied to the pooled features before ``fc`` while
+            training. It adds no parameters, so the state-dict keys stay torchvision's.
+        progress: Show a download progress bar for ``"imagenet"``.
+
+    Returns:
+        A :class:`torchvision.models.ResNet`.
+
+    Raises:
+        InvalidArgumentError: If ``stem``, ``num_classes``, ``in_chans`` or ``dropout`` is
+            invalid.
+        WeightsNotFoundError: If the weights file is missing, or the ImageNet weights are not
+            cached and cannot be downloaded (the message names the cache file to place).
+        ModelLoadError: If the weights cannot be read or do not fit the model.
+
+    Example:
+        >>> import torch
+        >>> model = resnet18_emotion(stem="small", dropout=0.2).eval()
+        >>> model(torch.zeros(1, 1, 48, 48)).shape
+        torch.Size([1, 7])
+        >>> model.conv1
+        Conv2d(1, 64, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)
+    """
+    num_classes = _check_positive_int(
+        "num_classes", num_classes, "pass the number of emotion classes, e.g. 7"
+    )
+    in_chans = _check_positive_int("in_chans", in_chans, "pass 1 for grayscale or 3 for RGB")
+    stem = _check_stem(stem)
+    dropout = _check_dropout(dropout)
+
+    model = resnet18(num_classes=num_classes)
+    if stem != "imagenet" or in_chans != 3:
+        if stem == "imagenet":
+            model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        else:
+            stride = 1 if stem == "small" else 2
+            model.conv1 = nn.Conv2d(in_chans, 64, 3, stride=stride, padding=1, bias=False)
+            model.maxpool = nn.Identity()
+        # torchvision initialises its convs in ResNet.__init__; the new conv1 gets the same rule.
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+
+    if isinstance(weights, str) and weights == "imagenet":
+        _apply_imagenet_weights(model, in_chans, progress)
+    elif weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise InvalidArgumentError(
+                f"weights must be None, 'imagenet' or a path to a state dict, got {weights!r}."
+            )
+        path = Path(weights)
+        _load_strict(model, _read_state_dict_file(path), str(path))
+
+    if dropout > 0.0:
+        model.fc.register_forward_pre_hook(_InputDropout(dropout))
+    return model
+
+
+def _as_float_tuple(name: str, value: object) -> tuple[float, ...]:
+    items = (value,) if isinstance(value, (int, float)) else value
+    if (
+        not isinstance(items, Sequence)
+        or isinstance(items, str)
+        or not items
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+    ):
+        raise InvalidArgumentError(
+            f"{name} must be a non-empty sequence of numbers (one per channel), got {value!r}."
+        )
+    return tuple(float(v) for v in items)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and feed it, saved as ``config.json``.
+
+    Attributes:
+        architecture: Network family; only ``"resnet18"`` for now.
+        stem: One of :data:`STEMS`.
+        num_classes: Number of output logits.
+        in_chans: Number of input channels.
+        input_size: Side of the square input image in pixels.
+        mean: Per-channel mean on the 0..1 scale used by :func:`~emotionnet.normalize`.
+        std: Per-channel standard deviation on the 0..1 scale.
+        labels: Class names, index ``i`` naming logit ``i``.
+        dropout: Dropout before the classifier during training.
+
+    Example:
+        >>> config = ModelConfig(stem="small")
+        >>> ModelConfig.from_dict(config.to_dict()) == config
+        True
+        >>> config.to_dict()["labels"][:2]
+        ['angry', 'disgust']
+    """
+
+    architecture: str = "resnet18"
+    stem: str = "middle"
+    num_classes: int = NUM_CLASSES
+    in_chans: int = 1
+    input_size: int = IMAGE_SIZE
+    mean: tuple[float, ...] = (FER2013_MEAN,)
+    std: tuple[float, ...] = (FER2013_STD,)
+    labels: tuple[str, ...] = EMOTIONS
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise InvalidArgumentError(
+                f"Unknown value {self.architecture!r} for architecture. Valid values are "
+                f"{set(ARCHITECTURES)}."
+            )
+        _check_stem(self.stem)
+        _check_positive_int("num_classes", self.num_classes, "e.g. 7 for FER2013")
+        _check_positive_int("in_chans", self.in_chans, "1 for grayscale, 3 for RGB")
+        _check_positive_int("input_size", self.input_size, "48 for FER2013")
+        _check_dropout(self.dropout)
+        mean = _as_float_tuple("mean", self.mean)
+        std = _as_float_tuple("std", self.std)
+        if len(mean) != self.in_chans or len(std) != self.in_chans:
+            raise InvalidArgumentError(
+                f"mean {mean} and std {std} need one value per input channel "
+                f"(in_chans={self.in_chans})."
+            )
+        if any(s <= 0 for s in std):
+            raise InvalidArgumentError(f"std values must be positive, got {std}.")
+        if isinstance(self.labels, str) or not all(isinstance(x, str) for x in self.labels):
+            raise InvalidArgumentError(
+                f"labels must be a sequence of class names, got {self.labels!r}."
+            )
+        labels = tuple(self.labels)
+        if len(labels) != self.num_classes:
+            raise InvalidArgumentError(
+                f"labels has {len(labels)} names but num_classes is {self.num_classes}; "
+                "give one name per class."
+            )
+        # Lists from JSON become tuples so configs compare, hash and stay immutable.
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "dropout", float(self.dropout))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of the fields (tuples become lists).
+
+        Returns:
+            A dict that :meth:`from_dict` turns back into an equal config.
+
+        Example:
+            >>> ModelConfig().to_dict()["stem"]
+            'middle'
+        """
+        return {
+            "architecture": self.architecture,
+            "stem": self.stem,
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "labels": list(self.labels),
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Build a config from a dict such as :meth:`to_dict` returns.
+
+        Missing keys take their defaults.
+
+        Args:
+            data: Field names to values.
+
+        Returns:
+            The config.
+
+        Raises:
+            InvalidArgumentError: If ``data`` has unknown keys or invalid values.
+
+        Example:
+            >>> ModelConfig.from_dict({"stem": "small"}).stem
+            'small'
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError(
+                f"A model config must be a mapping of field names to values, got "
+                f"{type(data).__name__}."
+            )
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise InvalidArgumentError(
+                f"Unknown model config keys {unknown}; valid keys are {names}."
+            )
+        return cls(**dict(data))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the config as JSON.
+
+        Args:
+            path: A ``.json`` file, or a directory in which ``config.json`` is written
+                (created if needed).
+
+        Returns:
+            The path of the written file.
+
+        Example:
+            >>> import tempfile
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     written = ModelConfig().save(folder)
+            ...     ModelConfig.load(folder) == ModelConfig(), written.name
+            (True, 'config.json')
+        """
+        target = _config_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelConfig:
+        """Read a config written by :meth:`save`.
+
+        Args:
+            path: A ``.json`` file, or a directory holding ``config.json``.
+
+        Returns:
+            The config.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            InvalidArgumentError: If the file is not valid JSON or has unknown keys or
+                invalid values.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     _ = pathlib.Path(folder, "config.json").write_text('{"stem": "small"}')
+            ...     ModelConfig.load(folder).stem
+            'small'
+        """
+        target = _config_path(path)
+        try:
+            data = json.loads(target.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"{target} is not valid JSON: {exc}.") from exc
+        return cls.from_dict(data)
+
+
+def _config_path(path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    return target if target.suffix == ".json" else target / CONFIG_FILENAME
+
+
+def build_model(
+    config: ModelConfig,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> nn.Module:
+    """Build the model a :class:`ModelConfig` describes.
+
+    Args:
+        config: The model config.
+        weights: As for :func:`resnet18_emotion`.
+        progress: Show a download progress bar for ImageNet weights.
+
+    Returns:
+        The model, in training mode.
+
+    Raises:
+        InvalidArgumentError: If ``config`` is not a :class:`ModelConfig`.
+        WeightsNotFoundError: See :func:`resnet18_emotion`.
+        ModelLoadError: See :func:`resnet18_emotion`.
+
+    Example:
+        >>> build_model(ModelConfig(stem="imagenet")).conv1.kernel_size
+        (7, 7)
+    """
+    if not isinstance(config, ModelConfig):
+        raise InvalidArgumentError(
+            f"build_model expects a ModelConfig, got {type(config).__name__}; load one with "
+            "ModelConfig.load(path) or ModelConfig.from_dict(d)."
+        )
+    model: nn.Module = resnet18_emotion(
+        num_classes=config.num_classes,
+        in_chans=config.in_chans,
+        stem=config.stem,
+        weights=weights,
+        dropout=config.dropout,
+        progress=progress,
+    )
+    return model

@@ -1,0 +1,1828 @@
+"""Train emotion classifiers: :class:`TrainConfig`, :class:`Trainer`, :class:`History`.
+
+The trainer takes a model and two data sets (anything :func:`emotionnet.data.as_tensors`
+reads), and runs a plain PyTorch loop with everything a FER2013 recipe needs: SGD (Nesterov)
+or AdamW, warm-up + cosine, one-cycle or plateau schedules, label smoothing, class weights,
+mixup/cutmix, gradient clipping, bf16 autocast and ``channels_last`` on CUDA, validation
+every epoch, best-checkpoint selection, early stopping and exact resume.
+
+Data path:
+    Images stay ``uint8`` until a batch is built. A batch is built the same way everywhere:
+    the epoch's permutation is sliced, the images are augmented by
+    :func:`~emotionnet.augmentation.augment_batch`, normalised, and optionally mixed by
+    :func:`~emotionnet.augmentation.mix_batch`. On CUDA the whole training set lives on the
+    GPU and batches are built there (a DataLoader feeding 48x48 images would be the
+    bottleneck); on the CPU the same batch builder runs in DataLoader worker processes
+    (``num_workers > 0``) or in the training loop. Every random choice of batch ``b`` in
+    epoch ``e`` on rank ``r`` comes from a generator seeded with ``(seed, e, r, b)``, so the
+    result does not depend on the number of workers or on where the batch was built.
+
+Checkpoints (``checkpoint_dir``):
+    ``last.ckpt`` (resume state, see :func:`load_checkpoint`), ``best.safetensors`` (the
+    weights with the best monitored metric), ``config.json`` (the
+    :class:`~emotionnet.models.ModelConfig`, when given), ``train_config.json``,
+    ``history.json`` and ``history.csv``. Every file is written to a temporary file in the
+    same folder, flushed to disk and renamed over the old one, so a kill at any moment leaves
+    the previous version intact.
+
+Distributed training:
+    Started with ``torchrun``, the trainer reads ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``,
+    initialises the process group (NCCL on CUDA, Gloo on the CPU), wraps the model in
+    :class:`~torch.nn.parallel.DistributedDataParallel` and gives each rank its share of the
+    epoch's permutation (padded to equal length, as ``DistributedSampler`` does).
+    ``batch_size`` is per process. Validation runs on rank 0 and its metrics are broadcast;
+    only rank 0 writes files, logs and shows progress bars.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from emotionnet.training import TrainConfig, Trainer
+    >>> images = torch.randint(0, 256, (32, 48, 48), dtype=torch.uint8)
+    >>> targets = torch.arange(32) % 7
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+    >>> config = TrainConfig(max_epochs=2, batch_size=16, lr=0.01, progress=False)
+    >>> history = Trainer(model, (images, targets), (images, targets), config).fit()
+    >>> len(history), sorted(history[-1])[:3]
+    (2, ['epoch', 'images_per_sec', 'lr'])
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import IO, Any, Final, Literal, cast
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .augmentation import AugmentConfig, augment_batch, mix_batch
+from .errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    UnsupportedInputError,
+)
+from .labels import EMOTIONS
+from .models import ModelConfig
+from .preprocessing import FER2013_MEAN, FER2013_STD, normalize
+
+__all__ = [
+    "AMP_MODES",
+    "HISTORY_COLUMNS",
+    "MONITORS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Callback",
+    "History",
+    "TrainConfig",
+    "Trainer",
+    "load_checkpoint",
+    "read_config_file",
+]
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS: Final[tuple[str, ...]] = ("sgd", "adamw")
+"""Valid values of :attr:`TrainConfig.optimizer`."""
+
+SCHEDULES: Final[tuple[str, ...]] = ("cosine", "onecycle", "plateau", "constant")
+"""Valid values of :attr:`TrainConfig.schedule`."""
+
+AMP_MODES: Final[tuple[str, ...]] = ("auto", "bf16", "fp16", "off")
+"""Valid values of :attr:`TrainConfig.amp`."""
+
+MONITORS: Final[dict[str, str]] = {
+    "val_accuracy": "max",
+    "val_macro_f1": "max",
+    "val_loss": "min",
+    "train_loss": "min",
+}
+"""Metrics :attr:`TrainConfig.monitor` can select, with the direction that is better."""
+
+HISTORY_COLUMNS: Final[tuple[str, ...]] = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_macro_f1",
+    "lr",
+    "images_per_sec",
+    "seconds",
+)
+"""Columns of each :class:`History` row (``val_*`` are ``None`` without a validation set)."""
+
+_MONITOR_ALIASES: Final[dict[str, str]] = {
+    "accuracy": "val_accuracy",
+    "macro_f1": "val_macro_f1",
+    "loss": "val_loss",
+}
+CHECKPOINT_FORMAT: Final[str] = "emotionnet.training-checkpoint"
+CHECKPOINT_VERSION: Final[int] = 1
+LAST_CHECKPOINT: Final[str] = "last.ckpt"
+BEST_WEIGHTS: Final[str] = "best.safetensors"
+# Differences in these settings are expected when resuming and not worth a warning.
+_RESUME_FREE_KEYS: Final[frozenset[str]] = frozenset(
+    {"checkpoint_dir", "progress", "num_workers", "device", "max_epochs", "compile"}
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _fail(name: str, value: object, expected: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{name} must be {expected}, got {value!r}.")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _choice(name: str, value: object, valid: Iterable[str]) -> str:
+    options = tuple(valid)
+    if value not in options:
+        raise InvalidArgumentError(
+            f"Unknown value {value!r} for argument {name}. Valid values are {set(options)}."
+        )
+    return str(value)
+
+
+def _toml_loads(text: str, source: Path) -> object:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib.loads(text)
+    try:  # pragma: no cover - Python 3.10 only
+        tomli = importlib.import_module("tomli")
+    except ModuleNotFoundError as exc:  # pragma: no cover
+        raise MissingDependencyError(
+            f"Reading {source} needs a TOML parser: Python 3.11+ has one built in; on "
+            "Python 3.10 run `pip install tomli`, or use a JSON config."
+        ) from exc
+    return cast(object, tomli.loads(text))  # pragma: no cover
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a dict.
+
+    TOML needs Python 3.11+ (``tomllib``) or the ``tomli`` package on 3.10.
+
+    Args:
+        path: A ``.json`` or ``.toml`` file.
+
+    Returns:
+        The parsed top-level table.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        InvalidArgumentError: If the suffix is neither ``.json`` nor ``.toml``, or the file
+            does not parse to a table.
+        MissingDependencyError: For TOML on Python 3.10 without ``tomli``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder, "train.json")
+        ...     _ = path.write_text('{"max_epochs": 3}')
+        ...     read_config_file(path)
+        {'max_epochs': 3}
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in (".json", ".toml"):
+        raise InvalidArgumentError(
+            f"Config file {target} has the suffix {target.suffix!r}; use a .json or .toml file."
+        )
+    text = target.read_text(encoding="utf-8")
+    data: object
+    try:
+        data = json.loads(text) if suffix == ".json" else _toml_loads(text, target)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise InvalidArgumentError(f"Could not parse {target}: {exc}.") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(
+            f"{target} must hold a table of settings, got {type(data).__name__}."
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run; JSON/TOML round-trippable.
+
+    Attributes:
+        max_epochs: Number of epochs.
+        batch_size: Images per optimizer step and process.
+        optimizer: ``"sgd"`` (with Nesterov momentum when ``momentum > 0``) or ``"adamw"``.
+        lr: Peak learning rate.
+        momentum: SGD momentum (ignored by AdamW).
+        weight_decay: Weight decay.
+        decay_norm_and_bias: Also decay 1-D parameters (norm weights, biases); off by default,
+            as in most ResNet recipes.
+        schedule: ``"cosine"`` (linear warm-up, then cosine to ``min_lr``), ``"onecycle"``
+            (:class:`~torch.optim.lr_scheduler.OneCycleLR`, warm-up fraction
+            ``warmup_epochs / max_epochs`` or 0.3 when ``warmup_epochs`` is 0),
+            ``"plateau"`` (linear warm-up, then the LR is multiplied by ``plateau_factor``
+            when the monitored metric has not improved for ``plateau_patience`` epochs) or
+            ``"constant"`` (linear warm-up, then ``lr``). Warm-up and cosine step per batch.
+        warmup_epochs: Length of the linear warm-up (may be fractional).
+        min_lr: Final LR of the cosine schedule, lower bound of the plateau schedule.
+        plateau_factor: LR factor of the plateau schedule.
+        plateau_patience: Epochs without improvement before the plateau schedule decays.
+        label_smoothing: Label smoothing of the cross-entropy loss.
+        class_weights: ``None``, a method name of
+            :func:`emotionnet.class_weights.compute_class_weights` (e.g. ``"balanced"``),
+            computed from the training labels, or one weight per class.
+        mixup_alpha: Mixup Beta parameter; 0 disables mixup.
+        cutmix_alpha: Cutmix Beta parameter; 0 disables cutmix.
+        mix_prob: Probability that a batch is mixed (when an alpha is positive).
+        mix_switch_prob: Probability of cutmix rather than mixup when both are enabled.
+        grad_clip: Maximum gradient norm, or ``None``.
+        seed: Seed of every random choice of the run (a non-negative integer).
+        device: ``"auto"`` (CUDA when available, else CPU), or a torch device string.
+        num_workers: DataLoader workers that build batches on the CPU; ``None`` picks 0
+            when the data is on the GPU, else ``min(4, cpu_count // 4)``.
+        data_on_device: Keep the training set on the device and build batches there;
+            ``None`` means on CUDA.
+        amp: ``"auto"`` (bf16 autocast on CUDA, off on the CPU), ``"bf16"``, ``"fp16"``
+            (CUDA only, with a gradient scaler) or ``"off"``.
+        channels_last: Use the ``channels_last`` memory format; ``None`` means on CUDA.
+        compile: Train through :func:`torch.compile`.
+        augment: Per-image augmentation, see :class:`~emotionnet.augmentation.AugmentConfig`.
+        monitor: Metric that selects the best checkpoint, drives early stopping and the
+            plateau schedule: one of :data:`MONITORS` (``"accuracy"``, ``"macro_f1"`` and
+            ``"loss"`` are short for the ``val_`` ones).
+        early_stopping_patience: Stop after this many epochs without improvement; ``None``
+            never stops early.
+        checkpoint_dir: Folder for checkpoints and logs; ``None`` writes nothing.
+        save_every: Write ``last.ckpt`` every this many epochs (and always at the end).
+        progress: Show tqdm progress bars.
+        eval_batch_size: Images per forward pass in validation.
+        eval_tta: Test-time augmentation in validation (``tta`` of
+            :func:`emotionnet.metrics.predict_logits`).
+
+    Example:
+        >>> config = TrainConfig(max_epochs=5, monitor="macro_f1")
+        >>> config.monitor
+        'val_macro_f1'
+        >>> TrainConfig.from_dict(config.to_dict()) == config
+        True
+    """
+
+    max_epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    min_lr: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    label_smoothing: float = 0.0
+    class_weights: str | tuple[float, ...] | None = None
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int | None = None
+    data_on_device: bool | None = None
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    monitor: str = "val_accuracy"
+    early_stopping_patience: int | None = None
+    checkpoint_dir: str | None = None
+    save_every: int = 1
+    progress: bool = True
+    eval_batch_size: int = 256
+    eval_tta: bool | str = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("max_epochs", "batch_size", "save_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise _fail(name, value, "a positive integer")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp", self.amp, AMP_MODES)
+        if not _is_number(self.lr) or not self.lr > 0:
+            raise _fail("lr", self.lr, "a positive number")
+        for name in ("momentum", "weight_decay", "min_lr", "warmup_epochs"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise _fail(name, value, "a number >= 0")
+            set_(self, name, float(value))
+        set_(self, "lr", float(self.lr))
+        if self.momentum >= 1:
+            raise _fail("momentum", self.momentum, "in [0, 1)")
+        if self.schedule == "onecycle" and self.warmup_epochs >= self.max_epochs:
+            raise _fail(
+                "warmup_epochs",
+                self.warmup_epochs,
+                f"shorter than max_epochs ({self.max_epochs}) for the one-cycle schedule",
+            )
+        if not _is_number(self.plateau_factor) or not 0 < self.plateau_factor < 1:
+            raise _fail("plateau_factor", self.plateau_factor, "in (0, 1)")
+        set_(self, "plateau_factor", float(self.plateau_factor))
+        if not _is_int(self.plateau_patience) or self.plateau_patience < 0:
+            raise _fail("plateau_patience", self.plateau_patience, "an integer >= 0")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise _fail("label_smoothing", self.label_smoothing, "in [0, 1)")
+        set_(self, "label_smoothing", float(self.label_smoothing))
+        weights = self.class_weights
+        if isinstance(weights, (list, tuple)):
+            if not weights or not all(_is_number(w) and w >= 0 for w in weights):
+                raise _fail("class_weights", weights, "a list of non-negative numbers")
+            set_(self, "class_weights", tuple(float(w) for w in weights))
+        elif weights is not None and not isinstance(weights, str):
+            raise _fail("class_weights", weights, "None, a method name or one weight per class")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise _fail(name, value, "a number >= 0 (0 disables it)")
+            set_(self, name, float(value))
+        for name in ("mix_prob", "mix_switch_prob"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value <= 1:
+                raise _fail(name, value, "a probability in [0, 1]")
+            set_(self, name, float(value))
+        if self.grad_clip is not None:
+            if not _is_number(self.grad_clip) or not self.grad_clip > 0:
+                raise _fail("grad_clip", self.grad_clip, "None or a positive number")
+            set_(self, "grad_clip", float(self.grad_clip))
+        if not _is_int(self.seed) or self.seed < 0:
+            raise _fail("seed", self.seed, "a non-negative integer")
+        if not isinstance(self.device, str):
+            set_(self, "device", str(self.device))
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as exc:
+                raise _fail("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+        if self.num_workers is not None and (not _is_int(self.num_workers) or self.num_workers < 0):
+            raise _fail("num_workers", self.num_workers, "None or an integer >= 0")
+        for name in ("data_on_device", "channels_last"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise _fail(name, value, "None (automatic), True or False")
+        for name in ("compile", "decay_norm_and_bias", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise _fail(name, getattr(self, name), "True or False")
+        if isinstance(self.augment, Mapping):
+            set_(self, "augment", AugmentConfig.from_dict(self.augment))
+        elif not isinstance(self.augment, AugmentConfig):
+            raise _fail("augment", self.augment, "an AugmentConfig or a table of its fields")
+        monitor = _MONITOR_ALIASES.get(str(self.monitor), self.monitor)
+        set_(self, "monitor", _choice("monitor", monitor, [*MONITORS, *_MONITOR_ALIASES]))
+        patience = self.early_stopping_patience
+        if patience is not None and (not _is_int(patience) or patience < 1):
+            raise _fail("early_stopping_patience", patience, "None or a positive integer")
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+                raise _fail("checkpoint_dir", self.checkpoint_dir, "None or a folder path")
+            set_(self, "checkpoint_dir", os.fspath(self.checkpoint_dir))
+        if not isinstance(self.eval_tta, (bool, str)):
+            raise _fail("eval_tta", self.eval_tta, "False, True or a TTA mode name")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of the settings (``augment`` as a nested dict).
+
+        Returns:
+            Setting names to values.
+
+        Example:
+            >>> TrainConfig().to_dict()["augment"]["hflip"]
+            0.5
+        """
+        result: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, AugmentConfig):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            result[item.name] = value
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build a config from a dict such as :meth:`to_dict` or a config file gives.
+
+        ``epochs`` is accepted as another name for ``max_epochs``.
+
+        Args:
+            data: Setting names to values; missing settings take their defaults.
+
+        Returns:
+            The config.
+
+        Raises:
+            InvalidArgumentError: If ``data`` has unknown keys or invalid values.
+
+        Example:
+            >>> TrainConfig.from_dict({"epochs": 3, "augment": {"hflip": 0.0}}).max_epochs
+            3
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidArgumentError(
+                f"A training config must be a mapping of settings, got {type(data).__name__}."
+            )
+        values = dict(data)
+        if "epochs" in values:
+            if "max_epochs" in values:
+                raise InvalidArgumentError(
+                    "Give either epochs or max_epochs (the same setting), not both."
+                )
+            values["max_epochs"] = values.pop("epochs")
+        names = [item.name for item in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise InvalidArgumentError(
+                f"Unknown training config keys {unknown}; valid keys are {names}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, section: str | None = None) -> TrainConfig:
+        r"""Read a config from a JSON or TOML file.
+
+        Args:
+            path: A ``.json`` or ``.toml`` file.
+            section: Read this table of the file (e.g. ``"train"`` in a recipe file that also
+                holds model and data settings); ``None`` reads the top level.
+
+        Returns:
+            The config.
+
+        Raises:
+            InvalidArgumentError: If the file, the section or a setting is invalid.
+            MissingDependencyError: For TOML on Python 3.10 without ``tomli``.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = pathlib.Path(folder, "recipe.toml")
+            ...     _ = path.write_text("[train]\\nmax_epochs = 4\\n[train.augment]\\nhflip = 0\\n")
+            ...     config = TrainConfig.from_file(path, section="train")
+            >>> config.max_epochs, config.augment.hflip
+            (4, 0.0)
+        """
+        data = read_config_file(path)
+        if section is not None:
+            table = data.get(section)
+            if not isinstance(table, Mapping):
+                raise InvalidArgumentError(
+                    f"{path} has no table [{section}]; its top-level keys are {sorted(data)}."
+                )
+            data = dict(table)
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the config as JSON.
+
+        Args:
+            path: The ``.json`` file to write (parent folders are created).
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = TrainConfig(lr=0.05).save(pathlib.Path(folder, "train.json"))
+            ...     TrainConfig.from_file(path).lr
+            0.05
+        """
+        target = Path(path)
+        _atomic_write_text(target, json.dumps(self.to_dict(), indent=2) + "\n")
+        return target
+
+    @property
+    def monitor_mode(self) -> str:
+        """``"max"`` or ``"min"``: which direction of :attr:`monitor` is better."""
+        return MONITORS[self.monitor]
+
+
+# --------------------------------------------------------------------------------------------
+# History and callbacks
+# --------------------------------------------------------------------------------------------
+
+Row = dict[str, Any]
+
+
+class History(Sequence[Row]):
+    """Per-epoch metrics of a run: a sequence of dict rows with :data:`HISTORY_COLUMNS`.
+
+    Args:
+        rows: Initial rows.
+
+    Example:
+        >>> history = History([{"epoch": 1, "train_loss": 1.5, "val_accuracy": 0.4}])
+        >>> history.column("train_loss")
+        [1.5]
+        >>> print(history.to_csv().splitlines()[0])
+        epoch,train_loss,val_loss,val_accuracy,val_macro_f1,lr,images_per_sec,seconds
+    """
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]] = ()) -> None:
+        self._rows: list[Row] = [dict(row) for row in rows]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Row:  # type: ignore[override]
+        return self._rows[index]
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, History) and self._rows == other._rows
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} epochs)"
+
+    @property
+    def rows(self) -> list[Row]:
+        """The rows as a list of dicts (a copy)."""
+        return [dict(row) for row in self._rows]
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add the row of one epoch.
+
+        Args:
+            row: Column names to values.
+        """
+        self._rows.append(dict(row))
+
+    def column(self, name: str) -> list[Any]:
+        """Return one column's values, ``None`` where a row lacks it.
+
+        Args:
+            name: Column name, e.g. ``"val_accuracy"``.
+
+        Returns:
+            One value per epoch.
+        """
+        return [row.get(name) for row in self._rows]
+
+    def best(self, monitor: str = "val_accuracy") -> Row | None:
+        """Return the row with the best value of a metric (the first one on ties).
+
+        Args:
+            monitor: One of :data:`MONITORS` or its short name.
+
+        Returns:
+            The row, or ``None`` when no row has the metric.
+
+        Raises:
+            InvalidArgumentError: If ``monitor`` is unknown.
+
+        Example:
+            >>> History([{"epoch": 1, "val_loss": 0.9}, {"epoch": 2, "val_loss": 0.7}]).best(
+            ...     "loss")["epoch"]
+            2
+        """
+        name = _MONITOR_ALIASES.get(monitor, monitor)
+        _choice("monitor", name, MONITORS)
+        rows = [row for row in self._rows if row.get(name) is not None]
+        if not rows:
+            return None
+        sign = 1.0 if MONITORS[name] == "max" else -1.0
+        best = rows[0]
+        for row in rows[1:]:
+            if sign * row[name] > sign * best[name]:
+                best = row
+        return best
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Serialise the rows as a JSON list, optionally writing it to ``path`` atomically.
+
+        Args:
+            path: File to write, or ``None``.
+
+        Returns:
+            The JSON text.
+        """
+        text = json.dumps(self._rows, indent=2) + "\n"
+        if path is not None:
+            _atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str]) -> History:
+        """Read rows written by :meth:`to_json`.
+
+        Args:
+            source: A JSON file path, or the JSON text itself.
+
+        Returns:
+            The history.
+
+        Example:
+            >>> History.from_json('[{"epoch": 1}]')[0]
+            {'epoch': 1}
+        """
+        text = str(source)
+        if not text.lstrip().startswith("["):
+            text = Path(source).read_text(encoding="utf-8")
+        rows = json.loads(text)
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise InvalidArgumentError("A history must be a JSON list of objects (one per epoch).")
+        return cls(rows)
+
+    def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Serialise the rows as CSV, optionally writing it to ``path`` atomically.
+
+        Columns are :data:`HISTORY_COLUMNS` followed by any extra keys in first-seen order;
+        missing values are empty cells.
+
+        Args:
+            path: File to write, or ``None``.
+
+        Returns:
+            The CSV text.
+        """
+        columns = list(HISTORY_COLUMNS)
+        for row in self._rows:
+            columns.extend(key for key in row if key not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self._rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        text = buffer.getvalue()
+        if path is not None:
+            _atomic_write_text(Path(path), text)
+        return text
+
+
+class Callback:
+    """Base class of trainer callbacks; override the hooks you need.
+
+    Any object with some of these methods works as a callback too. Hooks run on every rank
+    (check ``trainer.is_main_process`` before writing files). Setting
+    ``trainer.should_stop = True`` ends training after the current epoch.
+
+    Example:
+        >>> class StopAt(Callback):
+        ...     def on_epoch_end(self, trainer, row):
+        ...         trainer.should_stop = row["epoch"] >= 2
+    """
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Called once before the first epoch (after a resume is restored)."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Called before each epoch; ``epoch`` counts from 1."""
+
+    def on_epoch_end(self, trainer: Trainer, row: Row) -> None:
+        """Called after each epoch's validation and checkpoint with its history row."""
+
+    def on_fit_end(self, trainer: Trainer, history: History) -> None:
+        """Called once after training ends normally."""
+
+
+# --------------------------------------------------------------------------------------------
+# Files and checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    def write(handle: IO[bytes]) -> None:
+        handle.write(data)
+
+    _atomic_write(path, write)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a training checkpoint written by :class:`Trainer` (``last.ckpt``).
+
+    Loading uses ``torch.load(weights_only=True)``: a checkpoint holds only tensors and
+    plain containers. Its keys: ``format``, ``version``, ``epoch`` (completed epochs),
+    ``global_step``, ``model`` (state dict), ``optimizer``, ``scheduler``, ``scaler`` (or
+    ``None``), ``rng`` (per-rank torch/CUDA/numpy/python RNG states as tensors), ``history``
+    (list of rows), ``config`` (:meth:`TrainConfig.to_dict`), ``model_config`` (dict or
+    ``None``), ``best`` (``metric``, ``value``, ``epoch``) and ``bad_epochs``.
+
+    Args:
+        path: The checkpoint file.
+        map_location: Where to load tensors.
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        CheckpointError: If the file is missing, unreadable or not an emotionnet checkpoint.
+
+    Example:
+        >>> load_checkpoint("no/such/last.ckpt")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.CheckpointError: No checkpoint at no/such/last.ckpt; ...
+    """
+    target = Path(path)
+    if not target.is_file():
+        raise CheckpointError(
+            f"No checkpoint at {target}; pass the last.ckpt of an earlier run (in its "
+            "checkpoint_dir), or resume=False to start afresh."
+        )
+    try:
+        data = torch.load(target, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors share no base class
+        raise CheckpointError(
+            f"Could not read the checkpoint {target} ({exc}); it is corrupt or not a "
+            "training checkpoint. Resume from another one or start afresh."
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{target} is not an emotionnet training checkpoint (no format "
+            f"{CHECKPOINT_FORMAT!r}); model weights load with resnet18_emotion(weights=...)."
+        )
+    if data.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{target} has checkpoint version {data.get('version')!r}; this emotionnet reads "
+            f"version {CHECKPOINT_VERSION}."
+        )
+    return data
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    np_state = cast(tuple[str, Any, int, int, float], np.random.get_state(legacy=True))
+    py_version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {
+            "version": int(py_version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss_next": py_gauss,
+        },
+    }
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    py_state = state["python"]
+    random.setstate(
+        (py_state["version"], tuple(int(v) for v in py_state["state"]), py_state["gauss_next"])
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Batches
+# --------------------------------------------------------------------------------------------
+
+
+def _derive_seed(*entropy: int) -> int:
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class _BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Builds training batch ``(epoch, index)``; the one batch path of every device.
+
+    Used directly in the loop (data on the device, or no workers) and as a map-style data
+    set of whole batches in DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        augment: AugmentConfig,
+        mean: float,
+        std: float,
+        num_classes: int,
+        mixup_alpha: float,
+        cutmix_alpha: float,
+        mix_prob: float,
+        mix_switch_prob: float,
+    ) -> None:
+        self.images = images
+        self.targets = targets
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.augment = augment
+        self.mean = mean
+        self.std = std
+        self.num_classes = num_classes
+        self.mix = dict(
+            mixup_alpha=mixup_alpha,
+            cutmix_alpha=cutmix_alpha,
+            prob=mix_prob,
+            switch_prob=mix_switch_prob,
+        )
+        self.mixing = (mixup_alpha > 0 or cutmix_alpha > 0) and mix_prob > 0
+        self.shard_size = math.ceil(images.shape[0] / world_size)
+        self.num_batches = max(1, self.shard_size // batch_size)
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """This rank's shard of the epoch's permutation, as ``DistributedSampler`` shards."""
+        if self._order is None or self._order[0] != epoch:
+            count = self.images.shape[0]
+            generator = torch.Generator().manual_seed(_derive_seed(self.seed, 0, epoch))
+            order = torch.randperm(count, generator=generator)
+            total = self.shard_size * self.world_size
+            if total > count:
+                order = torch.cat([order, order[: total - count]])
+            shard = order[self.rank : total : self.world_size]
+            self._order = (epoch, shard.to(self.images.device))
+        return self._order[1]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        order = self.epoch_order(epoch)
+        chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+        seed = _derive_seed(self.seed, 1, epoch, self.rank, index)
+        generator = torch.Generator().manual_seed(seed)
+        images = augment_batch(self.images[chosen], self.augment, generator=generator)
+        batch = normalize(images, self.mean, self.std)
+        targets = self.targets[chosen]
+        if self.mixing:
+            batch, targets = mix_batch(
+                batch, targets, num_classes=self.num_classes, generator=generator, **self.mix
+            )
+        return batch, targets
+
+
+class _EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, batch index)`` keys; the trainer sets :attr:`epoch` each epoch."""
+
+    def __init__(self, num_batches: int) -> None:
+        self.num_batches = num_batches
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, index) for index in range(self.num_batches)])
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------
+
+
+def _dist_env() -> tuple[int, int, int]:
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as exc:
+        raise InvalidArgumentError(
+            f"WORLD_SIZE/RANK/LOCAL_RANK must be integers (as torchrun sets them): {exc}."
+        ) from exc
+    if world > 1 and not 0 <= rank < world:
+        raise InvalidArgumentError(f"RANK={rank} is outside 0..WORLD_SIZE-1 ({world - 1}).")
+    return max(world, 1), rank if world > 1 else 0, local_rank if world > 1 else 0
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Train a classifier on uint8 face images, with validation, checkpoints and resume.
+
+    The model maps normalised ``float`` ``N x 1 x H x W`` input to ``N x C`` logits (see
+    :func:`emotionnet.models.resnet18_emotion`). It is trained in place; after :meth:`fit`,
+    it holds the last epoch's weights (:meth:`load_best` switches to the best ones).
+
+    Args:
+        model: The model to train.
+        train_set: Labelled training data, anything :func:`emotionnet.data.as_tensors`
+            accepts (a :class:`~emotionnet.FER2013` split, an ``(images, targets)`` pair, ...).
+        val_set: Labelled validation data, or ``None`` (then ``monitor`` must be
+            ``"train_loss"``).
+        config: The settings; ``None`` uses :class:`TrainConfig`'s defaults.
+        model_config: The model's :class:`~emotionnet.models.ModelConfig`; saved as
+            ``config.json`` next to ``best.safetensors``, and its mean/std and labels are
+            used. Without it, the FER2013 mean/std are used.
+        callbacks: Objects with any of the :class:`Callback` hooks.
+
+    Raises:
+        InvalidArgumentError: If the data is unlabelled, labels are out of range, the model
+            output does not fit, or the settings do not fit the data or the machine.
+        UnsupportedInputError: If ``model`` or ``config`` has the wrong type.
+
+    Attributes:
+        history: The :class:`History` of the run so far.
+        epoch: Number of completed epochs.
+        should_stop: Set by callbacks (or early stopping) to end after the current epoch.
+        device: The device training runs on.
+        rank: This process's rank (0 without distributed training).
+        world_size: Number of processes.
+
+    Example:
+        >>> import torch
+        >>> from emotionnet.models import ModelConfig, build_model
+        >>> images = torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8)
+        >>> data = (images, torch.arange(16) % 7)
+        >>> config = TrainConfig(max_epochs=1, batch_size=8, progress=False)
+        >>> model_config = ModelConfig(stem="imagenet")
+        >>> trainer = Trainer(build_model(model_config), data, data, config,
+        ...                   model_config=model_config)
+        >>> trainer.fit()[0]["epoch"]
+        1
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_set: object,
+        val_set: object | None = None,
+        config: TrainConfig | None = None,
+        *,
+        model_config: ModelConfig | None = None,
+        callbacks: Iterable[object] = (),
+    ) -> None:
+        from .data import as_tensors
+
+        if not isinstance(model, nn.Module):
+            raise UnsupportedInputError(
+                f"model must be a torch.nn.Module, got {type(model).__name__}."
+            )
+        config = TrainConfig() if config is None else config
+        if not isinstance(config, TrainConfig):
+            raise UnsupportedInputError(
+                f"config must be a TrainConfig, got {type(config).__name__}; build one with "
+                "TrainConfig(...) or TrainConfig.from_file(path)."
+            )
+        if model_config is not None and not isinstance(model_config, ModelConfig):
+            raise UnsupportedInputError(
+                f"model_config must be a ModelConfig or None, got {type(model_config).__name__}."
+            )
+        if model_config is not None and model_config.in_chans != 1:
+            raise InvalidArgumentError(
+                f"The trainer feeds grayscale images (1 channel), but model_config.in_chans is "
+                f"{model_config.in_chans}; build the model with in_chans=1."
+            )
+        self.model = model
+        self.config = config
+        self.model_config = model_config
+        self.callbacks = list(callbacks)
+        self.world_size, self.rank, self.local_rank = _dist_env()
+        self.device = self._resolve_device()
+
+        images, targets = as_tensors(train_set)
+        self._train_images = images.unsqueeze(1) if images.ndim == 3 else images
+        self._train_targets = targets.long()
+        if self._train_images.shape[0] < 2 * self.world_size:
+            raise InvalidArgumentError(
+                f"The training set has {self._train_images.shape[0]} images; training needs at "
+                f"least 2 per process ({self.world_size} processes)."
+            )
+        self.num_classes = self._infer_num_classes()
+        self._check_labels("train_set", self._train_targets)
+        self._val: tuple[torch.Tensor, torch.Tensor] | None = None
+        if val_set is not None:
+            val_images, val_targets = as_tensors(val_set)
+            if val_images.shape[0] == 0:
+                raise InvalidArgumentError("val_set is empty; pass labelled images or None.")
+            self._check_labels("val_set", val_targets.long())
+            self._val = (val_images, val_targets.long())
+        elif config.monitor != "train_loss":
+            raise InvalidArgumentError(
+                f"monitor={config.monitor!r} needs a val_set; pass one, or use "
+                "monitor='train_loss' to train without validation."
+            )
+
+        if model_config is not None:
+            self.mean, self.std = model_config.mean[0], model_config.std[0]
+            self.labels = model_config.labels
+        else:
+            self.mean, self.std = FER2013_MEAN, FER2013_STD
+            self.labels = (
+                EMOTIONS
+                if self.num_classes == len(EMOTIONS)
+                else tuple(f"class_{i}" for i in range(self.num_classes))
+            )
+        self.amp_dtype = self._resolve_amp()
+        self.channels_last = (
+            config.channels_last if config.channels_last is not None else self.device.type == "cuda"
+        )
+        self.data_on_device = (
+            config.data_on_device
+            if config.data_on_device is not None
+            else self.device.type == "cuda"
+        )
+        if config.num_workers is not None:
+            self.num_workers = config.num_workers
+        else:
+            self.num_workers = 0 if self.data_on_device else min(4, (os.cpu_count() or 1) // 4)
+        if self.data_on_device:
+            self.num_workers = 0
+        self.class_weights = self._resolve_class_weights()
+
+        self.history = History()
+        self.epoch = 0
+        self.global_step = 0
+        self.should_stop = False
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._bad_epochs = 0
+
+    # ---- setup -------------------------------------------------------------------------------
+
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this process is rank 0, the one that writes files and logs."""
+        return self.rank == 0
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """The checkpoint folder, or ``None`` when the run writes no files."""
+        folder = self.config.checkpoint_dir
+        return None if folder is None else Path(folder)
+
+    def _resolve_device(self) -> torch.device:
+        wanted = self.config.device
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(wanted)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise InvalidArgumentError(
+                    f"device={self.config.device!r} but CUDA is not available here; use "
+                    "device='auto' or 'cpu'."
+                )
+            if device.index is None:
+                device = torch.device("cuda", self.local_rank)
+        return device
+
+    def _resolve_amp(self) -> torch.dtype | None:
+        amp = self.config.amp
+        if amp == "auto":
+            cuda = self.device.type == "cuda"
+            return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+        if amp == "off":
+            return None
+        if amp == "fp16" and self.device.type != "cuda":
+            raise InvalidArgumentError(
+                f"amp='fp16' needs CUDA, but the device is {self.device}; use amp='bf16' or "
+                "'off' on the CPU."
+            )
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+
+    def _infer_num_classes(self) -> int:
+        height, width = self._train_images.shape[-2:]
+        probe = torch.zeros(2, 1, height, width, device=_model_device(self.model))
+        modes = [(module, module.training) for module in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                output = self.model(probe)
+        except RuntimeError as exc:
+            raise InvalidArgumentError(
+                f"The model failed on a normalised batch shaped {tuple(probe.shape)} ({exc}); "
+                "it must take N x 1 x H x W float input."
+            ) from exc
+        finally:
+            for module, training in modes:
+                module.training = training
+        if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != 2:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+            raise InvalidArgumentError(
+                f"The model must return logits shaped (N, num_classes), got {shape}."
+            )
+        classes = int(output.shape[1])
+        if self.model_config is not None and classes != self.model_config.num_classes:
+            raise InvalidArgumentError(
+                f"The model outputs {classes} logits but model_config.num_classes is "
+                f"{self.model_config.num_classes}; build the model from its config."
+            )
+        return classes
+
+    def _check_labels(self, name: str, targets: torch.Tensor) -> None:
+        if targets.numel() == 0:
+            return
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= self.num_classes:
+            unlabelled = " (-1 marks unlabelled images)" if low == -1 else ""
+            raise InvalidArgumentError(
+                f"{name} has labels from {low} to {high}{unlabelled}, but the model has "
+                f"{self.num_classes} classes (labels 0..{self.num_classes - 1}); train and "
+                "validate on labelled splits."
+            )
+
+    def _resolve_class_weights(self) -> torch.Tensor | None:
+        weights = self.config.class_weights
+        if weights is None:
+            return None
+        if isinstance(weights, str):
+            from .class_weights import compute_class_weights
+
+            result = compute_class_weights(
+                self._train_targets, num_classes=self.num_classes, method=weights
+            )
+            return torch.as_tensor(result, dtype=torch.float32)
+        if len(weights) != self.num_classes:
+            raise InvalidArgumentError(
+                f"class_weights has {len(weights)} values but the model has {self.num_classes} "
+                "classes; give one weight per class."
+            )
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def _init_distributed(self) -> bool:
+        if self.world_size == 1:
+            return False
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        owned = False
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+            owned = True
+        if dist.get_world_size() != self.world_size or dist.get_rank() != self.rank:
+            raise InvalidArgumentError(
+                f"The process group has world size {dist.get_world_size()} and rank "
+                f"{dist.get_rank()}, but WORLD_SIZE/RANK say {self.world_size}/{self.rank}."
+            )
+        return owned
+
+    def _setup(self) -> None:
+        config = self.config
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        on_device = self.data_on_device
+        images = self._train_images.to(self.device) if on_device else self._train_images
+        targets = self._train_targets.to(self.device) if on_device else self._train_targets
+        self._source = _BatchSource(
+            images,
+            targets,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            augment=config.augment,
+            mean=self.mean,
+            std=self.std,
+            num_classes=self.num_classes,
+            mixup_alpha=config.mixup_alpha,
+            cutmix_alpha=config.cutmix_alpha,
+            mix_prob=config.mix_prob,
+            mix_switch_prob=config.mix_switch_prob,
+        )
+        self.steps_per_epoch = self._source.num_batches
+        self._loader: DataLoader[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._sampler: _EpochSampler | None = None
+        if self.num_workers > 0:
+            self._sampler = _EpochSampler(self.steps_per_epoch)
+            self._loader = DataLoader(
+                self._source,
+                batch_size=None,
+                sampler=self._sampler,
+                num_workers=self.num_workers,
+                persistent_workers=True,
+                pin_memory=self.device.type == "cuda",
+                # Its own generator keeps the global RNG untouched by the loader.
+                generator=torch.Generator().manual_seed(config.seed),
+            )
+        if self._val is not None and on_device:
+            self._val = (self._val[0].to(self.device), self._val[1])
+
+        decay, no_decay = [], []
+        for parameter in self.model.parameters():
+            if not parameter.requires_grad:
+                continue
+            if parameter.ndim <= 1 and not config.decay_norm_and_bias:
+                no_decay.append(parameter)
+            else:
+                decay.append(parameter)
+        groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": config.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        self.optimizer: torch.optim.Optimizer
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(
+                groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=config.lr)
+        self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.scheduler = self._make_scheduler()
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self._loss_weights = (
+            None if self.class_weights is None else self.class_weights.to(self.device)
+        )
+
+        module: nn.Module = self.model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            module = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+        if config.compile:
+            module = cast(nn.Module, torch.compile(module))
+        self._train_module = module
+
+    def _warmup_steps(self) -> int:
+        return round(self.config.warmup_epochs * self.steps_per_epoch)
+
+    def _make_scheduler(self) -> Any:
+        config = self.config
+        total = config.max_epochs * self.steps_per_epoch
+        warmup = self._warmup_steps()
+        if config.schedule == "onecycle":
+            pct = config.warmup_epochs / config.max_epochs if config.warmup_epochs > 0 else 0.3
+            return torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=self._base_lrs, total_steps=total, pct_start=pct
+            )
+        if config.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer,
+                mode=cast(Literal["min", "max"], config.monitor_mode),
+                factor=config.plateau_factor,
+                patience=config.plateau_patience,
+                min_lr=config.min_lr,
+            )
+        floor = min(config.min_lr / config.lr, 1.0)
+        cosine = config.schedule == "cosine"
+
+        # A plain function: LambdaLR then keeps it out of its state dict.
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if not cosine:
+                return 1.0
+            progress = min((step - warmup) / max(1, total - warmup), 1.0)
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    # ---- training ----------------------------------------------------------------------------
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _plateau_warmup(self) -> None:
+        warmup = self._warmup_steps()
+        if self.config.schedule != "plateau" or self.global_step >= warmup:
+            return
+        scale = min((self.global_step + 1) / warmup, 1.0) if warmup else 1.0
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+            group["lr"] = base * scale
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._loader is not None and self._sampler is not None:
+            self._sampler.epoch = epoch
+            yield from self._loader
+        else:
+            for index in range(self.steps_per_epoch):
+                yield self._source[(epoch, index)]
+
+    def _train_epoch(self, epoch: int) -> tuple[float, int, float, float]:
+        from tqdm.auto import tqdm
+
+        config = self.config
+        module = self._train_module
+        module.train()
+        per_step_schedule = config.schedule != "plateau"
+        loss_sum = torch.zeros((), device=self.device)
+        seen = 0
+        first_lr = math.nan
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{config.max_epochs}",
+            unit="batch",
+            leave=False,
+            disable=not (config.progress and self.is_main_process),
+        )
+        start = time.perf_counter()
+        with bar:
+            for inputs, targets in self._batches(epoch):
+                inputs = inputs.to(self.device, non_blocking=True)
+                targets = targets.to(self.device, non_blocking=True)
+                if self.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                self._plateau_warmup()
+                if seen == 0:
+                    first_lr = float(self.optimizer.param_groups[0]["lr"])
+                with self._autocast():
+                    logits = module(inputs)
+                loss = F.cross_entropy(
+                    logits.float(),
+                    targets,
+                    weight=self._loss_weights,
+                    label_smoothing=config.label_smoothing,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                scaled: torch.Tensor = self.scaler.scale(loss)
+                scaled.backward()
+                if config.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if per_step_schedule:
+                    self.scheduler.step()
+                self.global_step += 1
+                loss_sum += loss.detach() * inputs.shape[0]
+                seen += inputs.shape[0]
+                bar.update(1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        totals = torch.stack([loss_sum.float(), torch.tensor(float(seen), device=self.device)])
+        if self.world_size > 1:
+            dist.all_reduce(totals)
+            self._sync_buffers()
+        return float(totals[0] / totals[1]), int(totals[1]), seconds, first_lr
+
+    def _sync_buffers(self) -> None:
+        # DDP broadcasts buffers before each forward, so after the last batch each rank holds
+        # its own batch-norm statistics; rank 0's make every rank's model identical.
+        for buffer in self.model.buffers():
+            dist.broadcast(buffer, src=0)
+
+    def _validate(self) -> dict[str, float | None]:
+        empty: dict[str, float | None] = {
+            "val_loss": None,
+            "val_accuracy": None,
+            "val_macro_f1": None,
+        }
+        if self._val is None:
+            return empty
+        metrics: dict[str, float | None] = dict(empty)
+        if self.is_main_process:
+            from .metrics import predict_logits, report_from_predictions
+
+            images, targets = self._val
+            with self._autocast():
+                logits = predict_logits(
+                    self.model,
+                    images,
+                    batch_size=self.config.eval_batch_size,
+                    tta=self.config.eval_tta,
+                    mean=self.mean,
+                    std=self.std,
+                )
+            report = report_from_predictions(targets, logits.argmax(dim=1), labels=self.labels)
+            metrics = {
+                "val_loss": float(F.cross_entropy(logits.float(), targets)),
+                "val_accuracy": report.accuracy,
+                "val_macro_f1": report.macro_f1,
+            }
+        if self.world_size > 1:
+            shared: list[object] = [metrics]
+            dist.broadcast_object_list(shared, src=0)
+            metrics = cast(dict[str, float | None], shared[0])
+        return metrics
+
+    def _improved(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.best_value is None:
+            return True
+        if self.config.monitor_mode == "max":
+            return value > self.best_value
+        return value < self.best_value
+
+    def _run_callbacks(self, hook: str, *args: object) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    def fit(self, resume: bool | str | os.PathLike[str] = False) -> History:
+        """Train for ``config.max_epochs`` epochs (or until stopped) and return the history.
+
+        Args:
+            resume: ``False`` starts afresh (seeding every RNG from ``config.seed``);
+                ``True`` continues from ``checkpoint_dir/last.ckpt``; a path continues from
+                that checkpoint. Resuming restores the model, optimizer, scheduler, scaler,
+                RNG states, history, best metric and early-stopping counter, so the result
+                equals an uninterrupted run.
+
+        Returns:
+            The :class:`History`, one row per epoch (including resumed ones).
+
+        Raises:
+            CheckpointError: If the checkpoint to resume from is missing, unreadable or does
+                not fit the model, or a checkpoint cannot be written.
+            InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``.
+        """
+        owned_group = self._init_distributed()
+        try:
+            self._setup()
+            if resume is False:
+                self._start_fresh()
+            else:
+                self._restore(self._resume_path(resume))
+            return self._loop()
+        finally:
+            # Dropping the loader shuts its persistent worker processes down.
+            self._loader = None
+            self._sampler = None
+            if owned_group and dist.is_initialized():
+                dist.destroy_process_group()
+
+    def _resume_path(self, resume: bool | str | os.PathLike[str]) -> Path:
+        if resume is True:
+            if self.checkpoint_dir is None:
+                raise InvalidArgumentError(
+                    "resume=True needs config.checkpoint_dir (where last.ckpt is); set it or "
+                    "pass the checkpoint path as resume=."
+                )
+            return self.checkpoint_dir / LAST_CHECKPOINT
+        if isinstance(resume, (str, os.PathLike)):
+            return Path(resume)
+        raise InvalidArgumentError(
+            f"resume must be False, True or a checkpoint path, got {resume!r}."
+        )
+
+    def _start_fresh(self) -> None:
+        seed = self.config.seed + self.rank
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        self.history = History()
+        self.epoch = 0
+        self.global_step = 0
+        self.best_value = None
+        self.best_epoch = None
+        self._best_state = None
+        self._bad_epochs = 0
+        self.should_stop = False
+
+    def _loop(self) -> History:
+        from tqdm.auto import tqdm
+
+        config = self.config
+        main = self.is_main_process
+        folder = self.checkpoint_dir
+        if main and folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            config.save(folder / "train_config.json")
+            if self.model_config is not None:
+                _atomic_write_text(
+                    folder / "config.json",
+                    json.dumps(self.model_config.to_dict(), indent=2) + "\n",
+                )
+        self._run_callbacks("on_fit_start")
+        epochs_bar = tqdm(
+            total=config.max_epochs,
+            initial=self.epoch,
+            desc="train",
+            unit="epoch",
+            disable=not (config.progress and main),
+        )
+        with epochs_bar:
+            while self.epoch < config.max_epochs and not self.should_stop:
+                row = self._run_epoch(self.epoch)
+                epochs_bar.update(1)
+                epochs_bar.set_postfix(
+                    {k: f"{v:.4g}" for k, v in row.items() if k != "epoch" and v is not None}
+                )
+        self._run_callbacks("on_fit_end", self.history)
+        return self.history
+
+    def _run_epoch(self, epoch: int) -> Row:
+        config = self.config
+        self._run_callbacks("on_epoch_start", epoch + 1)
+        started = time.perf_counter()
+        train_loss, seen, train_seconds, lr = self._train_epoch(epoch)
+        metrics = self._validate()
+        row: Row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            **metrics,
+            "lr": lr,
+            "images_per_sec": seen / train_seconds if train_seconds > 0 else None,
+            "seconds": time.perf_counter() - started,
+        }
+        self.epoch = epoch + 1
+        self.history.append(row)
+
+        value = row[config.monitor]
+        if config.schedule == "plateau" and self.global_step >= self._warmup_steps():
+            self.scheduler.step(value)
+        if self._improved(value):
+            self.best_value, self.best_epoch, self._bad_epochs = float(value), epoch + 1, 0
+            self._best_state = {
+                k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+            }
+            self._save_best()
+        else:
+            self._bad_epochs += 1
+        patience = config.early_stopping_patience
+        if patience is not None and self._bad_epochs >= patience:
+            self.should_stop = True
+            if self.is_main_process:
+                logger.info(
+                    "early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)",
+                    config.monitor,
+                    patience,
+                    self.best_value,
+                    self.best_epoch,
+                )
+        self._log(row)
+        last = self.epoch >= config.max_epochs or self.should_stop
+        if self.checkpoint_dir is not None and (last or self.epoch % config.save_every == 0):
+            self.save_checkpoint()
+        if self.is_main_process and self.checkpoint_dir is not None:
+            self.history.to_json(self.checkpoint_dir / "history.json")
+            self.history.to_csv(self.checkpoint_dir / "history.csv")
+        self._run_callbacks("on_epoch_end", row)
+        if self.world_size > 1:
+            flag = torch.tensor(float(self.should_stop), device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.should_stop = bool(flag.item())
+        return row
+
+    def _log(self, row: Row) -> None:
+        if not self.is_main_process:
+            return
+        parts = [f"epoch {row['epoch']}/{self.config.max_epochs}"]
+        for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1"):
+            if row.get(key) is not None:
+                parts.append(f"{key} {row[key]:.4f}")
+        parts.append(f"lr {row['lr']:.3g}")
+        if row.get("images_per_sec") is not None:
+            parts.append(f"{row['images_per_sec']:.0f} images/s")
+        parts.append(f"{row['seconds']:.1f} s")
+        logger.info("  ".join(parts))
+
+    # ---- checkpoints -------------------------------------------------------------------------
+
+    def _save_best(self) -> None:
+        folder = self.checkpoint_dir
+        if not self.is_main_process or folder is None or self._best_state is None:
+            return
+        from safetensors.torch import save
+
+        tensors = {k: v.contiguous() for k, v in self._best_state.items()}
+        metadata = {
+            "format": "pt",
+            "epoch": str(self.best_epoch),
+            "monitor": self.config.monitor,
+            "value": repr(self.best_value),
+        }
+        data = save(tensors, metadata=metadata)
+        try:
+            _atomic_write_bytes(folder / BEST_WEIGHTS, data)
+        except Exception as exc:
+            raise CheckpointError(
+                f"Could not write {folder / BEST_WEIGHTS} ({exc}); the previous file is intact."
+            ) from exc
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Return the resume state that :meth:`save_checkpoint` writes.
+
+        Collective under distributed training: every rank must call it (RNG states are
+        gathered from all ranks).
+
+        Returns:
+            The checkpoint dict described in :func:`load_checkpoint`.
+        """
+        rng = _rng_state(self.device)
+        if self.world_size > 1:
+            gathered: list[object] = [None] * self.world_size
+            dist.all_gather_object(gathered, rng)
+            rng_states = gathered
+        else:
+            rng_states = [rng]
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "world_size": self.world_size,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng_states,
+            "history": self.history.rows,
+            "config": self.config.to_dict(),
+            "model_config": None if self.model_config is None else self.model_config.to_dict(),
+            "best": {
+                "metric": self.config.monitor,
+                "value": self.best_value,
+                "epoch": self.best_epoch,
+            },
+            "bad_epochs": self._bad_epochs,
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """Write the resume state atomically (rank 0 only; collective under DDP).
+
+        Args:
+            path: Target file; ``None`` writes ``checkpoint_dir/last.ckpt``.
+
+        Returns:
+            The path written on rank 0, ``None`` on other ranks.
+
+        Raises:
+            CheckpointError: If writing fails (the previous checkpoint is left intact) or
+                there is no ``checkpoint_dir`` and no ``path``.
+        """
+        if path is None:
+            if self.checkpoint_dir is None:
+                raise CheckpointError(
+                    "No checkpoint path: set config.checkpoint_dir or pass path=."
+                )
+            target = self.checkpoint_dir / LAST_CHECKPOINT
+        else:
+            target = Path(path)
+        state = self.checkpoint_state()
+        if not self.is_main_process:
+            return None
+        try:
+            _atomic_write(target, lambda handle: torch.save(state, handle))
+        except Exception as exc:
+            raise CheckpointError(
+                f"Could not write the checkpoint {target} ({exc}); the previous checkpoint "
+                "there is intact."
+            ) from exc
+        return target
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"The model does not fit the checkpoint {path}: {exc}. Build the model the "
+                "checkpoint was trained with (see its model_config)."
+            ) from exc
+        saved = dict(state["config"])
+        current = self.config.to_dict()
+        changed = sorted(
+            key
+            for key in set(saved) | set(current)
+            if key not in _RESUME_FREE_KEYS and saved.get(key) != current.get(key)
+        )
+        if changed and self.is_main_process:
+            logger.warning(
+                "resuming %s with changed settings %s; the run will differ from an "
+                "uninterrupted one",
+                path,
+                changed,
+            )
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler") is not None and self.scaler.is_enabled():
+                self.scaler.load_state_dict(state["scaler"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"The optimizer or scheduler state in {path} does not fit this run ({exc}); "
+                "resume with the optimizer and schedule it was trained with."
+            ) from exc
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.history = History(state["history"])
+        best = state["best"]
+        same_metric = best.get("metric") == self.config.monitor
+        self.best_value = best.get("value") if same_metric else None
+        self.best_epoch = best.get("epoch") if same_metric else None
+        self._bad_epochs = int(state["bad_epochs"]) if same_metric else 0
+        self._best_state = None
+        self.should_stop = False
+        rng_states = state["rng"]
+        if len(rng_states) == self.world_size:
+            _set_rng_state(rng_states[self.rank], self.device)
+        else:
+            logger.warning(
+                "%s was written by %d processes, this run has %d: RNG states are reseeded",
+                path,
+                len(rng_states),
+                self.world_size,
+            )
+            seed = _derive_seed(self.config.seed, 2, self.epoch, self.rank) % 2**32
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        if self.is_main_process:
+            logger.info("resumed from %s after epoch %d", path, self.epoch)
+
+    def load_best(self) -> nn.Module:
+        """Load the best weights seen by :meth:`fit` into the model.
+
+        Returns:
+            The model, now holding the best epoch's weights.
+
+        Raises:
+            CheckpointError: If no epoch has been evaluated yet.
+        """
+        state = self._best_state
+        if state is None and self.checkpoint_dir is not None:
+            path = self.checkpoint_dir / BEST_WEIGHTS
+            if path.is_file():
+                from safetensors.torch import load_file
+
+                state = load_file(str(path))
+        if state is None:
+            raise CheckpointError(
+                "No best weights yet: call fit() first (best weights are kept from the epoch "
+                "with the best monitored metric)."
+            )
+        self.model.load_state_dict(state)
+        return self.model

@@ -1,0 +1,112 @@
+"""The documentation tells the truth: every public name is in the API reference, and the
+README's set-up commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+import emotionnet
+
+ROOT = Path(__file__).resolve().parent.parent
+API_RST = ROOT / "docs" / "api.rst"
+README = ROOT / "README.md"
+CI_SCRIPT = ROOT / ".ci" / "run"
+
+_DIRECTIVE = re.compile(
+    r"^\.\.\s+(?:auto(?:function|class|data|exception|module|attribute|method)|py:\w+)::\s+"
+    r"(emotionnet(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$",
+    re.MULTILINE,
+)
+
+
+def _documented_targets() -> list[str]:
+    return _DIRECTIVE.findall(API_RST.read_text(encoding="utf-8"))
+
+
+def _top_level_names(targets: list[str]) -> set[str]:
+    return {target.split(".", 1)[1] for target in targets if target.count(".") == 1}
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    documented = _top_level_names(_documented_targets())
+    missing = sorted(set(emotionnet.__all__) - documented)
+    assert not missing, f"public names without an entry in docs/api.rst: {missing}"
+
+
+def test_the_api_reference_has_no_stale_entries() -> None:
+    documented = _top_level_names(_documented_targets())
+    stale = sorted(documented - set(emotionnet.__all__))
+    assert not stale, f"docs/api.rst documents names that are not in emotionnet.__all__: {stale}"
+
+
+def test_api_reference_entries_are_unique() -> None:
+    targets = _documented_targets()
+    duplicates = sorted({t for t in targets if targets.count(t) > 1})
+    assert not duplicates, f"documented twice in docs/api.rst: {duplicates}"
+
+
+def test_submodule_entries_in_the_api_reference_exist() -> None:
+    for target in _documented_targets():
+        if target.count(".") < 2:
+            continue
+        module_name, _, attribute = target.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            # emotionnet.errors.X style: the whole target may itself be a module.
+            importlib.import_module(target)
+            continue
+        assert hasattr(module, attribute), f"docs/api.rst documents {target}, which does not exist"
+
+
+def test_every_public_name_is_importable() -> None:
+    for name in emotionnet.__all__:
+        assert hasattr(emotionnet, name), name
+
+
+def _setup_commands() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^## Set up\s*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert section, "README.md has no '## Set up' section"
+    blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", section.group(1), re.DOTALL)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_has_two_setup_commands() -> None:
+    commands = _setup_commands()
+    assert len(commands) == 2, f"expected two set-up commands in README.md, found {commands}"
+    install_and_run, install_and_test = commands
+    assert install_and_run.startswith("pip install ")
+    assert install_and_test.startswith("pip install ")
+    assert "pytest" in install_and_test
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    test_command = _setup_commands()[1]
+    ci_lines = [line.strip() for line in CI_SCRIPT.read_text(encoding="utf-8").splitlines()]
+    assert test_command in ci_lines, f"{CI_SCRIPT} does not run {test_command!r} verbatim"
+
+
+def test_readme_main_command_points_at_things_that_exist() -> None:
+    words = shlex.split(_setup_commands()[0].replace("&&", " && "))
+    for i, word in enumerate(words):
+        if word == "-m" and i + 1 < len(words):
+            assert importlib.util.find_spec(words[i + 1]) is not None, words[i + 1]
+        if "/" in word and not word.startswith(("../", "-", "http")):
+            assert (ROOT / word).exists(), f"the README's first command uses {word}, not in repo"
+
+
+@pytest.mark.parametrize(
+    "page",
+    sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.rst")),
+)
+def test_docs_pages_name_only_existing_example_scripts(page: str) -> None:
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    for script in set(re.findall(r"examples/([a-z0-9_]+\.py)", text)):
+        assert (ROOT / "examples" / script).is_file(), f"{page} mentions examples/{script}"

@@ -1,0 +1,507 @@
+"""Tests of emotionnet.metrics: prediction, TTA, metric values, reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn import metrics as skm
+from torch import nn
+
+from emotionnet import EMOTIONS
+from emotionnet.errors import (
+    EmotionNetError,
+    InvalidArgumentError,
+    InvalidImageError,
+    MalformedDataError,
+    UnsupportedInputError,
+)
+from emotionnet.metrics import (
+    ClassMetrics,
+    EvaluationReport,
+    evaluate,
+    expected_calibration_error,
+    predict_logits,
+    predict_proba,
+    report_from_predictions,
+)
+from emotionnet.preprocessing import normalize
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _linear_model(seed: int = 0, num_classes: int = 7) -> nn.Sequential:
+    """A deterministic model whose logits depend on where the pixels are (not flip-invariant)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16, num_classes))
+
+
+def _flip_invariant_model(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 7))
+
+
+class Recorder(nn.Module):
+    """Records what the model sees and returns constant logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(7))
+        self.inputs: list[torch.Tensor] = []
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        self.modes.append(self.training)
+        return self.weight.expand(x.shape[0], 7) + 0.0
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, generator=generator)
+
+
+@st.composite
+def predictions(draw: st.DrawFn) -> tuple[int, list[int], list[int]]:
+    num_classes = draw(st.integers(min_value=2, max_value=7))
+    n = draw(st.integers(min_value=1, max_value=40))
+    labels = st.integers(min_value=0, max_value=num_classes - 1)
+    y_true = draw(st.lists(labels, min_size=n, max_size=n))
+    y_pred = draw(st.lists(labels, min_size=n, max_size=n))
+    return num_classes, y_true, y_pred
+
+
+# --------------------------------------------------------------------------------------------
+# metric values
+
+
+@given(predictions())
+def test_metrics_equal_scikit_learn(case: tuple[int, list[int], list[int]]) -> None:
+    num_classes, y_true, y_pred = case
+    names = tuple(f"class{i}" for i in range(num_classes))
+    report = report_from_predictions(y_true, y_pred, labels=names)
+    ids = list(range(num_classes))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        balanced = skm.balanced_accuracy_score(y_true, y_pred)
+    assert report.accuracy == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert report.balanced_accuracy == pytest.approx(balanced)
+    for average, value in (("macro", report.macro_f1), ("weighted", report.weighted_f1)):
+        expected = skm.f1_score(y_true, y_pred, labels=ids, average=average, zero_division=0)
+        assert value == pytest.approx(expected)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=ids, zero_division=0
+    )
+    assert list(report.per_class) == list(names)
+    for i, name in enumerate(names):
+        assert report.per_class[name] == ClassMetrics(
+            precision=pytest.approx(precision[i]),  # type: ignore[arg-type]
+            recall=pytest.approx(recall[i]),  # type: ignore[arg-type]
+            f1=pytest.approx(f1[i]),  # type: ignore[arg-type]
+            support=int(support[i]),
+        )
+    counts = skm.confusion_matrix(y_true, y_pred, labels=ids)
+    assert np.array_equal(np.asarray(report.confusion_matrix), counts)
+    rows = counts.sum(axis=1, keepdims=True)
+    expected_rows = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    assert np.allclose(np.asarray(report.confusion_matrix_normalized), expected_rows)
+    assert report.num_samples == len(y_true)
+    assert report.ece is None and report.nll is None
+
+
+def test_hand_computed_report_with_absent_classes() -> None:
+    # class 2 is predicted but never true; class 3 appears nowhere
+    y_true = [0, 0, 0, 1, 1]
+    y_pred = [0, 0, 2, 1, 0]
+    report = report_from_predictions(y_true, y_pred, labels=("a", "b", "c", "d"))
+    assert report.accuracy == pytest.approx(3 / 5)
+    assert report.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert report.per_class["a"] == ClassMetrics(2 / 3, 2 / 3, pytest.approx(2 / 3), 3)  # type: ignore[arg-type]
+    assert report.per_class["b"] == ClassMetrics(1.0, 0.5, pytest.approx(2 / 3), 2)  # type: ignore[arg-type]
+    assert report.per_class["c"] == ClassMetrics(0.0, 0.0, 0.0, 0)
+    assert report.per_class["d"] == ClassMetrics(0.0, 0.0, 0.0, 0)
+    assert report.macro_f1 == pytest.approx((2 / 3 + 2 / 3) / 4)
+    assert report.weighted_f1 == pytest.approx(2 / 3)
+    assert report.confusion_matrix == ((2, 0, 1, 0), (1, 1, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0))
+    assert report.confusion_matrix_normalized[2] == (0.0, 0.0, 0.0, 0.0)
+    assert report.confusion_matrix_normalized[1] == (0.5, 0.5, 0.0, 0.0)
+
+
+def test_accepts_tensors_and_numpy() -> None:
+    from_lists = report_from_predictions([0, 1, 2, 3], [0, 1, 1, 3])
+    from_tensors = report_from_predictions(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 1, 3]))
+    from_numpy = report_from_predictions(np.array([0, 1, 2, 3]), np.array([0, 1, 1, 3]))
+    assert from_lists == from_tensors == from_numpy
+    assert from_lists.labels == EMOTIONS
+
+
+# --------------------------------------------------------------------------------------------
+# calibration
+
+
+def _reference_ece(y_true: np.ndarray, proba: np.ndarray, n_bins: int) -> float:
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true
+    edges = np.linspace(0, 1, n_bins + 1)
+    total = 0.0
+    for m in range(n_bins):
+        low, high = edges[m], edges[m + 1]
+        inside = (confidence > low) & (confidence <= high)
+        if m == 0:
+            inside |= confidence == 0
+        if inside.any():
+            gap = abs(correct[inside].mean() - confidence[inside].mean())
+            total += inside.sum() / len(y_true) * gap
+    return total
+
+
+def test_ece_is_zero_when_perfectly_calibrated() -> None:
+    # confidence 0.8, right 8 times out of 10
+    proba = [[0.8, 0.2]] * 10
+    y_true = [0] * 8 + [1] * 2
+    assert expected_calibration_error(y_true, proba) == pytest.approx(0.0)
+
+
+def test_ece_is_one_when_always_confident_and_wrong() -> None:
+    proba = np.eye(3)[[0, 1, 2, 0]]
+    assert expected_calibration_error([1, 2, 0, 2], proba) == pytest.approx(1.0)
+
+
+def test_ece_known_value() -> None:
+    # four samples at confidence 0.9, all right (gap 0.1); four at 0.6, half right (gap 0.1)
+    proba = [[0.9, 0.1]] * 4 + [[0.4, 0.6]] * 4
+    y_true = [0, 0, 0, 0, 1, 1, 0, 0]
+    assert expected_calibration_error(y_true, proba) == pytest.approx(0.1)
+
+
+@given(
+    st.integers(min_value=1, max_value=30).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(0, 3), min_size=n, max_size=n),
+            st.lists(
+                st.lists(st.floats(0.01, 1.0), min_size=4, max_size=4), min_size=n, max_size=n
+            ),
+        )
+    ),
+    st.integers(min_value=1, max_value=20),
+)
+def test_ece_matches_its_definition(case: tuple[list[int], list[list[float]]], n_bins: int) -> None:
+    y_true = np.array(case[0])
+    weights = np.array(case[1])
+    proba = weights / weights.sum(axis=1, keepdims=True)
+    value = expected_calibration_error(y_true, proba, n_bins=n_bins)
+    assert 0.0 <= value <= 1.0
+    assert value == pytest.approx(_reference_ece(y_true, proba, n_bins), abs=1e-9)
+
+
+def test_report_with_probabilities_has_ece_and_nll() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(30, 7))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y_true = rng.integers(0, 7, size=30)
+    report = report_from_predictions(y_true, proba.argmax(axis=1), proba)
+    assert report.ece == pytest.approx(expected_calibration_error(y_true, proba))
+    assert report.nll == pytest.approx(skm.log_loss(y_true, proba, labels=list(range(7))))
+
+
+# --------------------------------------------------------------------------------------------
+# prediction and TTA
+
+
+def test_evaluate_equals_report_from_predictions() -> None:
+    model = _linear_model()
+    images = _images(10)
+    targets = torch.tensor([0, 1, 2, 3, 4, 5, 6, 3, 3, 0])
+    report = evaluate(model, (images, targets), batch_size=3)
+    proba = predict_proba(model, images)
+    expected = report_from_predictions(targets, proba.argmax(dim=1), proba, tta="none")
+    assert report == expected
+    # a FER2013-like object with .images/.targets gives the same report
+    assert evaluate(model, SimpleNamespace(images=images, targets=targets)) == expected
+
+
+def test_batch_size_does_not_change_predictions() -> None:
+    model = _linear_model()
+    images = _images(10)
+    one_batch = predict_logits(model, images, batch_size=256)
+    small_batches = predict_logits(model, images, batch_size=3)
+    assert torch.allclose(one_batch, small_batches, atol=1e-6)
+    direct = model(normalize(images))
+    assert torch.allclose(one_batch, direct.detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("tta", [False, True, "none", "flip", "flip_shift", "ten_crop"])
+def test_tta_output_shapes(tta: bool | str) -> None:
+    images = _images(5)
+    proba = predict_proba(_linear_model(), images, tta=tta, batch_size=2)
+    logits = predict_logits(_linear_model(), images, tta=tta, batch_size=2)
+    assert proba.shape == logits.shape == (5, 7)
+    assert proba.dtype == logits.dtype == torch.float32
+    assert torch.allclose(proba.sum(dim=1), torch.ones(5), atol=1e-6)
+    assert torch.allclose(logits.softmax(dim=1), proba, atol=1e-6)
+
+
+def test_flip_tta_of_flip_invariant_model_equals_no_tta() -> None:
+    model = _flip_invariant_model()
+    images = _images(6)
+    plain = predict_proba(model, images)
+    assert torch.allclose(predict_proba(model, images, tta="flip"), plain, atol=1e-6)
+    assert torch.equal(
+        predict_proba(model, images, tta=True), predict_proba(model, images, tta="flip")
+    )
+
+
+def test_flip_tta_averages_the_probabilities_of_image_and_mirror() -> None:
+    model = _linear_model()
+    images = _images(4)
+    expected = (predict_proba(model, images) + predict_proba(model, images.flip(-1))) / 2
+    assert torch.allclose(predict_proba(model, images, tta="flip"), expected, atol=1e-6)
+    assert not torch.allclose(predict_proba(model, images), expected, atol=1e-4)
+
+
+def test_tta_logits_stay_finite_for_confident_models() -> None:
+    model = _linear_model()
+    linear = model[2]
+    assert isinstance(linear, nn.Linear)
+    with torch.no_grad():
+        linear.weight.mul_(1e4)
+    logits = predict_logits(model, _images(4), tta="ten_crop")
+    assert torch.isfinite(logits).all()
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    padded = np.pad(image, 2, mode="edge")
+    return padded[2 - dy : 2 - dy + 48, 2 - dx : 2 - dx + 48]
+
+
+def test_flip_shift_views_are_the_documented_ones() -> None:
+    recorder = Recorder()
+    image = _images(1, seed=3)
+    predict_proba(recorder, image, tta="flip_shift")
+    views = [view[0, 0].numpy() for view in recorder.inputs]
+    assert len(views) == 10
+    base = normalize(image)[0, 0].numpy()
+    expected = [
+        _shifted(source, dy, dx)
+        for dy, dx in ((0, 0), (0, 2), (0, -2), (2, 0), (-2, 0))
+        for source in (base, base[:, ::-1])
+    ]
+    for view, wanted in zip(views, expected, strict=True):
+        assert np.allclose(view, wanted)
+    # right shift by 2: the content moved right, the left edge column repeated
+    assert np.allclose(views[2][:, 2:], base[:, :-2])
+    assert np.allclose(views[2][:, 0], base[:, 0])
+
+
+def test_ten_crop_views_are_corner_and_centre_crops_resized_back() -> None:
+    recorder = Recorder()
+    image = torch.zeros(1, 48, 48, dtype=torch.uint8)
+    image[0, :44, :44] = 200  # exactly the top-left 44x44 crop is uniform
+    predict_proba(recorder, image, tta="ten_crop")
+    assert len(recorder.inputs) == 10
+    assert all(view.shape == (1, 1, 48, 48) for view in recorder.inputs)
+    uniform = normalize(torch.full((1, 48, 48), 200, dtype=torch.uint8))
+    matches = [i for i, view in enumerate(recorder.inputs) if torch.allclose(view, uniform)]
+    # the top-left crop of the image and the top-right crop of its mirror
+    assert matches == [0, 6]
+
+
+def test_invalid_tta_is_rejected_with_the_valid_values() -> None:
+    with pytest.raises(InvalidArgumentError, match="ten_crop"):
+        predict_logits(_linear_model(), _images(1), tta="ten-crop")
+
+
+def test_predict_restores_train_mode_per_submodule() -> None:
+    recorder = Recorder()
+    model = nn.Sequential(recorder, nn.Identity())
+    model.train()
+    model[1].eval()  # a deliberately frozen submodule keeps its own mode
+    predict_logits(model, _images(2))
+    assert recorder.modes == [False]
+    assert model.training and recorder.training
+    assert not model[1].training
+
+
+def test_predict_restores_mode_when_the_model_fails() -> None:
+    class Failing(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    model = Failing().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_logits(model, _images(1))
+    assert model.training
+
+
+def test_batches_are_moved_to_the_model_device_and_dtype() -> None:
+    recorder = Recorder().double()
+    logits = predict_logits(recorder, _images(5).numpy(), batch_size=2, device="cpu")
+    assert [len(x) for x in recorder.inputs] == [2, 2, 1]
+    assert all(x.dtype == torch.float64 and x.device.type == "cpu" for x in recorder.inputs)
+    assert logits.dtype == torch.float32 and logits.device.type == "cpu"
+    # an ordinary tensor, not an inference tensor: callers may change it in place
+    assert not logits.is_inference()
+    logits.add_(1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_gets_cuda_batches_and_returns_cpu() -> None:
+    recorder = Recorder().cuda()
+    logits = predict_logits(recorder, _images(3))
+    assert all(x.device.type == "cuda" for x in recorder.inputs)
+    assert logits.device.type == "cpu"
+    model = _linear_model()
+    images = _images(4)
+    on_cpu = predict_proba(model, images, tta="ten_crop")
+    on_gpu = predict_proba(model, images, tta="ten_crop", device="cuda")
+    assert next(model.parameters()).device.type == "cuda"
+    assert torch.allclose(on_cpu, on_gpu, atol=1e-4)
+
+
+def test_model_without_parameters_runs_on_cpu() -> None:
+    model = nn.Sequential(nn.AdaptiveAvgPool2d((1, 7)), nn.Flatten())
+    assert predict_logits(model, _images(2)).shape == (2, 7)
+
+
+# --------------------------------------------------------------------------------------------
+# report I/O
+
+
+def _report() -> EvaluationReport:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(40, 7))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return report_from_predictions(
+        rng.integers(0, 7, size=40), proba.argmax(axis=1), proba, tta="flip"
+    )
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    report = _report()
+    path = tmp_path / "report.json"
+    report.save_json(path)
+    assert EvaluationReport.load_json(path) == report
+    data = json.loads(path.read_text())
+    assert data["accuracy"] == report.accuracy and data["tta"] == "flip"
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    without_proba = report_from_predictions([0, 1], [1, 1])
+    assert EvaluationReport.from_dict(json.loads(json.dumps(without_proba.to_dict()))) == (
+        without_proba
+    )
+
+
+def test_save_json_keeps_the_old_file_when_writing_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "report.json"
+    path.write_text("previous")
+
+    def fail(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("emotionnet.metrics.os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        _report().save_json(path)
+    assert path.read_text() == "previous"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_bad_report_files_raise_clear_errors(tmp_path: Path) -> None:
+    data = _report().to_dict()
+    with pytest.raises(InvalidArgumentError, match="unknown"):
+        EvaluationReport.from_dict({**data, "accuracyy": 1.0})
+    broken = {**data, "confusion_matrix": [[1, 2]]}
+    with pytest.raises(InvalidArgumentError, match="confusion_matrix"):
+        EvaluationReport.from_dict(broken)
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(MalformedDataError, match=r"bad\.json"):
+        EvaluationReport.load_json(path)
+    path.write_text(json.dumps({"accuracy": 1.0}))
+    with pytest.raises(MalformedDataError, match="missing"):
+        EvaluationReport.load_json(path)
+
+
+def test_markdown_lists_every_emotion() -> None:
+    report = _report()
+    text = report.to_markdown()
+    for name in EMOTIONS:
+        assert f"| {name} | " in text
+    assert f"{report.accuracy:.2%}" in text
+    assert "ECE" in text and "flip" in text
+    assert str(report) == text
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_bad_predictions_raise_clear_errors() -> None:
+    with pytest.raises(InvalidArgumentError, match="differ in length"):
+        report_from_predictions([0, 1, 2], [0, 1])
+    with pytest.raises(InvalidArgumentError, match=r"outside 0\.\.6"):
+        report_from_predictions([0, 7], [0, 1])
+    with pytest.raises(InvalidArgumentError, match="y_pred"):
+        report_from_predictions([0, 1], [0, -1])
+    with pytest.raises(InvalidArgumentError, match="integer"):
+        report_from_predictions([0.0, 1.0], [0, 1])
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        report_from_predictions([], [])
+    with pytest.raises(InvalidArgumentError, match="softmax"):
+        report_from_predictions([0], [0], [[2.0, -1.0, 0, 0, 0, 0, 0]])
+    with pytest.raises(InvalidArgumentError, match=r"\(1, 7\)"):
+        report_from_predictions([0], [0], [[0.5, 0.5]])
+
+
+def test_bad_images_raise_clear_errors() -> None:
+    model = _linear_model()
+    with pytest.raises(InvalidImageError, match="uint8"):
+        predict_logits(model, torch.zeros(2, 48, 48))
+    with pytest.raises(InvalidImageError, match="N x H x W"):
+        predict_logits(model, torch.zeros(2, 3, 48, 48, dtype=torch.uint8))
+    with pytest.raises(InvalidImageError, match="empty"):
+        predict_logits(model, torch.zeros(0, 48, 48, dtype=torch.uint8))
+    with pytest.raises(UnsupportedInputError, match="list"):
+        predict_logits(model, [[0]])  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        predict_logits(model, _images(1), batch_size=0)
+
+
+def test_evaluate_rejects_unlabelled_data_and_mismatched_models() -> None:
+    images = _images(3)
+    with pytest.raises(InvalidArgumentError, match="no label"):
+        evaluate(_linear_model(), (images, torch.tensor([0, -1, -1])))
+    with pytest.raises(InvalidArgumentError, match="5 logits"):
+        evaluate(_linear_model(num_classes=5), (images, torch.tensor([0, 1, 2])))
+
+    class TupleModel(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (torch.zeros(x.shape[0], 7),)
+
+    with pytest.raises(UnsupportedInputError, match="tuple"):
+        evaluate(TupleModel(), (images, torch.tensor([0, 1, 2])))
+
+
+def test_errors_are_emotionnet_and_builtin_errors() -> None:
+    with pytest.raises(EmotionNetError):
+        report_from_predictions([0], [9])
+    with pytest.raises(ValueError):
+        report_from_predictions([0], [9])
+    with pytest.raises(TypeError):
+        predict_logits(_linear_model(), "image.png")  # type: ignore[arg-type]
+
+
+def test_ece_argument_checks() -> None:
+    with pytest.raises(InvalidArgumentError, match="n_bins"):
+        expected_calibration_error([0], [[1.0, 0.0]], n_bins=0)
+    assert math.isclose(expected_calibration_error([1], [[1.0, 0.0]]), 1.0)
