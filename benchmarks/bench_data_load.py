@@ -15,6 +15,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,9 +30,9 @@ def _default_root() -> Path:
     return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
 
 
-def _timed(**kwargs: object) -> tuple[float, FER2013]:
+def _timed(make: Callable[[], FER2013]) -> tuple[float, FER2013]:
     start = time.perf_counter()
-    data = FER2013(**kwargs)  # type: ignore[arg-type]
+    data = make()
     return time.perf_counter() - start, data
 
 
@@ -50,18 +51,19 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as cache_dir:
             seconds, data = _timed(
-                root=args.root, split=args.split, cache_dir=cache_dir, num_workers=args.num_workers
+                lambda: FER2013(
+                    args.root, args.split, cache_dir=cache_dir, num_workers=args.num_workers
+                )
             )
             cold.append(seconds)
-            for _ in range(1):
-                seconds, again = _timed(root=args.root, split=args.split, cache_dir=cache_dir)
-                warm.append(seconds)
+            seconds, again = _timed(lambda: FER2013(args.root, args.split, cache_dir=cache_dir))
+            warm.append(seconds)
             if not torch.equal(data.images, again.images):
                 raise SystemExit("the cached images differ from the decoded ones")
     print(f"images: {len(data)} x {tuple(data.images.shape[1:])}, source {data.source}")
     print(f"cold (fresh cache folder): best {min(cold):.2f} s, runs {[round(t, 2) for t in cold]}")
     print(f"warm (cached):             best {min(warm):.2f} s, runs {[round(t, 2) for t in warm]}")
-    seconds, _ = _timed(root=args.root, split=args.split, cache=False, num_workers=1)
+    seconds, _ = _timed(lambda: FER2013(args.root, args.split, cache=False, num_workers=1))
     print(f"one process, no cache:     {seconds:.2f} s")
 
 

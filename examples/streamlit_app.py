@@ -8,7 +8,9 @@ app says so (useful for tightly cropped face pictures, where the detector has no
 Run it (needs the ``app`` extra: ``pip install "emotionnet[app]"``):
 
     streamlit run examples/streamlit_app.py
-    streamlit run examples/streamlit_app.py -- --model org/name   # another model
+    streamlit run examples/streamlit_app.py -- --model org/name   # start with another model
+
+The sidebar's "Model" field switches models while the app runs (empty: the bundled one).
 
 The image-processing part, :func:`analyze`, is a plain function, so it can be tested and reused
 without Streamlit.
@@ -45,7 +47,9 @@ def analyze(photo: Image.Image, recognizer: EmotionRecognizer) -> tuple[list[Fac
     Returns the faces (largest first) and whether the whole photo had to stand in for a face
     because the detector found none.
     """
-    faces = [FaceResult(face.box, face.prediction) for face in recognizer.predict(photo, faces=True)]
+    faces = [
+        FaceResult(face.box, face.prediction) for face in recognizer.predict(photo, faces=True)
+    ]
     if faces:
         return faces, False
     whole = FaceResult((0, 0, photo.width, photo.height), recognizer.predict(photo))
@@ -79,9 +83,9 @@ def _parse_args() -> argparse.Namespace:
 
 
 @st.cache_resource
-def load_recognizer(model: str | None, device: str | None) -> EmotionRecognizer:
-    # Loaded once per server process, not on every rerun of the script.
-    return EmotionRecognizer.from_pretrained(model, device=device)
+def load_recognizer(model: str, device: str | None) -> EmotionRecognizer:
+    # Loaded once per model and server process, not on every rerun of the script.
+    return EmotionRecognizer.from_pretrained(model or None, device=device)
 
 
 def read_photo(data: bytes) -> Image.Image:
@@ -97,6 +101,15 @@ def main() -> None:
         "Seven emotions from the FER2013 data set: " + ", ".join(EMOTIONS) + ". "
         "Pictures are processed in memory and not stored."
     )
+
+    with st.sidebar:
+        model = st.text_input(
+            "Model",
+            value=args.model or "",
+            key="model",
+            help="Hub id or local folder; empty for the model bundled with emotionnet",
+        )
+        st.markdown("Made with [emotionnet](https://emotionnet.readthedocs.io).")
 
     upload_tab, camera_tab = st.tabs(["Upload a photo", "Take a photo"])
     with upload_tab:
@@ -114,7 +127,11 @@ def main() -> None:
         st.error(f"Could not read {picture.name} as an image: {error}")
         return
 
-    recognizer = load_recognizer(args.model, args.device)
+    try:
+        recognizer = load_recognizer(model.strip(), args.device)
+    except Exception as error:  # a mistyped model name must not take the app down
+        st.error(f"Could not load the model {model!r}: {error}")
+        return
     faces, whole_image = analyze(photo, recognizer)
     if whole_image:
         st.warning(

@@ -63,7 +63,9 @@ class Smoother:
             if best is not None and iou(best.box, box) >= self.min_iou:
                 unmatched.remove(best)
                 best.box = box
-                best.probabilities = self.alpha * probabilities + (1 - self.alpha) * best.probabilities
+                best.probabilities = (
+                    self.alpha * probabilities + (1 - self.alpha) * best.probabilities
+                )
                 best.missed = 0
                 current.append(best)
             else:  # a face we have not seen: start from this frame's prediction
@@ -101,7 +103,9 @@ def draw(frame: np.ndarray, tracks: list[Track]) -> None:
         index = int(track.probabilities.argmax())
         text = f"{EMOTIONS[index]} {track.probabilities[index]:.0%}"
         cv2.rectangle(frame, (x, y), (x + w, y + h), (64, 64, 255), 2)
-        cv2.putText(frame, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (64, 64, 255), 2)
+        cv2.putText(
+            frame, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (64, 64, 255), 2
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,3 +43,39 @@ def fer2013_root() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# --- recognizer (helper: recognizer) ---
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init ResNet18 (ImageNet stem: the cheapest) saved by save_pretrained (float32)."""
+    from emotionnet.models import ModelConfig, build_model
+    from emotionnet.recognizer import EmotionRecognizer
+
+    torch.manual_seed(0)
+    config = ModelConfig(stem="imagenet")
+    folder = tmp_path_factory.mktemp("model")
+    EmotionRecognizer(build_model(config), config, device="cpu").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for the default model bundled in src/emotionnet/weights/default.
+
+    Same layout as the release (fp16 model.safetensors, config.json, README.md), random
+    weights; from_pretrained() with no name loads it.
+    """
+    import emotionnet.hub
+    from emotionnet.models import ModelConfig, build_model
+    from emotionnet.recognizer import EmotionRecognizer
+
+    torch.manual_seed(1)
+    config = ModelConfig(stem="imagenet")
+    folder = tmp_path / "weights" / "default"
+    recognizer = EmotionRecognizer(build_model(config), config, device="cpu")
+    recognizer.save_pretrained(folder, dtype=torch.float16)
+    monkeypatch.setattr(emotionnet.hub, "bundled_model_dir", lambda: folder)
+    return folder

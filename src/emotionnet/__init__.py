@@ -21,6 +21,8 @@ from .preprocessing import to_face_array as to_face_array
 
 # --- data (helper: data) ---
 # isort: split
+from .class_weights import compute_class_weights as compute_class_weights
+from .data import FER2013 as FER2013
 from .data import SPLITS as SPLITS
 from .data import as_tensors as as_tensors
 
@@ -35,18 +37,35 @@ from .metrics import predict_proba as predict_proba
 from .metrics import report_from_predictions as report_from_predictions
 
 # --- recognizer (helper: recognizer) ---
+# isort: split
+from .export import OnnxClassifier as OnnxClassifier
+from .export import export_onnx as export_onnx
+from .faces import HaarCascadeDetector as HaarCascadeDetector
+from .faces import detect_faces as detect_faces
+from .recognizer import EmotionRecognizer as EmotionRecognizer
+from .recognizer import FaceEmotion as FaceEmotion
+from .recognizer import Prediction as Prediction
 
 __all__ = [
     "EMOTIONS",
+    "FER2013",
     "NUM_CLASSES",
     "SPLITS",
     "EmotionNetError",
+    "EmotionRecognizer",
     "EvaluationReport",
+    "FaceEmotion",
+    "HaarCascadeDetector",
+    "OnnxClassifier",
+    "Prediction",
     "__version__",
     "as_tensors",
+    "compute_class_weights",
+    "detect_faces",
     "emotion_to_index",
     "errors",
     "evaluate",
+    "export_onnx",
     "index_to_emotion",
     "normalize",
     "plot_confusion_matrix",

@@ -60,11 +60,13 @@ import math
 import os
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing import current_process
 from pathlib import Path
 from typing import Any, Final
 
@@ -426,7 +428,8 @@ def _decode_image_files(paths: Sequence[str]) -> tuple[ImageArray, list[tuple[in
 def _decode_in_parallel(
     paths: Sequence[str], workers: int
 ) -> tuple[ImageArray, list[tuple[int, str]]]:
-    if workers <= 1 or len(paths) < max(_MIN_FILES_FOR_POOL, 2):
+    # Daemonic processes (DataLoader workers, for one) may not start children.
+    if workers <= 1 or len(paths) < max(_MIN_FILES_FOR_POOL, 2) or current_process().daemon:
         return _decode_image_files(paths)
     # A few chunks per worker keep both cores busy to the end without much pickling.
     size = max(64, math.ceil(len(paths) / (workers * 4)))
@@ -1006,8 +1009,16 @@ class FER2013(Dataset[tuple[Any, Any]]):
             cached = _read_cache(self.cache_file, plan.fingerprint)
         if cached is None:
             problems = _Problems(self.on_error)
+            started = time.perf_counter()
             images, targets = plan.load(problems, workers)
             skipped = problems.skipped
+            logger.info(
+                "Decoded %d images of FER2013 %s from %s in %.1f s.",
+                len(images),
+                self.split,
+                self.source_path,
+                time.perf_counter() - started,
+            )
             if self.cache_file is not None:
                 _write_cache(self.cache_file, images, targets, plan.fingerprint, skipped)
         else:

@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import os
@@ -114,15 +113,14 @@ def _imagenet_cache_file() -> Path:
 def _load_imagenet_state_dict(progress: bool) -> dict[str, torch.Tensor]:
     cache_file = _imagenet_cache_file()
     url = _IMAGENET_WEIGHTS.url
-    cached = cache_file.is_file()
     try:
         state: dict[str, torch.Tensor] = _IMAGENET_WEIGHTS.get_state_dict(
             progress=progress, check_hash=True, weights_only=True
         )
-    except (OSError, http.client.HTTPException, RuntimeError) as exc:
-        if cached:
+    except Exception as exc:  # network, hash and unpickling errors share no base class
+        if cache_file.is_file():
             raise ModelLoadError(
-                f"The cached ImageNet weights at {cache_file} could not be read ({exc}); "
+                f"The cached ImageNet weights at {cache_file} could not be read ({exc!r}); "
                 "delete the file so it downloads again, or replace it with a copy of "
                 f"{url}."
             ) from exc
@@ -150,15 +148,27 @@ def _adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (3.0 / in_chans)
 
 
+def _area_matrix(source: int, target: int) -> torch.Tensor:
+    """``target x source`` matrix whose row ``j`` is the overlap of each source tap with bin ``j``.
+
+    The bins split the source extent evenly, so every column sums to 1 and resampling with it
+    keeps the total weight.
+    """
+    edges = torch.linspace(0.0, float(source), target + 1, dtype=torch.float64)
+    taps = torch.arange(source, dtype=torch.float64)
+    low = torch.maximum(taps[None, :], edges[:-1, None])
+    high = torch.minimum(taps[None, :] + 1, edges[1:, None])
+    return (high - low).clamp(min=0)
+
+
 def _resize_kernel(weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize conv kernels, keeping each filter's response to a flat image (its sum)."""
+    """Resample conv kernels by area, keeping each filter's sum (its response to a flat image)."""
     if tuple(weight.shape[-2:]) == size:
         return weight
-    resized = F.interpolate(
-        weight.float(), size=size, mode="bilinear", align_corners=False, antialias=True
-    )
-    old_area = weight.shape[-2] * weight.shape[-1]
-    return (resized * (old_area / (size[0] * size[1]))).to(weight.dtype)
+    rows = _area_matrix(weight.shape[-2], size[0])
+    cols = _area_matrix(weight.shape[-1], size[1])
+    resized = torch.einsum("ai,ocij,bj->ocab", rows, weight.double(), cols)
+    return resized.to(weight.dtype)
 
 
 def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -258,9 +268,10 @@ def resnet18_emotion(
     loaded through torchvision's weights API (downloaded once into
     ``$TORCH_HOME/hub/checkpoints``). The RGB first-conv kernels are summed for one input
     channel (timm's ``adapt_input_conv`` rule). For the ``"small"`` and ``"middle"`` stems,
-    whose first conv is 3x3, the 7x7 kernels are resized to 3x3 (antialiased bilinear) and
-    rescaled so each filter keeps its sum, so the pretrained ``bn1`` statistics still fit its
-    output. ``fc`` is freshly initialised unless ``num_classes`` is 1000.
+    whose first conv is 3x3, the 7x7 kernels are resampled to 3x3 by area (each new tap
+    sums the old taps it covers, fractionally at its edges), which keeps each filter's total
+    weight and so its response to smooth input: the pretrained ``bn1`` statistics still fit.
+    ``fc`` is freshly initialised unless ``num_classes`` is 1000.
 
     Args:
         num_classes: Number of output logits.

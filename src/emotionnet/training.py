@@ -492,7 +492,7 @@ class TrainConfig:
             >>> import tempfile, pathlib
             >>> with tempfile.TemporaryDirectory() as folder:
             ...     path = pathlib.Path(folder, "recipe.toml")
-            ...     _ = path.write_text("[train]\\nmax_epochs = 4\\n[train.augment]\\nhflip = 0\\n")
+            ...     _ = path.write_text("[train]\nmax_epochs = 4\n[train.augment]\nhflip = 0\n")
             ...     config = TrainConfig.from_file(path, section="train")
             >>> config.max_epochs, config.augment.hflip
             (4, 0.0)
@@ -1413,8 +1413,7 @@ class Trainer:
                     label_smoothing=config.label_smoothing,
                 )
                 self.optimizer.zero_grad(set_to_none=True)
-                scaled: torch.Tensor = self.scaler.scale(loss)
-                scaled.backward()
+                torch.autograd.backward(self.scaler.scale(loss))
                 if config.grad_clip is not None:
                     self.scaler.unscale_(self.optimizer)
                     nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)

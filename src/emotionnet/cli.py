@@ -1,0 +1,344 @@
+"""The ``emotionnet`` command (also ``python -m emotionnet``).
+
+.. code-block:: text
+
+    emotionnet predict IMAGE... [--faces] [--json] [--model NAME_OR_DIR] [--device DEV] [--tta]
+    emotionnet evaluate --data DIR [--split public_test] [--model ...] [--tta] [--json] [--plot PNG]
+    emotionnet train --config FILE [--data DIR] [--output DIR] [--resume]
+    emotionnet export --onnx OUT [--model NAME_OR_DIR]
+
+Results are printed as a table, or as JSON with ``--json``. An error emotionnet raises on
+purpose (a missing file, an image it cannot read, a model not in the cache while offline...)
+is printed as one line ``error: ...`` and the command exits with status 2.
+
+Example:
+    >>> main(["predict", "no-such-file.jpg"])  # doctest: +SKIP
+    error: No image file at 'no-such-file.jpg'; check the path.
+    2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from .errors import EmotionNetError, InvalidArgumentError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_ERROR: Final[int] = 2
+_TTA_CHOICES: Final[tuple[str, ...]] = ("none", "flip", "flip_shift", "ten_crop")
+
+
+def _default_data() -> str:
+    return os.environ.get("EMOTIONNET_FER2013", "data/fer2013")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, *, backend: bool = True) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        metavar="NAME_OR_DIR",
+        help="a folder written by save_pretrained or a Hub repo id 'org/name' "
+        "(default: the bundled model)",
+    )
+    group.add_argument("--revision", help="Hub branch, tag or commit to pin")
+    group.add_argument(
+        "--device", help="cpu, cuda, cuda:1, mps (default: CUDA when available, else CPU)"
+    )
+    if backend:
+        group.add_argument(
+            "--backend",
+            choices=("torch", "onnx"),
+            default="torch",
+            help="run the model with eager PyTorch or onnxruntime (the onnx extra)",
+        )
+
+
+def _add_tta_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        default="none",
+        choices=_TTA_CHOICES,
+        help="test-time augmentation; --tta alone means 'flip' (default: none)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``emotionnet`` command.
+
+    Returns:
+        The parser, with one sub-command per task.
+
+    Example:
+        >>> args = build_parser().parse_args(["predict", "a.jpg", "--tta"])
+        >>> args.command, args.images, args.tta
+        ('predict', ['a.jpg'], 'flip')
+    """
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="emotionnet",
+        description="Facial emotion recognition on FER2013: predict, evaluate, train, export.",
+    )
+    parser.add_argument("--version", action="version", version=f"emotionnet {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict the emotion of face images (or of the faces in photos)",
+        description="Predict the emotion of each image, taken as one face; with --faces, "
+        "find the faces in each photo first.",
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument(
+        "--faces", action="store_true", help="detect faces in the photos (needs emotionnet[face])"
+    )
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument("--top", type=int, default=3, metavar="K", help="labels shown (3)")
+    predict.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    _add_tta_option(predict)
+    _add_model_options(predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a model on a FER2013 split",
+        description="Evaluate a model on a labelled FER2013 split and print the report.",
+    )
+    evaluate.add_argument(
+        "--data",
+        default=_default_data(),
+        metavar="DIR",
+        help="FER2013 in any supported layout (default: $EMOTIONNET_FER2013 or data/fer2013)",
+    )
+    evaluate.add_argument("--split", default="public_test", help="split (default: public_test)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    evaluate.add_argument("--plot", metavar="PNG", help="also draw the confusion matrix")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    _add_tta_option(evaluate)
+    _add_model_options(evaluate)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model from a recipe (JSON or TOML)",
+        description="Train a model from a recipe file: either a TrainConfig table, or a recipe "
+        "with [data], [model], [train] and [release] tables (see configs/). The output "
+        "folder is a model folder that --model accepts.",
+    )
+    train.add_argument("--config", required=True, metavar="FILE", help="recipe (.toml/.json)")
+    train.add_argument(
+        "--data", default=_default_data(), metavar="DIR", help="FER2013 (as for evaluate)"
+    )
+    train.add_argument("--output", metavar="DIR", help="output folder (default: runs/<recipe>)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument("--epochs", type=int, help="override the number of epochs")
+    train.add_argument("--device", help="override the training device")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    export = commands.add_parser(
+        "export",
+        help="export a model to ONNX",
+        description="Export the classifier to ONNX (normalised float input batch x 1 x 48 x 48, "
+        "logits output, dynamic batch axis; needs emotionnet[onnx]).",
+    )
+    export.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
+    _add_model_options(export, backend=False)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .recognizer import EmotionRecognizer
+
+    return EmotionRecognizer.from_pretrained(
+        args.model,
+        revision=args.revision,
+        device=args.device,
+        backend=getattr(args, "backend", "torch"),
+    )
+
+
+def _format_top(prediction: Any, k: int) -> str:
+    return ", ".join(f"{label} {p:.2f}" for label, p in prediction.top_k(k))
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        out.write("\n")
+
+
+def _predict(args: argparse.Namespace, out: TextIO) -> int:
+    recognizer = _load(args)
+    k = min(max(args.top, 1), len(recognizer.labels))
+    results = recognizer.predict(
+        list(args.images), batch_size=args.batch_size, tta=args.tta, faces=args.faces
+    )
+    if args.json:
+        records: list[dict[str, Any]] = []
+        for image, result in zip(args.images, results, strict=True):
+            if args.faces:
+                records.append({"image": image, "faces": [face.to_dict() for face in result]})
+            else:
+                records.append({"image": image, **result.to_dict()})
+        out.write(json.dumps(records, indent=2) + "\n")
+        return 0
+    rows: list[list[str]]
+    if args.faces:
+        rows = [["image", "face (x,y,w,h)", "emotion", "score", f"top {k}"]]
+        for image, found in zip(args.images, results, strict=True):
+            if not found:
+                rows.append([image, "no face found", "-", "-", "-"])
+            for face in found:
+                p = face.prediction
+                box = ",".join(str(v) for v in face.box)
+                rows.append([image, box, p.label, f"{p.score:.2f}", _format_top(p, k)])
+    else:
+        rows = [["image", "emotion", "score", f"top {k}"]]
+        for image, p in zip(args.images, results, strict=True):
+            rows.append([image, p.label, f"{p.score:.2f}", _format_top(p, k)])
+    _table(rows, out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from .data import FER2013
+
+    recognizer = _load(args)
+    dataset = FER2013(args.data, split=args.split)
+    report = recognizer.evaluate(
+        dataset, batch_size=args.batch_size, tta=args.tta, progress=sys.stderr.isatty()
+    )
+    if args.plot:
+        from .metrics import plot_confusion_matrix
+
+        plot_confusion_matrix(report, args.plot)
+    if args.json:
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out.write(f"{recognizer.source} on {args.split} ({args.data})\n\n")
+        out.write(report.to_markdown())
+        if args.plot:
+            out.write(f"\nconfusion matrix: {args.plot}\n")
+    return 0
+
+
+def _train(args: argparse.Namespace, out: TextIO) -> int:
+    from .data import FER2013
+    from .models import ModelConfig, build_model
+    from .recognizer import EmotionRecognizer
+    from .training import TrainConfig, Trainer, read_config_file
+
+    config_path = Path(args.config)
+    if not config_path.is_file():
+        raise InvalidArgumentError(f"No recipe file at {args.config!r}; check the path.")
+    recipe = read_config_file(config_path)
+    # A recipe has tables; a bare TrainConfig file is the [train] table alone.
+    is_recipe = isinstance(recipe.get("train"), Mapping)
+    train_table = dict(recipe["train"]) if is_recipe else recipe
+    splits = dict(recipe.get("data") or {}) if is_recipe else {}
+    release = dict(recipe.get("release") or {}) if is_recipe else {}
+    model_config = ModelConfig.from_dict(dict(recipe.get("model") or {}) if is_recipe else {})
+
+    output = Path(args.output) if args.output else Path("runs") / config_path.stem
+    overrides: dict[str, Any] = {
+        "checkpoint_dir": str(output / "checkpoints"),
+        "progress": not args.no_progress and sys.stderr.isatty(),
+    }
+    if args.epochs is not None:
+        overrides["max_epochs"] = args.epochs
+    if args.device is not None:
+        overrides["device"] = args.device
+    train_config = dataclasses.replace(TrainConfig.from_dict(train_table), **overrides)
+
+    val_split = str(splits.get("val_split", "public_test"))
+    train_set = FER2013(args.data, split=str(splits.get("train_split", "train")))
+    val_set = FER2013(args.data, split=val_split)
+    model = build_model(model_config)
+    trainer = Trainer(model, train_set, val_set, train_config, model_config=model_config)
+    history = trainer.fit(resume=args.resume)
+    if not trainer.is_main_process:  # under torchrun, rank 0 evaluates and saves
+        return 0
+
+    trainer.load_best()
+    dtype = str(release.get("dtype", "float32"))
+    EmotionRecognizer(model, model_config, device=trainer.device).save_pretrained(
+        output, dtype=dtype
+    )
+    # Evaluate exactly what was saved (after the dtype round trip), then write the card.
+    released = EmotionRecognizer.from_pretrained(output, device=trainer.device)
+    reports = {}
+    for tta in release.get("tta", ["none"]):
+        name = val_split if tta == "none" else f"{val_split} + TTA ({tta})"
+        reports[name] = released.evaluate(val_set, tta=tta)
+        suffix = "" if tta == "none" else f"_{tta}"
+        reports[name].save_json(output / f"evaluation_{val_split}{suffix}.json")
+    released.save_pretrained(output, evaluation=reports, dtype=dtype)
+    shutil.copyfile(config_path, output / f"recipe{config_path.suffix}")
+    train_config.save(output / "train_config.json")
+
+    best = history.best(train_config.monitor)
+    out.write(f"trained {len(history)} epochs; best: {best}\n")
+    rows = [["data", "accuracy", "macro F1"]]
+    rows += [[n, f"{r.accuracy:.2%}", f"{r.macro_f1:.4f}"] for n, r in reports.items()]
+    _table(rows, out)
+    out.write(f"model folder: {output} (emotionnet predict --model {output} IMAGE)\n")
+    return 0
+
+
+def _export(args: argparse.Namespace, out: TextIO) -> int:
+    from .export import export_onnx
+
+    recognizer = _load(args)
+    path = export_onnx(recognizer, args.onnx, opset=args.opset)
+    out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})\n")
+    return 0
+
+
+_COMMANDS: Final = {
+    "predict": _predict,
+    "evaluate": _evaluate,
+    "train": _train,
+    "export": _export,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``emotionnet`` command.
+
+    Args:
+        argv: The arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status: 0 on success, 2 on a usage error or an error emotionnet reports
+        (printed as one line ``error: ...`` on stderr, without a traceback).
+
+    Example:
+        >>> main(["predict", "--json", "missing.jpg"])  # doctest: +SKIP
+        2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args, sys.stdout)
+    except (EmotionNetError, OSError) as error:
+        # OSError covers what the OS refuses (permissions, a full disk, a missing recipe).
+        message = " ".join(str(error).split()) or type(error).__name__
+        sys.stderr.write(f"error: {message}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

@@ -1,0 +1,663 @@
+"""Where model files live: the bundled default model, local folders and the Hugging Face Hub.
+
+A saved model is a folder in the layout of ``huggingface_hub``'s ``PyTorchModelHubMixin``:
+
+* ``model.safetensors``: the state dict (keys exactly torchvision's ResNet18 ones);
+* ``config.json``: :meth:`emotionnet.models.ModelConfig.to_dict` plus a ``"metadata"``
+  entry (emotionnet version, evaluation summaries);
+* ``README.md``: the model card, with the evaluation numbers when known.
+
+:func:`resolve_model_files` finds such a folder for
+:meth:`~emotionnet.EmotionRecognizer.from_pretrained`: the default model shipped inside the
+package, a local folder, or a Hub repository downloaded (and cached) by ``huggingface_hub``.
+Offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) only the cache is looked at, so
+a missing model fails at once with :class:`~emotionnet.errors.WeightsNotFoundError`.
+
+Example:
+    >>> import tempfile
+    >>> from emotionnet.models import ModelConfig, build_model
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder)
+    ...     files = resolve_model_files(folder)
+    ...     sorted(p.name for p in files.folder.iterdir())
+    ['README.md', 'config.json', 'model.safetensors']
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import numbers
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+from torch import nn
+
+from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
+from .models import ModelConfig
+
+__all__ = [
+    "CONFIG_NAME",
+    "MODEL_CARD_NAME",
+    "WEIGHTS_NAME",
+    "ModelFiles",
+    "bundled_model_dir",
+    "load_state_dict_strict",
+    "load_weights",
+    "model_card",
+    "normalize_evaluation",
+    "read_config",
+    "resolve_model_files",
+    "save_model_files",
+]
+
+WEIGHTS_NAME: Final[str] = "model.safetensors"
+CONFIG_NAME: Final[str] = "config.json"
+MODEL_CARD_NAME: Final[str] = "README.md"
+
+_METADATA_KEY: Final[str] = "metadata"
+_REPO_ID: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TRUE: Final[frozenset[str]] = frozenset({"1", "on", "yes", "true"})
+_SUMMARY_KEYS: Final[tuple[str, ...]] = (
+    "num_samples",
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "ece",
+    "nll",
+    "tta",
+)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of one saved model, resolved to local paths.
+
+    Attributes:
+        config: Path of ``config.json``.
+        weights: Path of ``model.safetensors``.
+        source: Human-readable origin, used in messages (``"the bundled default model"``,
+            a folder path, or ``"org/name@revision"``).
+
+    Example:
+        >>> from pathlib import Path
+        >>> ModelFiles(Path("m/config.json"), Path("m/model.safetensors"), "m").folder
+        PosixPath('m')
+    """
+
+    config: Path
+    weights: Path
+    source: str
+
+    @property
+    def folder(self) -> Path:
+        """The folder holding the weights."""
+        return self.weights.parent
+
+
+def bundled_model_dir() -> Path:
+    """Return the folder of the default model shipped inside the package.
+
+    Returns:
+        ``<site-packages>/emotionnet/weights/default``.
+
+    Raises:
+        WeightsNotFoundError: If the package was installed without its bundled weights.
+
+    Example:
+        >>> bundled_model_dir().parts[-2:]  # doctest: +SKIP
+        ('weights', 'default')
+    """
+    folder = importlib.resources.files("emotionnet").joinpath("weights").joinpath("default")
+    # Wheels and editable installs put the package on disk; a zipped install cannot be read
+    # by safetensors' memory map, and is not supported.
+    path = Path(str(folder))
+    if not (path / WEIGHTS_NAME).is_file() or not (path / CONFIG_NAME).is_file():
+        raise WeightsNotFoundError(
+            f"The bundled default model is missing from {path} (expected {WEIGHTS_NAME} and "
+            f"{CONFIG_NAME}); the installation is incomplete. Reinstall emotionnet "
+            "(pip install --force-reinstall emotionnet), or pass a local folder or a Hub repo "
+            "id to from_pretrained."
+        )
+    return path
+
+
+def _hub_offline() -> bool:
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; reading the variable here as well
+    # honours it when it is set after huggingface_hub was imported (as tests and notebooks do).
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return env.strip().lower() in _TRUE or bool(constants.HF_HUB_OFFLINE)
+
+
+def _download(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    token: str | bool | None,
+) -> ModelFiles:
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = local_files_only or _hub_offline()
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    cache = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
+    paths: list[Path] = []
+    try:
+        for filename in (CONFIG_NAME, WEIGHTS_NAME):
+            paths.append(
+                Path(
+                    hf_hub_download(
+                        repo_id,
+                        filename,
+                        revision=revision,
+                        cache_dir=None if cache_dir is None else Path(cache_dir),
+                        local_files_only=offline,
+                        token=token,
+                        # The endpoint is read here, not when huggingface_hub was imported.
+                        endpoint=os.environ.get("HF_ENDPOINT") or None,
+                    )
+                )
+            )
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        if offline:
+            why = (
+                "local_files_only=True was passed"
+                if local_files_only
+                else "offline mode is on (HF_HUB_OFFLINE=1)"
+            )
+            message = (
+                f"The model {where!r} is not in the Hugging Face cache ({cache}) and {why}, "
+                "so it was not downloaded. Download it once with network access (unset "
+                "HF_HUB_OFFLINE and pass local_files_only=False), point cache_dir/HF_HUB_CACHE "
+                "at a cache that holds it, or pass a local folder written by save_pretrained."
+            )
+        else:
+            message = (
+                f"The model {where!r} could not be downloaded from the Hugging Face Hub "
+                f"({error}) and is not in the cache ({cache}). Check the network connection "
+                "(or HF_ENDPOINT), or pass a local folder written by save_pretrained."
+            )
+        raise WeightsNotFoundError(message) from None
+    except GatedRepoError:
+        raise WeightsNotFoundError(
+            f"The Hub repository {repo_id!r} is gated: accept its conditions on the Hub and "
+            "pass token=... (or log in with `hf auth login`)."
+        ) from None
+    except RepositoryNotFoundError:
+        raise WeightsNotFoundError(
+            f"There is no Hub repository {repo_id!r} (or it is private: pass token=...). "
+            "Check the name, or pass a local folder written by save_pretrained."
+        ) from None
+    except RevisionNotFoundError:
+        raise WeightsNotFoundError(
+            f"The Hub repository {repo_id!r} has no revision {revision!r}; pass an existing "
+            "branch, tag or commit hash."
+        ) from None
+    except EntryNotFoundError:
+        missing = (CONFIG_NAME, WEIGHTS_NAME)[len(paths)]
+        raise WeightsNotFoundError(
+            f"The Hub repository {where!r} has no {missing}, so it does not hold an "
+            f"emotionnet model (expected {WEIGHTS_NAME} and {CONFIG_NAME}, as save_pretrained "
+            "writes them)."
+        ) from None
+    except HFValidationError as error:
+        raise InvalidArgumentError(f"{repo_id!r} is not a valid Hub repo id: {error}") from None
+    except HfHubHTTPError as error:
+        raise WeightsNotFoundError(
+            f"Downloading {where!r} from the Hugging Face Hub failed: {error}"
+        ) from None
+    config_path, weights_path = paths
+    return ModelFiles(config=config_path, weights=weights_path, source=where)
+
+
+def resolve_model_files(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> ModelFiles:
+    """Find ``config.json`` and ``model.safetensors`` of a model, downloading them if needed.
+
+    Args:
+        name_or_path: ``None`` for the bundled default model; an existing local folder
+            written by ``save_pretrained``; or a Hub repo id ``"org/name"``.
+        revision: Hub branch, tag or commit hash (Hub only).
+        cache_dir: Hugging Face cache folder (Hub only; default ``HF_HUB_CACHE``).
+        local_files_only: Only look in the cache, never on the network (Hub only). Implied
+            by ``HF_HUB_OFFLINE=1``.
+        token: Hub access token for private or gated repositories.
+
+    Returns:
+        The local paths of the files.
+
+    Raises:
+        WeightsNotFoundError: If the folder or repository does not hold a model, or the
+            model is neither cached nor downloadable.
+        InvalidArgumentError: If ``name_or_path`` is neither a folder nor a repo id.
+
+    Example:
+        >>> resolve_model_files("no/such-model", local_files_only=True)
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.WeightsNotFoundError: The model 'no/such-model' is not in the Hugging Face cache ...
+    """  # noqa: E501
+    if name_or_path is None:
+        folder = bundled_model_dir()
+        return ModelFiles(folder / CONFIG_NAME, folder / WEIGHTS_NAME, "the bundled default model")
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"name_or_path must be None, a folder or a Hub repo id, got "
+            f"{type(name_or_path).__name__} {name_or_path!r}."
+        )
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        weights, config = path / WEIGHTS_NAME, path / CONFIG_NAME
+        missing = [p.name for p in (weights, config) if not p.is_file()]
+        if missing:
+            raise WeightsNotFoundError(
+                f"The folder {text!r} has no {' or '.join(missing)}; expected a folder "
+                "written by EmotionRecognizer.save_pretrained. For a .pt/.pth state dict use "
+                "EmotionRecognizer.from_state_dict(path, config=...)."
+            )
+        return ModelFiles(config, weights, text)
+    if path.exists():
+        raise InvalidArgumentError(
+            f"{text!r} is a file, not a model folder; pass the folder written by "
+            "save_pretrained, or load a .pt/.pth state dict with "
+            "EmotionRecognizer.from_state_dict(path, config=...)."
+        )
+    if isinstance(name_or_path, os.PathLike) or not _REPO_ID.match(text):
+        raise WeightsNotFoundError(
+            f"{text!r} is neither an existing folder nor a Hub repo id like 'org/name'; "
+            "check the path."
+        )
+    return _download(
+        text,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
+    )
+
+
+def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
+    """Read a ``config.json``: the model config and the metadata saved with it.
+
+    Args:
+        path: The ``config.json`` file.
+
+    Returns:
+        The :class:`~emotionnet.models.ModelConfig` and the ``"metadata"`` dict (empty when
+        the file has none, as for a bare ``ModelConfig.save``).
+
+    Raises:
+        ModelLoadError: If the file is not JSON or not a valid model config.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     written = ModelConfig(stem="small").save(folder)
+        ...     read_config(written)[0].stem
+        'small'
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"Cannot read the model config {str(path)!r}: {error}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(
+            f"The model config {str(path)!r} holds {type(data).__name__}, not a JSON object."
+        )
+    metadata = data.pop(_METADATA_KEY, None) or {}
+    try:
+        config = ModelConfig.from_dict(data)
+    except InvalidArgumentError as error:
+        raise ModelLoadError(f"The model config {str(path)!r} is invalid: {error}") from None
+    return config, dict(metadata) if isinstance(metadata, Mapping) else {}
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str = "") -> None:
+    """Load a safetensors file into a model, strictly.
+
+    Half-precision tensors are cast to the model's dtype (float32) by ``load_state_dict``.
+
+    Args:
+        model: The model whose state dict the file must match exactly.
+        path: The ``model.safetensors`` file.
+        source: Where the file came from, for messages.
+
+    Raises:
+        ModelLoadError: If the file is not a safetensors file, or a tensor is missing,
+            unexpected or mis-shaped (the message lists them).
+
+    Example:
+        >>> import tempfile
+        >>> from torch import nn
+        >>> from safetensors.torch import save_file
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_file({"weight": torch.zeros(2, 3)}, f"{folder}/w.safetensors")
+        ...     load_weights(nn.Linear(3, 2), f"{folder}/w.safetensors")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.ModelLoadError: The weights ... do not fit the model: missing: bias. ...
+    """
+    from safetensors.torch import load_file
+
+    what = source or str(path)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own error types, no common base
+        raise ModelLoadError(
+            f"Cannot read the weights of {what} ({error}); expected a safetensors file as "
+            "save_pretrained writes it."
+        ) from None
+    load_state_dict_strict(model, state, source=what)
+
+
+def load_state_dict_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str
+) -> None:
+    """Load a state dict, listing every missing, unexpected and mis-shaped tensor on failure.
+
+    Args:
+        model: The model.
+        state: Tensor names to tensors.
+        source: Where the tensors came from, for messages.
+
+    Raises:
+        ModelLoadError: If the names or shapes do not match the model exactly.
+
+    Example:
+        >>> from torch import nn
+        >>> load_state_dict_strict(nn.Linear(2, 1), {"weight": torch.zeros(1, 2)}, source="x")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.ModelLoadError: The weights of x do not fit the model: missing: bias. ...
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{key} {tuple(state[key].shape)} (model: {tuple(expected[key].shape)})"
+        for key in set(expected) & set(state)
+        if tuple(state[key].shape) != tuple(expected[key].shape)
+    )
+    problems = [
+        f"{label}: {', '.join(items[:8])}{f' and {len(items) - 8} more' if len(items) > 8 else ''}"
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mis-shaped", misshaped),
+        )
+        if items
+    ]
+    if problems:
+        raise ModelLoadError(
+            f"The weights of {source} do not fit the model: {'; '.join(problems)}. The config "
+            "(stem, num_classes, in_chans) must be the one the weights were trained with."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _summary(report: Any) -> dict[str, Any]:
+    if hasattr(report, "to_dict") and hasattr(report, "accuracy"):
+        data = report.to_dict()
+    elif isinstance(report, Mapping):
+        data = dict(report)
+    else:
+        raise InvalidArgumentError(
+            f"Cannot use {type(report).__name__} as evaluation results; pass an "
+            "EvaluationReport, a dict of metric names to numbers, or a dict of names to those."
+        )
+    return {
+        key: data[key]
+        for key in _SUMMARY_KEYS
+        if key in data and (isinstance(data[key], (numbers.Real, str)) or data[key] is None)
+    }
+
+
+def _is_metrics(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(v, (numbers.Real, str)) or v is None for v in value.values()
+    )
+
+
+def normalize_evaluation(evaluation: Any) -> dict[str, Any]:
+    """Turn the accepted ``evaluation`` forms into ``{name: report or metrics dict}``.
+
+    Args:
+        evaluation: ``None``; an :class:`~emotionnet.metrics.EvaluationReport`; a dict of
+            metric names to numbers; or a dict of names (``"public_test"``,
+            ``"public_test, TTA flip"``) to either.
+
+    Returns:
+        Names to reports or metric dicts (``{}`` for ``None``).
+
+    Raises:
+        InvalidArgumentError: If the value has none of these forms.
+
+    Example:
+        >>> normalize_evaluation({"accuracy": 0.7})
+        {'evaluation': {'accuracy': 0.7}}
+    """
+    if evaluation is None:
+        return {}
+    if _is_metrics(evaluation) or (
+        hasattr(evaluation, "accuracy") and hasattr(evaluation, "to_dict")
+    ):
+        return {"evaluation": evaluation}
+    if isinstance(evaluation, Mapping):
+        for value in evaluation.values():
+            _summary(value)  # validates
+        return {str(name): value for name, value in evaluation.items()}
+    raise InvalidArgumentError(
+        f"Cannot use {type(evaluation).__name__} as evaluation results; pass an "
+        "EvaluationReport, a dict of metric names to numbers, or a dict of names to those."
+    )
+
+
+def _format_metric(value: Any, percent: bool) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{float(value):.2%}" if percent else f"{float(value):.4f}"
+
+
+def model_card(
+    config: ModelConfig,
+    *,
+    evaluation: Mapping[str, Any] | None = None,
+    name: str = "emotionnet model",
+    metadata: Mapping[str, Any] | None = None,
+) -> str:
+    """Write the model card (``README.md``) of a saved model.
+
+    Args:
+        config: The model config.
+        evaluation: Names to :class:`~emotionnet.metrics.EvaluationReport` objects or metric
+            dicts, as :func:`normalize_evaluation` returns.
+        name: Title of the card.
+        metadata: Extra facts; ``"description"`` is printed under the title.
+
+    Returns:
+        Markdown with a Hugging Face YAML header.
+
+    Example:
+        >>> card = model_card(ModelConfig(), evaluation={"public_test": {"accuracy": 0.7}})
+        >>> "| public_test | - | 70.00% |" in card
+        True
+    """
+    evaluation = evaluation or {}
+    metadata = metadata or {}
+    summaries = {key: _summary(value) for key, value in evaluation.items()}
+    lines = [
+        "---",
+        "library_name: emotionnet",
+        "license: mit",
+        "pipeline_tag: image-classification",
+        "tags:",
+        "- facial-expression-recognition",
+        "- emotion-recognition",
+        "- fer2013",
+        f"- {config.architecture}",
+        "- pytorch",
+        "---",
+        "",
+        f"# {name}",
+        "",
+    ]
+    if metadata.get("description"):
+        lines += [str(metadata["description"]), ""]
+    lines += [
+        f"A {config.architecture} facial emotion classifier ({config.stem!r} stem) for "
+        f"{config.input_size}x{config.input_size} grayscale faces, made with "
+        "[emotionnet](https://emotionnet.readthedocs.io).",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from emotionnet import EmotionRecognizer",
+        "",
+        'recognizer = EmotionRecognizer.from_pretrained("path/or/org-name")',
+        'print(recognizer.predict("face.jpg"))',
+        'print(recognizer.predict("photo.jpg", faces=True))  # needs emotionnet[face]',
+        "```",
+        "",
+        "## Model",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | {config.architecture}, {config.stem!r} stem |",
+        f"| input | {config.in_chans} x {config.input_size} x {config.input_size}, "
+        f"normalised with mean {list(config.mean)} and std {list(config.std)} (0..1 scale) |",
+        f"| classes | {', '.join(config.labels)} |",
+        "",
+    ]
+    if summaries:
+        lines += [
+            "## Evaluation",
+            "",
+            "| data | samples | accuracy | balanced accuracy | macro F1 | weighted F1 | ECE |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for key, s in summaries.items():
+            samples = str(s["num_samples"]) if s.get("num_samples") is not None else "-"
+            lines.append(
+                f"| {key} | {samples} | {_format_metric(s.get('accuracy'), True)} | "
+                f"{_format_metric(s.get('balanced_accuracy'), True)} | "
+                f"{_format_metric(s.get('macro_f1'), False)} | "
+                f"{_format_metric(s.get('weighted_f1'), False)} | "
+                f"{_format_metric(s.get('ece'), False)} |"
+            )
+        lines.append("")
+        for key, value in evaluation.items():
+            if hasattr(value, "to_markdown"):
+                lines += [f"### {key}", "", value.to_markdown().rstrip(), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def save_model_files(
+    model: nn.Module,
+    config: ModelConfig,
+    save_directory: str | os.PathLike[str],
+    *,
+    evaluation: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+    name: str | None = None,
+) -> Path:
+    """Write ``model.safetensors``, ``config.json`` and ``README.md`` into a folder.
+
+    Args:
+        model: The model; its floating-point tensors are saved in ``dtype``.
+        config: Its config.
+        save_directory: The folder (created if needed; existing files are replaced).
+        evaluation: Results for the model card and ``config.json`` (see
+            :func:`normalize_evaluation`); ``None`` keeps those in ``metadata``.
+        metadata: Extra JSON-safe facts stored under ``"metadata"`` in ``config.json``.
+        dtype: ``torch.float32`` (exact) or ``torch.float16`` / ``torch.bfloat16`` (half
+            the size).
+        name: Title of the model card; defaults to the folder name.
+
+    Returns:
+        The folder.
+
+    Raises:
+        InvalidArgumentError: If ``dtype`` is not a floating-point dtype or ``evaluation``
+            has an unsupported form.
+
+    Example:
+        >>> import tempfile, json
+        >>> from emotionnet.models import build_model
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder,
+        ...                          evaluation={"accuracy": 0.5})
+        ...     json.load(open(f"{folder}/config.json"))["metadata"]["evaluation"]
+        {'evaluation': {'accuracy': 0.5}}
+    """
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise InvalidArgumentError(
+            f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}."
+        )
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    named = normalize_evaluation(evaluation)
+    meta = dict(metadata or {})
+    if named:
+        meta["evaluation"] = {key: _summary(value) for key, value in named.items()}
+    meta["emotionnet_version"] = __version__
+    # Reports given now go into the card in full; older summaries in the metadata briefly.
+    card_evaluation: dict[str, Any] = named or dict(meta.get("evaluation") or {})
+
+    state = {
+        key: (tensor.to(dtype) if tensor.is_floating_point() else tensor)
+        .detach()
+        .to("cpu")
+        .contiguous()
+        for key, tensor in model.state_dict().items()
+    }
+    _write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, str(p), {"format": "pt"}))
+    config_data = {**config.to_dict(), _METADATA_KEY: meta}
+    text = json.dumps(config_data, indent=2) + "\n"
+    _write_atomic(folder / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    card = model_card(
+        config,
+        evaluation=card_evaluation,
+        name=name or folder.resolve().name,
+        metadata=meta,
+    )
+    _write_atomic(folder / MODEL_CARD_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+    return folder
+
+
+def _write_atomic(target: Path, write: Any) -> None:
+    partial = target.with_name(f".{target.name}.partial")
+    write(partial)
+    partial.replace(target)

@@ -1,0 +1,835 @@
+"""From any image to emotions in one call: :class:`EmotionRecognizer`.
+
+.. code-block:: python
+
+    from emotionnet import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.from_pretrained()    # the bundled default model, offline
+    recognizer.predict("face.jpg")                       # -> Prediction(label='happy', ...)
+    recognizer.predict(["a.jpg", "b.png"])               # -> [Prediction, Prediction]
+    recognizer.predict("photo.jpg", faces=True)          # -> [FaceEmotion(box, prediction), ...]
+
+Every input goes through :func:`emotionnet.images.load_image` and
+:func:`emotionnet.preprocessing.to_face_array` (the dataset's grayscale/resize rule) and the
+probabilities through :func:`emotionnet.metrics.predict_proba`, the function
+:func:`~emotionnet.metrics.evaluate` uses, so a prediction here matches an evaluation there,
+test-time augmentation included.
+
+Example:
+    >>> import torch
+    >>> from emotionnet.models import ModelConfig, build_model
+    >>> config = ModelConfig(stem="imagenet")
+    >>> recognizer = EmotionRecognizer(build_model(config), config, device="cpu")
+    >>> prediction = recognizer.predict(torch.zeros(48, 48, dtype=torch.uint8))
+    >>> prediction.label in config.labels, round(sum(prediction.probabilities.values()), 4)
+    (True, 1.0)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import (
+    InvalidArgumentError,
+    ModelLoadError,
+    UnsupportedInputError,
+    WeightsNotFoundError,
+)
+from .faces import DEFAULT_MARGIN, Box, FaceDetector, _detect_gray, crop_face
+from .hub import (
+    load_state_dict_strict,
+    load_weights,
+    read_config,
+    resolve_model_files,
+    save_model_files,
+)
+from .images import ImageInput, load_image, to_face_batch, unbatch
+from .metrics import predict_proba
+from .models import ModelConfig, build_model
+from .preprocessing import to_face_array, to_grayscale
+
+if TYPE_CHECKING:
+    from .metrics import EvaluationReport
+
+__all__ = [
+    "BACKENDS",
+    "EmotionRecognizer",
+    "FaceEmotion",
+    "Prediction",
+]
+
+BACKENDS: Final[tuple[str, ...]] = ("torch", "onnx")
+"""Inference backends: eager PyTorch, or onnxruntime on the exported graph (``onnx`` extra)."""
+
+_SingleImage: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image
+_ArrayLike: TypeAlias = npt.NDArray[Any] | torch.Tensor
+_ImageList: TypeAlias = list[ImageInput] | tuple[ImageInput, ...]
+
+_STATE_DICT_KEYS: Final[tuple[str, ...]] = ("state_dict", "model_state_dict", "model")
+_STRIP_PREFIXES: Final[tuple[str, ...]] = ("module.", "_orig_mod.")
+
+
+@dataclass(frozen=True, repr=False)
+class Prediction:
+    """The emotion predicted for one face.
+
+    Attributes:
+        label: The most probable emotion.
+        index: Its class index (position in the model's labels, FER2013's order by default).
+        score: Its probability.
+        probabilities: Every label's probability, in the model's label order.
+
+    Example:
+        >>> p = Prediction("happy", 3, 0.75, {"happy": 0.75, "sad": 0.2, "fear": 0.05})
+        >>> p.top_k(2)
+        [('happy', 0.75), ('sad', 0.2)]
+        >>> p
+        Prediction(label='happy', score=0.7500, index=3)
+    """
+
+    label: str
+    index: int
+    score: float
+    probabilities: dict[str, float]
+
+    def top_k(self, k: int = 3) -> list[tuple[str, float]]:
+        """Return the ``k`` most probable labels with their probabilities, most probable first.
+
+        Args:
+            k: How many labels, from 1 to the number of classes.
+
+        Returns:
+            ``(label, probability)`` pairs; ties keep the label order.
+
+        Raises:
+            InvalidArgumentError: If ``k`` is not in ``1..len(probabilities)``.
+
+        Example:
+            >>> Prediction("sad", 0, 0.6, {"sad": 0.6, "happy": 0.4}).top_k(1)
+            [('sad', 0.6)]
+        """
+        count = len(self.probabilities)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= count:
+            raise InvalidArgumentError(f"k must be an integer in 1..{count}, got {k!r}.")
+        ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])
+        return ranked[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of the fields.
+
+        Example:
+            >>> Prediction("sad", 0, 1.0, {"sad": 1.0}).to_dict()["label"]
+            'sad'
+        """
+        return {
+            "label": self.label,
+            "index": self.index,
+            "score": self.score,
+            "probabilities": dict(self.probabilities),
+        }
+
+    def __repr__(self) -> str:
+        return f"Prediction(label={self.label!r}, score={self.score:.4f}, index={self.index})"
+
+
+@dataclass(frozen=True)
+class FaceEmotion:
+    """A face found in a photo and the emotion predicted for it.
+
+    Attributes:
+        box: ``(x, y, w, h)`` of the face in the photo, in pixels.
+        prediction: The emotion of the face.
+
+    Example:
+        >>> face = FaceEmotion((10, 20, 64, 64), Prediction("happy", 3, 0.9, {"happy": 0.9}))
+        >>> face.to_dict()["box"]
+        [10, 20, 64, 64]
+    """
+
+    box: Box
+    prediction: Prediction
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict: ``{"box": [x, y, w, h], **prediction.to_dict()}``.
+
+        Example:
+            >>> FaceEmotion((0, 0, 5, 5), Prediction("sad", 4, 1.0, {"sad": 1.0})).to_dict()
+            {'box': [0, 0, 5, 5], 'label': 'sad', 'index': 4, 'score': 1.0, 'probabilities': {'sad': 1.0}}
+        """  # noqa: E501
+        return {"box": list(self.box), **self.prediction.to_dict()}
+
+
+def _resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InvalidArgumentError(
+            f"Unknown device {device!r} ({error}); pass 'cpu', 'cuda', 'cuda:1', 'mps' or None."
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(
+            f"device={device!r} was requested but CUDA is not available; pass 'cpu' or None."
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgumentError(
+            f"device={device!r} was requested but MPS is not available; pass 'cpu' or None."
+        )
+    return resolved
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(
+            f"Unknown value {backend!r} for argument backend. Valid values are {set(BACKENDS)}."
+        )
+    return backend
+
+
+def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, str):
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise InvalidArgumentError(
+                f"Unknown dtype {dtype!r}; pass 'float32', 'float16' or 'bfloat16'."
+            )
+        return resolved
+    return dtype
+
+
+def _read_state_dict(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        raise WeightsNotFoundError(f"No state dict file at {str(path)!r}; check the path.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and safetensors errors share no base class
+        raise ModelLoadError(
+            f"Cannot read {str(path)!r} as a state dict ({type(error).__name__}: {error}). "
+            "Only tensors (and dicts/lists of them) are loaded, never arbitrary pickled "
+            "objects: re-save the file with torch.save(model.state_dict(), path)."
+        ) from None
+    if not isinstance(loaded, Mapping):
+        raise ModelLoadError(
+            f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict; save it with "
+            "torch.save(model.state_dict(), path)."
+        )
+    return loaded
+
+
+def _clean_state_dict(loaded: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
+    if not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        for key in _STATE_DICT_KEYS:
+            inner = loaded.get(key)
+            if isinstance(inner, Mapping):
+                loaded = inner
+                break
+    bad = [str(k) for k, v in loaded.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad or not loaded:
+        raise ModelLoadError(
+            f"{source} is not a state dict of tensors"
+            + (f" (non-tensor entries: {', '.join(bad[:5])})" if bad else " (it is empty)")
+            + "; pass model.state_dict() or a checkpoint holding it under 'state_dict'."
+        )
+    state: dict[str, torch.Tensor] = dict(loaded)
+    for prefix in _STRIP_PREFIXES:
+        # DataParallel/DDP and torch.compile prefix every key; the plain model has none.
+        if all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+class EmotionRecognizer:
+    """Predict emotions from face images and photos with a trained model.
+
+    Load one with :meth:`from_pretrained` (bundled default model, a saved folder, or the
+    Hugging Face Hub) or :meth:`from_state_dict` (a ``.pt``/``.pth`` state dict), or wrap a
+    model you have.
+
+    Args:
+        model: A module mapping the normalised ``float`` batch ``N x 1 x H x W`` to logits
+            ``N x len(config.labels)``, such as :func:`~emotionnet.models.build_model` returns
+            (or an :class:`~emotionnet.export.OnnxClassifier`).
+        config: The model's config (input size, mean/std, labels); defaults to the one stored
+            in an ``OnnxClassifier``, else :class:`~emotionnet.models.ModelConfig` defaults.
+        device: Where the PyTorch model runs: ``"cpu"``, ``"cuda"``, ``"mps"``...; ``None``
+            picks CUDA when available, else the CPU.
+        backend: ``"torch"`` (eager PyTorch) or ``"onnx"`` (the model is exported once, here,
+            and run by onnxruntime; needs the ``onnx`` extra; probabilities match PyTorch's
+            to 1e-4). Later changes to ``model`` do not reach an ``"onnx"`` backend.
+        face_detector: Detector used by ``predict(..., faces=True)``: a callable taking a
+            grayscale ``uint8`` ``H x W`` array and returning ``(x, y, w, h)`` boxes. ``None``
+            uses :class:`~emotionnet.faces.HaarCascadeDetector` (``face`` extra).
+        face_margin: Margin around each detected face, as a fraction of the box side (see
+            :data:`~emotionnet.faces.DEFAULT_MARGIN`).
+        metadata: Facts that travel with the model (evaluation summaries, ...), kept by
+            :meth:`save_pretrained`.
+
+    Attributes:
+        model: The PyTorch model, in eval mode, on :attr:`device`.
+        config: The model config.
+        device: The device of the PyTorch model.
+        face_detector: See the argument; may be replaced at any time.
+        face_margin: See the argument.
+        metadata: See the argument.
+
+    Raises:
+        InvalidArgumentError: If ``backend`` or ``device`` is invalid.
+        UnsupportedInputError: If ``model`` is not a ``torch.nn.Module``.
+        MissingDependencyError: If ``backend="onnx"`` and onnx/onnxruntime are missing.
+
+    Example:
+        >>> import numpy as np
+        >>> from emotionnet.models import ModelConfig, build_model
+        >>> config = ModelConfig(stem="imagenet")
+        >>> recognizer = EmotionRecognizer(build_model(config), config, device="cpu")
+        >>> predictions = recognizer.predict([np.zeros((64, 64, 3), np.uint8)] * 3)
+        >>> len(predictions), type(predictions[0]).__name__
+        (3, 'Prediction')
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: ModelConfig | None = None,
+        *,
+        device: torch.device | str | None = None,
+        backend: str = "torch",
+        face_detector: FaceDetector | None = None,
+        face_margin: float = DEFAULT_MARGIN,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        from .export import OnnxClassifier
+
+        if not isinstance(model, nn.Module):
+            raise UnsupportedInputError(
+                f"EmotionRecognizer expects a torch.nn.Module, got {type(model).__name__}; "
+                "use EmotionRecognizer.from_pretrained(...) to load a saved model."
+            )
+        if config is None:
+            stored = model.config if isinstance(model, OnnxClassifier) else None
+            config = stored if stored is not None else ModelConfig()
+        if not isinstance(config, ModelConfig):
+            raise UnsupportedInputError(
+                f"config must be a ModelConfig, got {type(config).__name__}; build one with "
+                "ModelConfig.from_dict(...) or ModelConfig.load(path)."
+            )
+        if not face_margin >= 0:
+            raise InvalidArgumentError(f"face_margin must be >= 0, got {face_margin!r}.")
+        self._backend = _check_backend(backend)
+        self.config = config
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.face_detector = face_detector
+        self.face_margin = face_margin
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.source: str | None = None
+        self._runner: nn.Module = self.model
+        if backend == "onnx" and not isinstance(model, OnnxClassifier):
+            from .export import onnx_bytes
+
+            providers = ["CPUExecutionProvider"]
+            if self.device.type == "cuda":
+                providers.insert(0, "CUDAExecutionProvider")
+            self._runner = OnnxClassifier(onnx_bytes(model, config=config), providers=providers)
+        elif isinstance(model, OnnxClassifier):
+            self._backend = "onnx"
+
+    @property
+    def backend(self) -> str:
+        """``"torch"`` or ``"onnx"``: what runs the forward pass."""
+        return self._backend
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The class names, in the model's output order."""
+        return self.config.labels
+
+    def __repr__(self) -> str:
+        source = f", source={self.source!r}" if self.source else ""
+        return (
+            f"EmotionRecognizer(stem={self.config.stem!r}, labels={len(self.labels)}, "
+            f"device={str(self.device)!r}, backend={self.backend!r}{source})"
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # Loading and saving
+    # ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str] | None = None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        device: torch.device | str | None = None,
+        backend: str = "torch",
+    ) -> EmotionRecognizer:
+        """Load a saved model: the bundled default, a local folder or a Hub repository.
+
+        Loading is strict: a missing, unexpected or mis-shaped tensor is an error. Weights
+        saved in half precision are cast to ``float32``.
+
+        Args:
+            name_or_path: ``None`` for the default model shipped with emotionnet (no network
+                needed); a folder written by :meth:`save_pretrained`; or a Hugging Face Hub
+                repo id ``"org/name"``, downloaded once and then read from the cache.
+            revision: Hub branch, tag or commit hash to pin.
+            cache_dir: Hugging Face cache folder (default ``HF_HUB_CACHE``).
+            local_files_only: Never use the network, only the cache. ``HF_HUB_OFFLINE=1``
+                implies it.
+            token: Hub token for private or gated repositories.
+            device: Where to run; ``None`` picks CUDA when available, else the CPU.
+            backend: ``"torch"`` or ``"onnx"`` (see :class:`EmotionRecognizer`).
+
+        Returns:
+            The recognizer.
+
+        Raises:
+            WeightsNotFoundError: If the model is not found, or not cached while offline
+                (the message says how to fix it).
+            ModelLoadError: If the files are not a valid model or do not match its config.
+            InvalidArgumentError: If an argument is invalid.
+        """
+        files = resolve_model_files(
+            name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        config, metadata = read_config(files.config)
+        model = build_model(config)
+        load_weights(model, files.weights, source=files.source)
+        recognizer = cls(model, config, device=device, backend=backend, metadata=metadata)
+        recognizer.source = files.source
+        return recognizer
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state_dict: str | os.PathLike[str] | Mapping[str, torch.Tensor],
+        *,
+        config: ModelConfig,
+        device: torch.device | str | None = None,
+        backend: str = "torch",
+    ) -> EmotionRecognizer:
+        """Load a legacy ``.pt``/``.pth`` state dict (or a ``.safetensors`` file) with its config.
+
+        Files are read with ``torch.load(weights_only=True)``: tensors and plain containers
+        only, nothing else is ever unpickled. A checkpoint holding the weights under
+        ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` works, and the ``module.``
+        (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``) key prefixes are removed.
+
+        Args:
+            state_dict: A file path, or a mapping of tensor names to tensors.
+            config: The config the weights were trained with (stem, classes, ...). It is
+                required: a ``"small"`` and a ``"middle"`` stem have the same tensor shapes,
+                so the file alone cannot tell them apart.
+            device: Where to run.
+            backend: ``"torch"`` or ``"onnx"``.
+
+        Returns:
+            The recognizer.
+
+        Raises:
+            WeightsNotFoundError: If the file does not exist.
+            ModelLoadError: If the file is not a tensor-only state dict or does not match
+                the config (the message lists the tensors).
+
+        Example:
+            >>> from emotionnet.models import ModelConfig, build_model
+            >>> config = ModelConfig(stem="small")
+            >>> state = {f"module.{k}": v for k, v in build_model(config).state_dict().items()}
+            >>> EmotionRecognizer.from_state_dict(state, config=config, device="cpu").config.stem
+            'small'
+        """
+        if not isinstance(config, ModelConfig):
+            raise UnsupportedInputError(
+                f"config must be a ModelConfig, got {type(config).__name__}."
+            )
+        if isinstance(state_dict, Mapping):
+            source, loaded = "the given state dict", state_dict
+        elif isinstance(state_dict, (str, os.PathLike)):
+            source = repr(os.fspath(state_dict))
+            loaded = _read_state_dict(Path(state_dict))
+        else:
+            raise UnsupportedInputError(
+                f"state_dict must be a path or a mapping of names to tensors, got "
+                f"{type(state_dict).__name__}."
+            )
+        state = _clean_state_dict(loaded, source)
+        model = build_model(config)
+        load_state_dict_strict(model, state, source=source)
+        recognizer = cls(model, config, device=device, backend=backend)
+        recognizer.source = source.strip("'")
+        return recognizer
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        *,
+        evaluation: EvaluationReport | Mapping[str, Any] | None = None,
+        dtype: torch.dtype | str = torch.float32,
+    ) -> Path:
+        """Save the model as ``model.safetensors``, ``config.json`` and a ``README.md`` card.
+
+        :meth:`from_pretrained` loads the folder back, and it can be uploaded to the Hub as
+        is (:meth:`push_to_hub`).
+
+        Args:
+            save_directory: The folder (created if needed; existing files are replaced).
+            evaluation: Results shown in the model card and stored in ``config.json``: an
+                :class:`~emotionnet.metrics.EvaluationReport`, a dict of metric names to
+                numbers, or a dict of names (``"public_test"``, ``"public_test + TTA"``) to
+                either. ``None`` keeps the summaries already in :attr:`metadata`.
+            dtype: ``torch.float32`` (exact round trip) or ``torch.float16`` /
+                ``torch.bfloat16`` (half the size), also as a string.
+
+        Returns:
+            The folder.
+
+        Raises:
+            InvalidArgumentError: If the model has no PyTorch weights (an ONNX-only
+                recognizer), or ``dtype``/``evaluation`` is invalid.
+
+        Example:
+            >>> import tempfile
+            >>> from emotionnet.models import ModelConfig, build_model
+            >>> recognizer = EmotionRecognizer(build_model(ModelConfig()), device="cpu")
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     saved = recognizer.save_pretrained(folder, evaluation={"accuracy": 0.7})
+            ...     sorted(p.name for p in saved.iterdir())
+            ['README.md', 'config.json', 'model.safetensors']
+        """
+        from .export import OnnxClassifier
+
+        if isinstance(self.model, OnnxClassifier):
+            raise InvalidArgumentError(
+                "This recognizer runs an ONNX graph and has no PyTorch weights to save; save "
+                "the recognizer it was exported from instead."
+            )
+        metadata = {k: v for k, v in self.metadata.items() if k != "emotionnet_version"}
+        return save_model_files(
+            self.model,
+            self.config,
+            save_directory,
+            evaluation=evaluation,
+            metadata=metadata,
+            dtype=_as_dtype(dtype),
+        )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | bool | None = None,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload emotionnet model",
+        create_pr: bool = False,
+        evaluation: EvaluationReport | Mapping[str, Any] | None = None,
+        dtype: torch.dtype | str = torch.float32,
+    ) -> str:
+        """Upload the model to the Hugging Face Hub, in the :meth:`save_pretrained` layout.
+
+        The repository is created if needed.
+
+        Args:
+            repo_id: ``"org/name"``.
+            token: Hub token with write access (default: the logged-in one).
+            private: Create the repository as private (only when it does not exist yet).
+            revision: Branch to push to.
+            commit_message: Message of the upload commit.
+            create_pr: Open a pull request instead of pushing directly.
+            evaluation: As for :meth:`save_pretrained`.
+            dtype: As for :meth:`save_pretrained`.
+
+        Returns:
+            The URL of the commit (or pull request).
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token, endpoint=os.environ.get("HF_ENDPOINT") or None)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="emotionnet-") as folder:
+            self.save_pretrained(folder, evaluation=evaluation, dtype=dtype)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=commit_message,
+                revision=revision,
+                create_pr=create_pr,
+            )
+        return str(info)
+
+    # ---------------------------------------------------------------------------------------
+    # Prediction
+    # ---------------------------------------------------------------------------------------
+
+    def _classify(
+        self, faces: torch.Tensor, *, batch_size: int, tta: bool | str
+    ) -> list[Prediction]:
+        if faces.shape[0] == 0:
+            return []
+        proba = predict_proba(
+            self._runner,
+            faces,
+            batch_size=batch_size,
+            tta=tta,
+            mean=self.config.mean,
+            std=self.config.std,
+        )
+        labels = self.config.labels
+        if proba.shape[1] != len(labels):
+            raise InvalidArgumentError(
+                f"The model outputs {proba.shape[1]} classes but its config names "
+                f"{len(labels)} labels; pass the config the model was trained with."
+            )
+        rows = proba.double().numpy()
+        indices = rows.argmax(axis=1)
+        return [
+            Prediction(
+                label=labels[int(i)],
+                index=int(i),
+                score=float(row[i]),
+                probabilities=dict(zip(labels, row.tolist(), strict=True)),
+            )
+            for row, i in zip(rows, indices, strict=True)
+        ]
+
+    def _detector(self) -> FaceDetector:
+        if self.face_detector is None:
+            from .faces import _get_default_detector
+
+            return _get_default_detector()
+        return self.face_detector
+
+    def _find_faces(
+        self, items: Sequence[ImageInput], *, batch_size: int, tta: bool | str
+    ) -> list[list[FaceEmotion]]:
+        detector = self._detector()
+        size = self.config.input_size
+        boxes_per_image: list[list[Box]] = []
+        crops: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
+        for item in items:
+            # Crops come from the grayscale photo: conversion is per pixel, so this equals
+            # converting the colour crop, without converting the photo twice.
+            gray = to_grayscale(load_image(item))
+            boxes = _detect_gray(gray, detector)
+            boxes_per_image.append(boxes)
+            crops.extend(
+                to_face_array(crop_face(gray, box, margin=self.face_margin), size) for box in boxes
+            )
+        stacked = (
+            torch.from_numpy(np.stack(crops))
+            if crops
+            else torch.empty((0, size, size), dtype=torch.uint8)
+        )
+        predictions = iter(self._classify(stacked, batch_size=batch_size, tta=tta))
+        return [[FaceEmotion(box, next(predictions)) for box in boxes] for boxes in boxes_per_image]
+
+    @overload
+    def predict(
+        self,
+        images: _SingleImage,
+        *,
+        batch_size: int = ...,
+        tta: bool | str = ...,
+        faces: Literal[False] = ...,
+    ) -> Prediction: ...
+
+    @overload
+    def predict(
+        self,
+        images: _ImageList,
+        *,
+        batch_size: int = ...,
+        tta: bool | str = ...,
+        faces: Literal[False] = ...,
+    ) -> list[Prediction]: ...
+
+    @overload
+    def predict(
+        self,
+        images: _ArrayLike,
+        *,
+        batch_size: int = ...,
+        tta: bool | str = ...,
+        faces: Literal[False] = ...,
+    ) -> Prediction | list[Prediction]: ...
+
+    @overload
+    def predict(
+        self,
+        images: _SingleImage,
+        *,
+        batch_size: int = ...,
+        tta: bool | str = ...,
+        faces: Literal[True],
+    ) -> list[FaceEmotion]: ...
+
+    @overload
+    def predict(
+        self,
+        images: _ImageList,
+        *,
+        batch_size: int = ...,
+        tta: bool | str = ...,
+        faces: Literal[True],
+    ) -> list[list[FaceEmotion]]: ...
+
+    @overload
+    def predict(
+        self,
+        images: _ArrayLike,
+        *,
+        batch_size: int = ...,
+        tta: bool | str = ...,
+        faces: Literal[True],
+    ) -> list[FaceEmotion] | list[list[FaceEmotion]]: ...
+
+    @overload
+    def predict(
+        self,
+        images: ImageInput | _ImageList,
+        *,
+        batch_size: int = ...,
+        tta: bool | str = ...,
+        faces: bool = ...,
+    ) -> Prediction | list[Prediction] | list[FaceEmotion] | list[list[FaceEmotion]]: ...
+
+    def predict(
+        self,
+        images: ImageInput | _ImageList,
+        *,
+        batch_size: int = 64,
+        tta: bool | str = False,
+        faces: bool = False,
+    ) -> Prediction | list[Prediction] | list[FaceEmotion] | list[list[FaceEmotion]]:
+        """Predict the emotion of faces, or of every face found in photos.
+
+        One image in, one result out; a list (or a 4-D batch) in, a list out, one result per
+        image in the same order:
+
+        ============================  ====================  ==========================
+        input                         ``faces=False``       ``faces=True``
+        ============================  ====================  ==========================
+        one image                     ``Prediction``        ``list[FaceEmotion]``
+        list / tuple / 4-D batch      ``list[Prediction]``  ``list[list[FaceEmotion]]``
+        ============================  ====================  ==========================
+
+        With ``faces=False`` each image is taken to be one face, converted to grayscale and
+        resized to the model input as a whole (no crop), exactly as the FER2013 dataset is.
+        With ``faces=True`` faces are detected (:attr:`face_detector`), cropped square with
+        :attr:`face_margin`, and returned largest first; a photo without faces gives ``[]``.
+
+        Args:
+            images: An image or a batch of images: paths, bytes, PIL images (any mode),
+                numpy arrays (``H x W``, ``H x W x 1/3/4``; ``uint8``, ``uint16``, ``bool``
+                or ``float`` in ``[0, 1]``), tensors (``H x W``, ``C x H x W``); a batch is a
+                ``list``/``tuple`` of those, a numpy ``N x H x W x C`` or a tensor
+                ``N x C x H x W`` (see :mod:`emotionnet.images`).
+            batch_size: Faces per forward pass; images are also decoded this many at a time.
+            tta: Test-time augmentation, as in :func:`emotionnet.metrics.evaluate`:
+                ``False``, ``True`` (``"flip"``), ``"flip_shift"`` or ``"ten_crop"``.
+            faces: Detect faces in each image first (needs the ``face`` extra unless a
+                :attr:`face_detector` is set).
+
+        Returns:
+            See the table above.
+
+        Raises:
+            ImageNotFoundError: If a path does not exist.
+            CorruptImageError: If a file or bytes are not a decodable image.
+            InvalidImageError: If an image is empty, too large, has NaN/inf or out-of-range
+                values, or a shape that is not an image.
+            UnsupportedInputError: If an input has an unsupported type.
+            InvalidArgumentError: If ``batch_size`` or ``tta`` is invalid.
+            MissingDependencyError: If ``faces=True`` without OpenCV and without a detector.
+
+        Example:
+            >>> import torch
+            >>> from emotionnet.models import ModelConfig, build_model
+            >>> recognizer = EmotionRecognizer(build_model(ModelConfig()), device="cpu")
+            >>> batch = torch.zeros(4, 1, 48, 48, dtype=torch.uint8)
+            >>> [p.index in range(7) for p in recognizer.predict(batch, tta=True)]
+            [True, True, True, True]
+            >>> recognizer.predict(batch[0], faces=True)  # no face in a black square
+            []
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(
+                f"batch_size must be a positive integer, got {batch_size!r}."
+            )
+        items, is_batch = unbatch(images)
+        if faces:
+            found = self._find_faces(items, batch_size=batch_size, tta=tta)
+            return found if is_batch else found[0]
+        predictions: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            chunk = to_face_batch(items[start : start + batch_size], size=self.config.input_size)
+            predictions.extend(self._classify(chunk, batch_size=batch_size, tta=tta))
+        return predictions if is_batch else predictions[0]
+
+    def evaluate(
+        self,
+        data: object,
+        *,
+        batch_size: int = 256,
+        tta: bool | str = False,
+        progress: bool = False,
+    ) -> EvaluationReport:
+        """Evaluate the model on a labelled data set with its own normalisation and labels.
+
+        The same as :func:`emotionnet.metrics.evaluate` with this model's ``mean``, ``std``
+        and ``labels`` (and backend).
+
+        Args:
+            data: A :class:`~emotionnet.FER2013` split, an ``(images, targets)`` pair, or a
+                data set yielding ``(image, label)``.
+            batch_size: Images per forward pass.
+            tta: Test-time augmentation mode.
+            progress: Show a progress bar.
+
+        Returns:
+            The :class:`~emotionnet.metrics.EvaluationReport`.
+
+        Example:
+            >>> import torch
+            >>> from emotionnet.models import ModelConfig, build_model
+            >>> recognizer = EmotionRecognizer(build_model(ModelConfig()), device="cpu")
+            >>> images = torch.zeros(7, 48, 48, dtype=torch.uint8)
+            >>> recognizer.evaluate((images, torch.arange(7))).num_samples
+            7
+        """
+        from .metrics import evaluate
+
+        return evaluate(
+            self._runner,
+            data,
+            batch_size=batch_size,
+            tta=tta,
+            mean=self.config.mean,
+            std=self.config.std,
+            labels=self.config.labels,
+            progress=progress,
+        )

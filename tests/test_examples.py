@@ -1,0 +1,259 @@
+"""Every example runs: each script is started as a user would start it, on tiny data.
+
+The scripts run in a subprocess (``sys.executable``) with one CPU thread, a randomly
+initialised small model saved with ``save_pretrained`` (fast to load, independent of the
+release weights) and a tiny FER2013 ``fer2013.csv`` generated here. One test runs the
+quickstart with the bundled model, as the README does.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotionnet import EMOTIONS, EmotionRecognizer, EvaluationReport
+from emotionnet.models import ModelConfig, build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+FACE = EXAMPLES / "images" / "astronaut_face.jpg"
+PHOTO = EXAMPLES / "images" / "astronaut.jpg"
+TIMEOUT = 300  # seconds; generous for a loaded 2-core CI machine, never reached normally
+
+
+def run_example(script: str, *args: object, cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "HF_HUB_OFFLINE": "1",
+        "EMOTIONNET_CACHE_DIR": str(cwd / "cache"),
+        "PYTHONWARNINGS": "ignore",
+    }
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random ImageNet-stem model folder: the cheapest network the recognizer loads."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    config = ModelConfig(stem="imagenet")
+    EmotionRecognizer(build_model(config), config, device="cpu").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_fer2013(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fer2013.csv with a few random faces per emotion in each usage."""
+    root = tmp_path_factory.mktemp("fer2013")
+    rng = np.random.default_rng(0)
+    with (root / "fer2013.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        for usage, per_class in (("Training", 6), ("PublicTest", 2), ("PrivateTest", 2)):
+            for label in range(len(EMOTIONS)):
+                for _ in range(per_class):
+                    pixels = rng.integers(0, 256, 48 * 48)
+                    writer.writerow([label, " ".join(map(str, pixels)), usage])
+    return root
+
+
+def test_quickstart_with_the_bundled_model(tmp_path: Path) -> None:
+    from emotionnet.errors import WeightsNotFoundError
+    from emotionnet.hub import bundled_model_dir
+
+    try:
+        bundled_model_dir()
+    except WeightsNotFoundError as error:
+        if os.environ.get("EMOTIONNET_REQUIRE_DATA") == "1":
+            pytest.fail(f"CI needs the bundled model: {error}")
+        pytest.skip(f"the bundled model is not committed yet: {error}")
+    out = run_example("quickstart.py", cwd=tmp_path)
+    first, *rows = out.strip().splitlines()
+    assert re.fullmatch(rf"astronaut_face\.jpg: ({'|'.join(EMOTIONS)}) \(\d+\.\d%\)", first)
+    assert [row.split()[0] for row in rows] == list(EMOTIONS)
+
+
+def test_quickstart_prints_the_seven_probabilities(tmp_path: Path, tiny_model: Path) -> None:
+    out = run_example("quickstart.py", FACE, "--model", tiny_model, cwd=tmp_path)
+    rows = out.strip().splitlines()[1:]
+    probabilities = [float(row.split()[1].rstrip("%")) for row in rows]
+    assert [row.split()[0] for row in rows] == list(EMOTIONS)
+    assert sum(probabilities) == pytest.approx(100, abs=0.5)
+
+
+def test_analyze_photo_writes_the_annotated_photo(tmp_path: Path, tiny_model: Path) -> None:
+    output = tmp_path / "annotated.png"
+    out = run_example(
+        "analyze_photo.py", PHOTO, "--output", output, "--model", tiny_model, cwd=tmp_path
+    )
+    assert "astronaut.jpg: 1 face(s)" in out
+    assert re.search(r"face 1 at \(\d+, \d+, \d+, \d+\): \w+ \d+%", out)
+    annotated = np.asarray(Image.open(output).convert("RGB"))
+    original = np.asarray(Image.open(PHOTO).convert("RGB"))
+    assert annotated.shape == original.shape
+    assert (annotated != original).any(), "no box was drawn"
+
+
+def test_webcam_reads_a_video_file_and_smooths(tmp_path: Path, tiny_model: Path) -> None:
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    frame = cv2.imread(str(PHOTO))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, frame.shape[1::-1])
+    for shift in range(6):  # the face moves a little, as in a real video
+        writer.write(np.roll(frame, 2 * shift, axis=1))
+    writer.release()
+    output = tmp_path / "annotated.avi"
+    out = run_example(
+        "webcam.py", "--video", video, "--max-frames", 4, "--output", output,
+        "--model", tiny_model, cwd=tmp_path,
+    )  # fmt: skip
+    frames = [line for line in out.splitlines() if line.startswith("frame ")]
+    assert len(frames) == 4
+    face = rf"({'|'.join(EMOTIONS)}) \d+%"
+    # At least the astronaut's face in every frame (Haar may add a false positive).
+    assert all(re.fullmatch(rf"frame \d: {face}(, {face})*", f) for f in frames), out
+    assert "4 frame(s) processed" in out
+    assert cv2.VideoCapture(str(output)).read()[0], "no annotated video written"
+
+
+def test_webcam_smoother_blends_frames_of_the_same_face() -> None:
+    webcam = load_example("webcam")
+    smoother = webcam.Smoother(alpha=0.25)
+    first = np.array([1.0, 0.0])
+    second = np.array([0.0, 1.0])
+    smoother.update([((10, 10, 50, 50), first)])
+    (track,) = smoother.update([((12, 10, 50, 50), second)])  # same face, moved 2 px
+    np.testing.assert_allclose(track.probabilities, [0.75, 0.25])
+    tracks = smoother.update([((300, 300, 50, 50), second)])  # someone else
+    np.testing.assert_allclose(tracks[0].probabilities, second)
+
+
+def test_train_fer2013_writes_a_loadable_model_folder(tmp_path: Path, tiny_fer2013: Path) -> None:
+    output = tmp_path / "run"
+    out = run_example(
+        "train_fer2013.py", "--data", tiny_fer2013, "--output", output, "--epochs", 1,
+        "--batch-size", 16, "--max-train-samples", 32, "--device", "cpu", "--no-progress",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "best epoch" in out
+    names = {path.name for path in output.iterdir()}
+    assert {"model.safetensors", "config.json", "README.md", "recipe.toml"} <= names
+    assert {"evaluation_public_test.json", "evaluation_public_test_flip.json"} <= names
+    report = EvaluationReport.load_json(output / "evaluation_public_test.json")
+    assert report.num_samples == 2 * len(EMOTIONS)
+    recognizer = EmotionRecognizer.from_pretrained(output, device="cpu")
+    assert recognizer.config.stem == "middle"  # the recipe's model, not a default
+    assert recognizer.predict(FACE).label in EMOTIONS
+
+
+def test_evaluate_fer2013_writes_report_and_picture(
+    tmp_path: Path, tiny_fer2013: Path, tiny_model: Path
+) -> None:
+    out = run_example(
+        "evaluate_fer2013.py", "--data", tiny_fer2013, "--split", "private_test",
+        "--model", tiny_model, "--tta", "flip", "--output", tmp_path / "eval", cwd=tmp_path,
+    )  # fmt: skip
+    assert "| accuracy |" in out
+    report = json.loads((tmp_path / "eval" / "evaluation_private_test_flip.json").read_text())
+    assert report["num_samples"] == 2 * len(EMOTIONS) and report["tta"] == "flip"
+    with Image.open(tmp_path / "eval" / "confusion_matrix_private_test_flip.png") as picture:
+        assert picture.format == "PNG" and min(picture.size) > 100
+
+
+def test_export_onnx_matches_pytorch(tmp_path: Path, tiny_model: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    output = tmp_path / "model.onnx"
+    out = run_example("export_onnx.py", "--model", tiny_model, "--output", output, cwd=tmp_path)
+    assert output.is_file()
+    difference = float(re.search(r"largest difference from PyTorch: (\S+)", out).group(1))
+    assert difference < 1e-4
+
+
+# --- the Streamlit app -------------------------------------------------------------------------
+
+
+def _app(tiny_model: Path):  # noqa: ANN202 - AppTest is imported lazily
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(EXAMPLES / "streamlit_app.py"), default_timeout=120)
+    app.run()
+    app.sidebar.text_input(key="model").set_value(str(tiny_model))
+    return app
+
+
+def test_streamlit_app_shows_the_faces_of_an_uploaded_photo(tiny_model: Path) -> None:
+    pytest.importorskip("streamlit")
+    app = _app(tiny_model)
+    assert app.title[0].value == "Facial emotion recognition"
+    assert "Upload a photo" in app.info[0].value
+    app.file_uploader[0].upload("astronaut.jpg", PHOTO.read_bytes(), "image/jpeg")
+    app.run()
+    assert not app.exception, app.exception
+    assert app.success[0].value == "Found 1 face."
+    assert re.fullmatch(rf"Face 1: ({'|'.join(EMOTIONS)}) \(\d+%\)", app.subheader[0].value)
+    assert len(app.get("imgs")) == 1  # the annotated photo
+    assert len(app.get("arrow_vega_lite_chart")) == 1  # one probability chart per face
+
+
+def test_streamlit_app_falls_back_to_the_whole_picture(tiny_model: Path) -> None:
+    pytest.importorskip("streamlit")
+    app = _app(tiny_model)
+    blank = Image.new("RGB", (120, 90), "gray")
+    data = _png_bytes(blank)
+    app.file_uploader[0].upload("blank.png", data, "image/png")
+    app.run()
+    assert not app.exception, app.exception
+    assert "No face found" in app.warning[0].value
+    assert app.subheader[0].value.startswith("Face 1: ")
+
+
+def test_streamlit_app_analyze_without_streamlit_running(tiny_model: Path) -> None:
+    pytest.importorskip("streamlit")
+    app = load_example("streamlit_app")
+    recognizer = EmotionRecognizer.from_pretrained(tiny_model, device="cpu")
+    faces, whole = app.analyze(Image.open(PHOTO), recognizer)
+    assert not whole and len(faces) == 1
+    annotated = app.annotate(Image.open(PHOTO), faces)
+    assert annotated.size == Image.open(PHOTO).size
+    faces, whole = app.analyze(Image.new("L", (64, 64)), recognizer)
+    assert whole and faces[0].box == (0, 0, 64, 64)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
