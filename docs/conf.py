@@ -18,12 +18,13 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(DOCS))
 
-import emotionnet  # noqa: E402
 from _results import write_results  # noqa: E402
+
+import emotionnet  # noqa: E402
 
 project = "emotionnet"
 author = "The emotionnet developers"
-copyright = "2024-2026, The emotionnet developers"  # noqa: A001
+copyright = "The emotionnet developers"
 release = emotionnet.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -59,7 +60,7 @@ suppress_warnings = ["myst.header"]
 # -- autodoc / napoleon / typehints ------------------------------------------------------------
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
-autodoc_typehints = "description"
+typehints_document_rtype_none = False
 autoclass_content = "class"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
@@ -76,18 +77,16 @@ nitpicky = False
 # page shares one namespace, so give it what each module's examples may use without importing.
 doctest_global_setup = """
 import importlib
+import pkgutil
 import numpy as np
 import torch
 torch.set_num_threads(1)
 import emotionnet
 from emotionnet import *
-for _name in ("labels", "preprocessing", "errors", "data", "class_weights", "images", "models",
-              "augmentation", "training", "metrics", "faces", "recognizer", "hub", "onnx_export",
-              "cli"):
-    try:
-        _module = importlib.import_module("emotionnet." + _name)
-    except ImportError:
+for _info in pkgutil.iter_modules(emotionnet.__path__):
+    if _info.name.startswith("_"):
         continue
+    _module = importlib.import_module("emotionnet." + _info.name)
     globals().update({k: v for k, v in vars(_module).items() if not k.startswith("_")})
 """
 doctest_test_doctest_blocks = "default"

@@ -59,6 +59,7 @@ def load_example(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being created
     spec.loader.exec_module(module)
     return module
 
@@ -204,7 +205,7 @@ def test_export_onnx_matches_pytorch(tmp_path: Path, tiny_model: Path) -> None:
 # --- the Streamlit app -------------------------------------------------------------------------
 
 
-def _app(tiny_model: Path):  # noqa: ANN202 - AppTest is imported lazily
+def _app(tiny_model: Path):
     from streamlit.testing.v1 import AppTest
 
     app = AppTest.from_file(str(EXAMPLES / "streamlit_app.py"), default_timeout=120)
@@ -223,8 +224,8 @@ def test_streamlit_app_shows_the_faces_of_an_uploaded_photo(tiny_model: Path) ->
     assert not app.exception, app.exception
     assert app.success[0].value == "Found 1 face."
     assert re.fullmatch(rf"Face 1: ({'|'.join(EMOTIONS)}) \(\d+%\)", app.subheader[0].value)
-    assert len(app.get("imgs")) == 1  # the annotated photo
-    assert len(app.get("arrow_vega_lite_chart")) == 1  # one probability chart per face
+    assert len(app.get("image")) == 1  # the annotated photo
+    assert len(app.get("vega_lite_chart")) == 1  # one probability chart per face
 
 
 def test_streamlit_app_falls_back_to_the_whole_picture(tiny_model: Path) -> None:

@@ -27,9 +27,9 @@ def centre_inside(box: Box, region: Box) -> bool:
     return rx <= cx <= rx + rw and ry <= cy <= ry + rh
 
 
-def compose(faces: list[Image.Image], sizes: list[int], spots: list[tuple[int, int]]) -> tuple[
-    Image.Image, list[Box]
-]:
+def compose(
+    faces: list[Image.Image], sizes: list[int], spots: list[tuple[int, int]]
+) -> tuple[Image.Image, list[Box]]:
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(90, 140, (420, 720, 3), dtype=np.uint8), "RGB")
     placed = []

@@ -279,9 +279,7 @@ _dtypes = st.sampled_from(
 )
 _shapes = st.one_of(
     hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=70),
-    st.tuples(
-        st.integers(0, 70), st.integers(0, 70), st.sampled_from([0, 1, 2, 3, 4, 5])
-    ),
+    st.tuples(st.integers(0, 70), st.integers(0, 70), st.sampled_from([0, 1, 2, 3, 4, 5])),
 )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 
 import pytest
@@ -20,7 +22,16 @@ from emotionnet.models import STEMS, ModelConfig, build_model, resnet18_emotion
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 
 
-def final_map(model: torch.nn.Module, size: int = 48) -> tuple[int, ...]:
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, above all on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def final_map(model: Any, size: int = 48) -> tuple[int, ...]:
     shapes: list[tuple[int, ...]] = []
     handle = model.layer4.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
     with torch.no_grad():
@@ -121,7 +132,7 @@ def test_model_config_round_trips_through_dict_and_json(tmp_path: Path) -> None:
 
 def test_model_config_rebuilds_the_same_architecture() -> None:
     config = ModelConfig(stem="imagenet", num_classes=3, labels=("a", "b", "c"))
-    model = build_model(config).eval()
+    model: Any = build_model(config).eval()
     assert model(torch.zeros(1, 1, 48, 48)).shape == (1, 3)
     assert model.conv1.kernel_size == (7, 7)
 

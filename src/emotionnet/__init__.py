@@ -27,6 +27,17 @@ from .data import SPLITS as SPLITS
 from .data import as_tensors as as_tensors
 
 # --- models / training (helper: training) ---
+# isort: split
+from .augmentation import AugmentConfig as AugmentConfig
+from .models import STEMS as STEMS
+from .models import ModelConfig as ModelConfig
+from .models import build_model as build_model
+from .models import resnet18_emotion as resnet18_emotion
+from .training import Callback as Callback
+from .training import History as History
+from .training import TrainConfig as TrainConfig
+from .training import Trainer as Trainer
+
 # --- metrics (helper: metrics) ---
 # isort: split
 from .metrics import EvaluationReport as EvaluationReport
@@ -51,15 +62,23 @@ __all__ = [
     "FER2013",
     "NUM_CLASSES",
     "SPLITS",
+    "STEMS",
+    "AugmentConfig",
+    "Callback",
     "EmotionNetError",
     "EmotionRecognizer",
     "EvaluationReport",
     "FaceEmotion",
     "HaarCascadeDetector",
+    "History",
+    "ModelConfig",
     "OnnxClassifier",
     "Prediction",
+    "TrainConfig",
+    "Trainer",
     "__version__",
     "as_tensors",
+    "build_model",
     "compute_class_weights",
     "detect_faces",
     "emotion_to_index",
@@ -72,5 +91,6 @@ __all__ = [
     "predict_logits",
     "predict_proba",
     "report_from_predictions",
+    "resnet18_emotion",
     "to_face_array",
 ]

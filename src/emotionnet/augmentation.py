@@ -333,7 +333,7 @@ def augment_batch(
 
     out = batch
     if config.has_affine:
-        theta = _affine_theta(draws, config, height, width).to(device)
+        theta = _to_device(_affine_theta(draws, config, height, width), device)
         work = batch.float()
         grid = F.affine_grid(theta, [n, channels, height, width], align_corners=False)
         work = F.grid_sample(
@@ -345,7 +345,7 @@ def augment_batch(
             out = work.to(batch.dtype)
 
     if config.hflip > 0:
-        flip = (draws[_FLIP] < config.hflip).to(device).view(n, 1, 1, 1)
+        flip = _to_device(draws[_FLIP] < config.hflip, device).view(n, 1, 1, 1)
         out = torch.where(flip, out.flip(-1), out)
 
     if config.erasing > 0:
@@ -353,9 +353,9 @@ def augment_batch(
         if bool(apply.any()):
             rows = torch.arange(height, device=device).view(1, 1, height, 1)
             cols = torch.arange(width, device=device).view(1, 1, 1, width)
-            top, left, box_h, box_w, apply = (
-                t.to(device).view(n, 1, 1, 1) for t in (top, left, box_h, box_w, apply)
-            )
+            boxes = _to_device(torch.stack([top, left, box_h, box_w, apply.long()]), device)
+            top, left, box_h, box_w, apply = (t.view(n, 1, 1, 1) for t in boxes)
+            apply = apply.bool()
             mask = (
                 apply
                 & (rows >= top)
@@ -368,6 +368,17 @@ def augment_batch(
     if out is batch:
         out = batch.clone()
     return out if images.ndim == 4 else out.squeeze(1)
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy CPU-drawn parameters to the batch's device without waiting for queued GPU work.
+
+    A copy from pageable memory would block until the GPU has finished everything queued
+    before it, so the next batch could not be prepared while the current one trains.
+    """
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _fill(like: torch.Tensor, value: float | str, seed: int) -> torch.Tensor:
@@ -446,7 +457,9 @@ def mix_batch(
         )
     n = batch.shape[0]
     if targets.ndim == 1 and targets.shape[0] == n and not targets.is_floating_point():
-        if n and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        # Checking GPU labels would wait for the GPU; one_hot then reports bad labels itself.
+        on_cpu = targets.device.type == "cpu"
+        if n and on_cpu and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
             raise InvalidArgumentError(
                 f"targets must be class indices in [0, {num_classes}), got values from "
                 f"{int(targets.min())} to {int(targets.max())}."

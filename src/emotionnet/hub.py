@@ -30,10 +30,12 @@ import json
 import numbers
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -61,6 +63,7 @@ CONFIG_NAME: Final[str] = "config.json"
 MODEL_CARD_NAME: Final[str] = "README.md"
 
 _METADATA_KEY: Final[str] = "metadata"
+_PROBE_TIMEOUT_S: Final[float] = 3.0
 _REPO_ID: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TRUE: Final[frozenset[str]] = frozenset({"1", "on", "yes", "true"})
 _SUMMARY_KEYS: Final[tuple[str, ...]] = (
@@ -137,6 +140,29 @@ def _hub_offline() -> bool:
     return env.strip().lower() in _TRUE or bool(constants.HF_HUB_OFFLINE)
 
 
+def _unreachable(endpoint: str) -> str | None:
+    """Say why the Hub endpoint cannot be reached, or ``None`` if a TCP connection opens.
+
+    huggingface_hub retries network errors for about 20 seconds when a file is not cached;
+    one quick connection attempt first turns "no network" into an immediate, clear error.
+    Behind a proxy a direct connection proves nothing, so then the check is skipped.
+    """
+    if any(
+        os.environ.get(name)
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+    ):
+        return None
+    url = urlsplit(endpoint)
+    if not url.hostname:
+        return None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=_PROBE_TIMEOUT_S):
+            return None
+    except OSError as error:
+        return f"cannot connect to {url.hostname}:{port} ({error.strerror or error})"
+
+
 def _download(
     repo_id: str,
     *,
@@ -145,7 +171,7 @@ def _download(
     local_files_only: bool,
     token: str | bool | None,
 ) -> ModelFiles:
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -159,7 +185,23 @@ def _download(
 
     offline = local_files_only or _hub_offline()
     where = f"{repo_id}@{revision}" if revision else repo_id
-    cache = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
+    cache_path = None if cache_dir is None else Path(cache_dir)
+    cache = str(cache_path) if cache_path is not None else constants.HF_HUB_CACHE
+    # The endpoint is read now, not when huggingface_hub was imported.
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    if not offline and not all(
+        isinstance(
+            try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision), str
+        )
+        for name in (CONFIG_NAME, WEIGHTS_NAME)
+    ):
+        reason = _unreachable(endpoint)
+        if reason is not None:
+            raise WeightsNotFoundError(
+                f"The model {where!r} could not be downloaded from {endpoint} ({reason}) and "
+                f"is not in the Hugging Face cache ({cache}). Check the network connection "
+                "(or HF_ENDPOINT), or pass a local folder written by save_pretrained."
+            )
     paths: list[Path] = []
     try:
         for filename in (CONFIG_NAME, WEIGHTS_NAME):
@@ -169,11 +211,10 @@ def _download(
                         repo_id,
                         filename,
                         revision=revision,
-                        cache_dir=None if cache_dir is None else Path(cache_dir),
+                        cache_dir=cache_path,
                         local_files_only=offline,
                         token=token,
-                        # The endpoint is read here, not when huggingface_hub was imported.
-                        endpoint=os.environ.get("HF_ENDPOINT") or None,
+                        endpoint=endpoint,
                     )
                 )
             )

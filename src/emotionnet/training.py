@@ -304,7 +304,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 3
     label_smoothing: float = 0.0
-    class_weights: str | tuple[float, ...] | None = None
+    class_weights: str | Sequence[float] | None = None
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0
@@ -364,7 +364,11 @@ class TrainConfig:
             if not weights or not all(_is_number(w) and w >= 0 for w in weights):
                 raise _fail("class_weights", weights, "a list of non-negative numbers")
             set_(self, "class_weights", tuple(float(w) for w in weights))
-        elif weights is not None and not isinstance(weights, str):
+        elif isinstance(weights, str):
+            from .class_weights import METHODS
+
+            _choice("class_weights", weights, METHODS)
+        elif weights is not None:
             raise _fail("class_weights", weights, "None, a method name or one weight per class")
         for name in ("mixup_alpha", "cutmix_alpha"):
             value = getattr(self, name)
@@ -1016,9 +1020,9 @@ class Trainer:
     Example:
         >>> import torch
         >>> from emotionnet.models import ModelConfig, build_model
-        >>> images = torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8)
-        >>> data = (images, torch.arange(16) % 7)
-        >>> config = TrainConfig(max_epochs=1, batch_size=8, progress=False)
+        >>> images = torch.randint(0, 256, (8, 48, 48), dtype=torch.uint8)
+        >>> data = (images, torch.arange(8) % 7)
+        >>> config = TrainConfig(max_epochs=1, batch_size=4, progress=False)
         >>> model_config = ModelConfig(stem="imagenet")
         >>> trainer = Trainer(build_model(model_config), data, data, config,
         ...                   model_config=model_config)
@@ -1508,6 +1512,9 @@ class Trainer:
             InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``.
         """
         owned_group = self._init_distributed()
+        benchmark = torch.backends.cudnn.benchmark
+        # Every training batch has the same shape: let cuDNN pick its fastest kernels.
+        torch.backends.cudnn.benchmark = benchmark or self.device.type == "cuda"
         try:
             self._setup()
             if resume is False:
@@ -1519,6 +1526,7 @@ class Trainer:
             # Dropping the loader shuts its persistent worker processes down.
             self._loader = None
             self._sampler = None
+            torch.backends.cudnn.benchmark = benchmark
             if owned_group and dist.is_initialized():
                 dist.destroy_process_group()
 

@@ -1,0 +1,210 @@
+"""The emotionnet command: tables and JSON out, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+
+from emotionnet import EmotionRecognizer
+from emotionnet.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FACE = str(ROOT / "examples" / "images" / "astronaut_face.jpg")
+PHOTO = str(ROOT / "examples" / "images" / "astronaut.jpg")
+
+
+@pytest.fixture(scope="module")
+def fer_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny fer2013.csv: 21 training and 14 public-test faces, two of each class."""
+    folder = tmp_path_factory.mktemp("fer2013")
+    rng = np.random.default_rng(0)
+    rows = []
+    for usage, count in (("Training", 21), ("PublicTest", 14)):
+        for i in range(count):
+            pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
+            rows.append(f"{i % 7},{pixels},{usage}")
+    (folder / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_table(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["predict", FACE, PHOTO, "--model", str(model_dir)], capsys)
+    assert code == 0, err
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:3] == ["image", "emotion", "score"]
+    assert len(rows) == 2 and rows[0].startswith(FACE)
+
+
+def test_predict_json_equals_the_api(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["predict", FACE, "--json", "--model", str(model_dir), "--tta"], capsys)
+    assert code == 0
+    (record,) = json.loads(out)
+    expected = EmotionRecognizer.from_pretrained(model_dir, device="cpu").predict(FACE, tta=True)
+    assert record["image"] == FACE and record["label"] == expected.label
+    assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+
+
+def test_predict_faces(model_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("L", (120, 90), 128).save(blank)
+    code, out, _ = run(
+        ["predict", "--faces", "--json", PHOTO, str(blank), "--model", str(model_dir)], capsys
+    )
+    assert code == 0
+    photo, empty = json.loads(out)
+    assert len(photo["faces"]) == 1 and len(photo["faces"][0]["box"]) == 4
+    assert empty == {"image": str(blank), "faces": []}
+    code, out, _ = run(["predict", "--faces", str(blank), "--model", str(model_dir)], capsys)
+    assert "no face found" in out
+
+
+def test_predict_with_the_default_model(
+    bundled_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["predict", FACE, "--device", "cpu"], capsys)
+    assert code == 0 and FACE in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "no-such-face.jpg"], "No image file at 'no-such-face.jpg'"),
+        (["predict", __file__], "not an image"),
+        (["predict", FACE, "--model", "no/such-model"], "HF_HUB_OFFLINE"),
+        (["predict", FACE, "--device", "cuda:7"], "device"),
+    ],
+)
+def test_errors_are_one_line(
+    argv: list[str],
+    message: str,
+    model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    if "--model" not in argv:
+        argv = [*argv, "--model", str(model_dir)]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["predict"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["predict", FACE, "--tta", "sideways"])
+    assert info.value.code == 2
+
+
+def test_python_dash_m_without_a_traceback(model_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "emotionnet", "predict", "missing.jpg", "--model", str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: No image file at 'missing.jpg'; check the path.\n"
+
+
+def test_evaluate(
+    model_dir: Path, fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "confusion.png"
+    argv = ["evaluate", "--data", str(fer_csv), "--model", str(model_dir), "--plot", str(plot)]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "Evaluation on 14 samples" in out and "| accuracy |" in out
+    assert plot.stat().st_size > 1000
+    code, out, _ = run(
+        ["evaluate", "--data", str(fer_csv), "--model", str(model_dir), "--json", "--tta"], capsys
+    )
+    report = json.loads(out)
+    assert report["num_samples"] == 14 and report["tta"] == "flip"
+
+
+def test_evaluate_missing_split(
+    model_dir: Path, fer_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        ["evaluate", "--data", str(fer_csv), "--split", "private_test", "--model", str(model_dir)],
+        capsys,
+    )
+    assert code == 2 and err.startswith("error: ")
+
+
+def test_export(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    from emotionnet import OnnxClassifier
+
+    target = tmp_path / "out" / "model.onnx"
+    code, out, _ = run(["export", "--onnx", str(target), "--model", str(model_dir)], capsys)
+    assert code == 0 and str(target) in out
+    assert OnnxClassifier(target).config is not None
+
+
+RECIPE = """
+[data]
+train_split = "train"
+val_split = "public_test"
+
+[model]
+stem = "imagenet"
+
+[train]
+max_epochs = 1
+batch_size = 7
+lr = 0.01
+device = "cpu"
+num_workers = 0
+warmup_epochs = 0
+
+[release]
+dtype = "float16"
+tta = ["none", "flip"]
+"""
+
+
+@pytest.mark.slow
+def test_train_then_resume(
+    fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(RECIPE)
+    output = tmp_path / "run"
+    argv = ["train", "--config", str(recipe), "--data", str(fer_csv), "--output", str(output)]
+    code, out, err = run([*argv, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "public_test + TTA (flip)" in out
+    for name in ("model.safetensors", "config.json", "README.md", "recipe.toml"):
+        assert (output / name).is_file()
+    assert (output / "evaluation_public_test_flip.json").is_file()
+    assert "| public_test + TTA (flip) | 14 |" in (output / "README.md").read_text()
+    recognizer = EmotionRecognizer.from_pretrained(output, device="cpu")
+    assert recognizer.config.stem == "imagenet"
+
+    code, out, err = run([*argv, "--resume", "--epochs", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "trained 2 epochs" in out
+
+
+def test_train_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["train", "--config", str(tmp_path / "none.toml")], capsys)
+    assert code == 2 and "No recipe file" in err

@@ -1,0 +1,153 @@
+"""ONNX export with a dynamic batch axis; onnxruntime probabilities match PyTorch's to 1e-4."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emotionnet import EmotionRecognizer, OnnxClassifier, export_onnx
+from emotionnet.errors import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    ModelLoadError,
+    UnsupportedInputError,
+    WeightsNotFoundError,
+)
+from emotionnet.export import METADATA_KEY, onnx_bytes
+from emotionnet.models import ModelConfig, build_model
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def torch_recognizer() -> EmotionRecognizer:
+    torch.manual_seed(0)
+    config = ModelConfig(stem="middle")
+    model = build_model(config)
+    # Non-trivial batch-norm statistics, as a trained model has.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return EmotionRecognizer(model, config, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def onnx_file(
+    torch_recognizer: EmotionRecognizer, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    return export_onnx(torch_recognizer, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def proba(predictions: list) -> np.ndarray:  # type: ignore[type-arg]
+    return np.array([list(p.probabilities.values()) for p in predictions])
+
+
+def test_graph_has_a_dynamic_batch_axis_and_the_config(
+    onnx_file: Path, torch_recognizer: EmotionRecognizer
+) -> None:
+    graph = onnx.load(onnx_file)
+    onnx.checker.check_model(graph)
+    (graph_input,) = graph.graph.input
+    dims = graph_input.type.tensor_type.shape.dim
+    assert graph_input.name == "input" and dims[0].dim_param == "batch"
+    assert [d.dim_value for d in dims[1:]] == [1, 48, 48]
+    assert graph.graph.output[0].name == "logits"
+    classifier = OnnxClassifier(onnx_file)
+    assert classifier.config == torch_recognizer.config
+    assert {p.key for p in graph.metadata_props} == {METADATA_KEY}
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_logits_match_pytorch_for_any_batch(
+    onnx_file: Path, torch_recognizer: EmotionRecognizer, batch: int
+) -> None:
+    x = torch.randn(batch, 1, 48, 48)
+    with torch.no_grad():
+        expected = torch_recognizer.model(x)
+    got = OnnxClassifier(onnx_file)(x)
+    assert got.shape == (batch, 7) and got.dtype == torch.float32
+    torch.testing.assert_close(got.softmax(1), expected.softmax(1), atol=1e-4, rtol=0)
+
+
+def test_onnx_backend_matches_torch_backend(
+    torch_recognizer: EmotionRecognizer, faces: np.ndarray
+) -> None:
+    onnx_recognizer = EmotionRecognizer(
+        torch_recognizer.model, torch_recognizer.config, device="cpu", backend="onnx"
+    )
+    assert onnx_recognizer.backend == "onnx"
+    for tta in (False, "flip"):
+        np.testing.assert_allclose(
+            proba(onnx_recognizer.predict(list(faces), tta=tta)),
+            proba(torch_recognizer.predict(list(faces), tta=tta)),
+            atol=1e-4,
+        )
+
+
+def test_from_pretrained_with_the_onnx_backend(model_dir: Path, faces: np.ndarray) -> None:
+    eager = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
+    fast = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="onnx")
+    np.testing.assert_allclose(
+        proba(fast.predict(list(faces))), proba(eager.predict(list(faces))), atol=1e-4
+    )
+    report = fast.evaluate((torch.from_numpy(faces), torch.arange(5)))
+    assert report.num_samples == 5
+
+
+def test_recognizer_around_an_exported_file(onnx_file: Path, faces: np.ndarray) -> None:
+    recognizer = EmotionRecognizer(OnnxClassifier(onnx_file), device="cpu")
+    assert recognizer.backend == "onnx" and recognizer.config.stem == "middle"
+    assert len(recognizer.predict(list(faces))) == len(faces)
+    with pytest.raises(InvalidArgumentError, match="no PyTorch weights"):
+        recognizer.save_pretrained("unused")
+    with pytest.raises(InvalidArgumentError, match="already runs on onnxruntime"):
+        export_onnx(recognizer.model, "unused.onnx")
+
+
+def test_bare_model_without_config() -> None:
+    model = build_model(ModelConfig(stem="imagenet")).eval()
+    classifier = OnnxClassifier(onnx_bytes(model))
+    assert classifier.config is None
+    x = torch.randn(2, 1, 48, 48)
+    torch.testing.assert_close(classifier(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_export_leaves_the_model_alone(torch_recognizer: EmotionRecognizer) -> None:
+    model = torch_recognizer.model.train()
+    try:
+        onnx_bytes(torch_recognizer)
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="export"):
+        OnnxClassifier(tmp_path / "missing.onnx")
+    with pytest.raises(ModelLoadError, match="onnxruntime could not load"):
+        OnnxClassifier(b"not an onnx model")
+    with pytest.raises(UnsupportedInputError):
+        OnnxClassifier(42)  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedInputError):
+        export_onnx("model", tmp_path / "m.onnx")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="opset"):
+        onnx_bytes(torch.nn.Linear(2, 2), opset=3)
+
+
+def test_missing_onnxruntime_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, onnx_file: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingDependencyError, match=r'pip install "emotionnet\[onnx\]"'):
+        OnnxClassifier(onnx_file)

@@ -1,0 +1,341 @@
+"""EmotionRecognizer: predictions of every input form, parity with the data set, legacy weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+from torch import nn
+
+from emotionnet import EMOTIONS, FER2013, EmotionRecognizer, Prediction
+from emotionnet.errors import (
+    CorruptImageError,
+    ImageNotFoundError,
+    InvalidArgumentError,
+    InvalidImageError,
+    ModelLoadError,
+    UnsupportedInputError,
+    WeightsNotFoundError,
+)
+from emotionnet.metrics import predict_proba
+from emotionnet.models import ModelConfig, build_model
+from emotionnet.preprocessing import to_face_array
+
+DOCUMENTED = (ImageNotFoundError, CorruptImageError, InvalidImageError, UnsupportedInputError)
+CONFIG = ModelConfig(stem="imagenet")
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> EmotionRecognizer:
+    torch.manual_seed(0)
+    return EmotionRecognizer(build_model(CONFIG), CONFIG, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> EmotionRecognizer:
+    """A linear classifier: fast enough for property tests over many inputs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+    return EmotionRecognizer(model, ModelConfig(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
+
+
+def proba(predictions: list[Prediction]) -> np.ndarray:
+    return np.array([list(p.probabilities.values()) for p in predictions])
+
+
+# --- Prediction ------------------------------------------------------------------------------
+
+
+def test_prediction_fields(recognizer: EmotionRecognizer, faces: np.ndarray) -> None:
+    p = recognizer.predict(faces[0])
+    assert isinstance(p, Prediction)
+    assert list(p.probabilities) == list(EMOTIONS)  # canonical order
+    assert p.label == EMOTIONS[p.index] and p.score == max(p.probabilities.values())
+    assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert p.top_k(1) == [(p.label, p.score)]
+    top = p.top_k(7)
+    assert [v for _, v in top] == sorted(p.probabilities.values(), reverse=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.label = "sad"  # type: ignore[misc]
+    for k in (0, 8, 1.5, True):
+        with pytest.raises(InvalidArgumentError, match="k must be"):
+            p.top_k(k)  # type: ignore[arg-type]
+    assert p.to_dict()["probabilities"] == p.probabilities
+    assert repr(p).startswith(f"Prediction(label={p.label!r}, score=")
+
+
+# --- shapes in, shapes out --------------------------------------------------------------------
+
+
+def test_one_in_one_out_many_in_list_out(recognizer: EmotionRecognizer, faces: np.ndarray) -> None:
+    assert isinstance(recognizer.predict(faces[0]), Prediction)
+    assert isinstance(recognizer.predict(torch.from_numpy(faces[0])[None]), Prediction)
+    for batch in (
+        list(faces),
+        tuple(faces),
+        torch.from_numpy(faces)[:, None],  # N x 1 x H x W
+        faces[..., None],  # N x H x W x 1
+    ):
+        predictions = recognizer.predict(batch)
+        assert isinstance(predictions, list) and len(predictions) == len(faces)
+    assert recognizer.predict([]) == []
+
+
+def test_batches_of_any_size_agree(recognizer: EmotionRecognizer, faces: np.ndarray) -> None:
+    whole = proba(recognizer.predict(list(faces), batch_size=64))
+    for batch_size in (1, 3):
+        np.testing.assert_allclose(
+            proba(recognizer.predict(list(faces), batch_size=batch_size)), whole, atol=1e-5
+        )
+
+
+def test_predict_is_the_evaluation_pipeline(tiny: EmotionRecognizer) -> None:
+    # Colour photos of any size: to_face_array, then metrics.predict_proba, nothing else.
+    rng = np.random.default_rng(1)
+    photos = [rng.integers(0, 256, (70 + i, 60, 3), dtype=np.uint8) for i in range(4)]
+    arrays = np.stack([to_face_array(Image.fromarray(p)) for p in photos])
+    for tta in (False, "flip", "ten_crop"):
+        expected = predict_proba(
+            tiny.model, arrays, tta=tta, mean=CONFIG.mean, std=CONFIG.std
+        ).numpy()
+        got = proba(tiny.predict(photos, tta=tta))
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_inputs_of_every_type_agree(
+    tiny: EmotionRecognizer, faces: np.ndarray, tmp_path: Path
+) -> None:
+    face = faces[0]
+    png = io.BytesIO()
+    Image.fromarray(face).save(png, format="PNG")
+    (tmp_path / "face.png").write_bytes(png.getvalue())
+    forms: list[Any] = [
+        face,
+        face[..., None],
+        np.repeat(face[..., None], 3, axis=2),
+        face.astype(np.float32) / 255,
+        torch.from_numpy(face),
+        torch.from_numpy(face)[None].repeat(3, 1, 1),
+        Image.fromarray(face),
+        Image.fromarray(face).convert("RGBA"),
+        png.getvalue(),
+        tmp_path / "face.png",
+        str(tmp_path / "face.png"),
+    ]
+    expected = tiny.predict(face).probabilities
+    for form in forms:
+        assert tiny.predict(form).probabilities == pytest.approx(expected, abs=1e-6)
+
+
+def test_fer2013_parity_csv(recognizer: EmotionRecognizer, tmp_path: Path) -> None:
+    pixels = np.random.default_rng(2).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    rows = [f"{i},{' '.join(map(str, p.ravel()))},PublicTest" for i, p in enumerate(pixels)]
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    dataset = FER2013(tmp_path, "public_test", cache=False)
+    for i, p in enumerate(pixels):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(p).save(path)
+        via_predict = recognizer.predict(path).probabilities
+        np.testing.assert_array_equal(to_face_array(Image.open(path)), dataset.images[i].numpy())
+        via_dataset = predict_proba(
+            recognizer.model, dataset.images[i : i + 1], mean=CONFIG.mean, std=CONFIG.std
+        )[0].tolist()
+        assert list(via_predict.values()) == pytest.approx(via_dataset, abs=1e-6)
+
+
+@pytest.mark.integration
+def test_fer2013_parity_real_files(
+    recognizer: EmotionRecognizer, fer2013_root: Path, tmp_path: Path
+) -> None:
+    # A few real FER2013 files in the folder layout: the data set and predict() see the same
+    # uint8 pixels and give the same probabilities.
+    files = []
+    for emotion in EMOTIONS:
+        for split, prefix in (("train", "Training_"), ("test", "PublicTest_")):
+            source = sorted((fer2013_root / split / emotion).glob(f"{prefix}*"))[0]
+            target = tmp_path / split / emotion / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            if split == "test":
+                files.append(target)
+    dataset = FER2013(tmp_path, "public_test", cache=False, num_workers=0)
+    assert len(dataset) == len(files)
+    by_name = {p.name: p for p in files}
+    ordered = [by_name[name] for name in sorted(by_name, key=lambda n: str(by_name[n]))]
+    predictions = recognizer.predict(ordered)
+    expected = predict_proba(recognizer.model, dataset.images, mean=CONFIG.mean, std=CONFIG.std)
+    for i, path in enumerate(ordered):
+        with Image.open(path) as image:
+            np.testing.assert_array_equal(to_face_array(image), dataset.images[i].numpy())
+        assert list(predictions[i].probabilities.values()) == pytest.approx(
+            expected[i].tolist(), abs=1e-6
+        )
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("no-such-face.jpg", ImageNotFoundError),
+        (b"not an image", CorruptImageError),
+        (np.zeros((0, 48), np.uint8), InvalidImageError),
+        (np.full((48, 48), np.nan), InvalidImageError),
+        (np.zeros((48, 48, 2), np.uint8), InvalidImageError),
+        (torch.zeros(10, 48, 48), InvalidImageError),
+        (object(), UnsupportedInputError),
+        ([np.zeros((48, 48), np.uint8), 3.5], UnsupportedInputError),
+    ],
+)
+def test_bad_input_is_a_documented_error(tiny: EmotionRecognizer, value: Any, error: type) -> None:
+    with pytest.raises(error):
+        tiny.predict(value)
+
+
+def test_bad_options(tiny: EmotionRecognizer) -> None:
+    face = np.zeros((48, 48), np.uint8)
+    for batch_size in (0, -1, 2.5, True):
+        with pytest.raises(InvalidArgumentError, match="batch_size"):
+            tiny.predict(face, batch_size=batch_size)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="tta"):
+        tiny.predict(face, tta="rotate")
+    with pytest.raises(InvalidArgumentError, match="backend"):
+        EmotionRecognizer(tiny.model, backend="tensorrt")
+    with pytest.raises(InvalidArgumentError, match="device"):
+        EmotionRecognizer(tiny.model, device="tpu")
+    with pytest.raises(UnsupportedInputError, match="torch.nn.Module"):
+        EmotionRecognizer("model.pt")  # type: ignore[arg-type]
+
+
+_images = st.one_of(
+    hnp.arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=64),
+    ),
+    hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64]),
+        shape=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+        elements=st.one_of(
+            st.floats(-1, 2, width=32), st.sampled_from([float("nan"), float("inf")])
+        ),
+    ),
+    st.builds(
+        lambda mode, w, h: Image.new(mode, (w, h)),
+        st.sampled_from(["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "YCbCr"]),
+        st.integers(1, 80),
+        st.integers(1, 80),
+    ),
+    st.builds(torch.rand, st.lists(st.integers(0, 50), min_size=1, max_size=4).map(tuple)),
+    st.binary(max_size=64),
+    st.text(max_size=10),
+    st.integers(),
+    st.none(),
+)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
+@given(_images)
+def test_any_input_is_a_prediction_or_a_documented_error(
+    tiny: EmotionRecognizer, image: Any
+) -> None:
+    try:
+        result = tiny.predict(image)
+    except DOCUMENTED:
+        return
+    predictions = result if isinstance(result, list) else [result]
+    for p in predictions:
+        assert isinstance(p, Prediction) and p.label in EMOTIONS
+        assert np.isfinite(p.score) and 0 <= p.score <= 1
+
+
+# --- legacy state dicts ----------------------------------------------------------------------
+
+
+def test_from_state_dict_files(
+    tmp_path: Path, recognizer: EmotionRecognizer, faces: np.ndarray
+) -> None:
+    state = recognizer.model.state_dict()
+    expected = proba(recognizer.predict(list(faces[:3])))
+    variants = {
+        "plain.pth": state,
+        "ddp.pt": {f"module.{k}": v for k, v in state.items()},
+        "checkpoint.pth": {"epoch": 3, "state_dict": state, "best_acc": torch.tensor(0.7)},
+        "compiled.pt": {f"_orig_mod.{k}": v for k, v in state.items()},
+    }
+    for name, content in variants.items():
+        torch.save(content, tmp_path / name)
+        loaded = EmotionRecognizer.from_state_dict(tmp_path / name, config=CONFIG, device="cpu")
+        np.testing.assert_array_equal(proba(loaded.predict(list(faces[:3]))), expected)
+
+
+class Payload:
+    """A pickled object that weights_only loading must refuse to build."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (print, ("unpickled!",))
+
+
+def test_from_state_dict_never_unpickles_objects(tmp_path: Path, capsys: Any) -> None:
+    torch.save({"conv1.weight": torch.zeros(1), "evil": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(ModelLoadError, match="Only tensors"):
+        EmotionRecognizer.from_state_dict(tmp_path / "evil.pth", config=CONFIG)
+    assert "unpickled!" not in capsys.readouterr().out
+
+
+def test_from_state_dict_errors(tmp_path: Path, recognizer: EmotionRecognizer) -> None:
+    with pytest.raises(WeightsNotFoundError):
+        EmotionRecognizer.from_state_dict(tmp_path / "missing.pth", config=CONFIG)
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError):
+        EmotionRecognizer.from_state_dict(tmp_path / "junk.pth", config=CONFIG)
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(ModelLoadError, match="not a state dict"):
+        EmotionRecognizer.from_state_dict(tmp_path / "list.pth", config=CONFIG)
+    state = recognizer.model.state_dict()
+    with pytest.raises(ModelLoadError, match=r"mis-shaped: conv1\.weight"):
+        EmotionRecognizer.from_state_dict(state, config=ModelConfig(stem="middle"))
+    with pytest.raises(ModelLoadError, match=r"missing: fc\.bias"):
+        EmotionRecognizer.from_state_dict(
+            {k: v for k, v in state.items() if k != "fc.bias"}, config=CONFIG
+        )
+
+
+# --- the rest --------------------------------------------------------------------------------
+
+
+def test_evaluate_uses_the_model_normalisation(
+    recognizer: EmotionRecognizer, faces: np.ndarray
+) -> None:
+    targets = torch.arange(len(faces)) % 7
+    report = recognizer.evaluate((torch.from_numpy(faces), targets))
+    predicted = [p.index for p in recognizer.predict(list(faces))]
+    assert report.accuracy == pytest.approx(np.mean(np.array(predicted) == targets.numpy()))
+
+
+def test_repr_and_labels(recognizer: EmotionRecognizer) -> None:
+    assert recognizer.labels == EMOTIONS
+    assert repr(recognizer) == (
+        "EmotionRecognizer(stem='imagenet', labels=7, device='cpu', backend='torch')"
+    )
+
+
+def test_custom_labels(faces: np.ndarray) -> None:
+    config = ModelConfig(stem="imagenet", num_classes=3, labels=("neg", "neu", "pos"))
+    p = EmotionRecognizer(build_model(config), config, device="cpu").predict(faces[0])
+    assert list(p.probabilities) == ["neg", "neu", "pos"]

@@ -1,0 +1,548 @@
+"""Tests of emotionnet.training: learning, exact resume, atomic checkpoints, DDP on gloo."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import replace as dataclass_replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from emotionnet.augmentation import AugmentConfig
+from emotionnet.errors import CheckpointError, InvalidArgumentError, UnsupportedInputError
+from emotionnet.models import ModelConfig
+from emotionnet.training import (
+    History,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    read_config_file,
+)
+
+TIMING = ("seconds", "images_per_sec")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, above all on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class TinyNet(nn.Module):
+    """A two-conv network: learns the stripe data in a few epochs on one CPU core."""
+
+    def __init__(self, classes: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.fc(self.dropout(self.features(x)))
+        return logits
+
+
+def make_data(n: int, seed: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy images of 4 classes: horizontal stripes, vertical stripes, a blob, nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centre = (size - 1) / 2
+    patterns = torch.stack(
+        [
+            ((ys // 2) % 2).float(),
+            ((xs // 2) % 2).float(),
+            (((ys - centre) ** 2 + (xs - centre) ** 2) < (size / 4) ** 2).float(),
+            torch.zeros(size, size),
+        ]
+    )
+    noise = torch.rand(n, size, size, generator=generator) * 80 + 30
+    images = (noise + 140 * patterns[labels]).clamp(0, 255).to(torch.uint8)
+    return images, labels
+
+
+def model_with_seed(seed: int = 0, dropout: float = 0.0) -> TinyNet:
+    torch.manual_seed(seed)
+    return TinyNet(dropout=dropout)
+
+
+def quick(**overrides: Any) -> TrainConfig:
+    settings: dict[str, Any] = {
+        "max_epochs": 3,
+        "batch_size": 16,
+        "lr": 0.05,
+        "warmup_epochs": 1,
+        "progress": False,
+        "num_workers": 0,
+        "device": "cpu",
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def without_timing(history: History) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert list(state_a) == list(state_b)
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
+TRAIN = make_data(96, seed=1)
+VAL = make_data(32, seed=2)
+
+
+# ---- learning ------------------------------------------------------------------------------
+
+
+def test_trainer_learns_a_learnable_signal(tmp_path: Path) -> None:
+    train, val = make_data(256, seed=3), make_data(64, seed=4)
+    config = quick(
+        max_epochs=4, batch_size=32, lr=0.1, label_smoothing=0.1, checkpoint_dir=str(tmp_path)
+    )
+    history = Trainer(model_with_seed(), train, val, config).fit()
+    assert len(history) == 4
+    assert history[-1]["val_accuracy"] >= 0.9
+    assert history[-1]["val_macro_f1"] >= 0.85
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(row["images_per_sec"] > 0 for row in history)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"last.ckpt", "best.safetensors", "history.json", "history.csv"} <= names
+    assert "train_config.json" in names
+    assert History.from_json(tmp_path / "history.json") == history
+    assert TrainConfig.from_file(tmp_path / "train_config.json") == config
+
+
+def test_best_weights_and_model_config_are_saved_for_the_recognizer(tmp_path: Path) -> None:
+    from emotionnet.models import build_model
+
+    model_config = ModelConfig(stem="imagenet", num_classes=4, labels=("h", "v", "blob", "none"))
+    config = quick(max_epochs=1, checkpoint_dir=str(tmp_path))
+    small = make_data(32, seed=5)
+    trainer = Trainer(build_model(model_config), small, small, config, model_config=model_config)
+    trainer.fit()
+    assert ModelConfig.load(tmp_path) == model_config
+    rebuilt = build_model(model_config, weights=tmp_path / "best.safetensors")
+    assert_same_weights(rebuilt, trainer.model)
+    assert load_file(str(tmp_path / "best.safetensors")).keys() == trainer.model.state_dict().keys()
+
+
+# ---- exact resume --------------------------------------------------------------------------
+
+
+class Kill:
+    """A duck-typed callback: the process dies right after an epoch's checkpoint is written."""
+
+    def __init__(self, after_epoch: int) -> None:
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if row["epoch"] == self.after_epoch:
+            raise KeyboardInterrupt("killed")
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "plateau"])
+def test_resume_continues_exactly(tmp_path: Path, schedule: str) -> None:
+    config = quick(
+        schedule=schedule,
+        mixup_alpha=0.4,
+        cutmix_alpha=1.0,
+        mix_prob=0.8,
+        plateau_patience=0,
+        grad_clip=5.0,
+        checkpoint_dir=str(tmp_path / "straight"),
+    )
+    straight = model_with_seed(dropout=0.3)
+    history = Trainer(straight, TRAIN, VAL, config).fit()
+
+    killed = dataclass_replace(config, checkpoint_dir=str(tmp_path / "killed"))
+    first = model_with_seed(dropout=0.3)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(first, TRAIN, VAL, killed, callbacks=[Kill(after_epoch=1)]).fit()
+    assert load_checkpoint(tmp_path / "killed" / "last.ckpt")["epoch"] == 1
+
+    resumed_model = model_with_seed(seed=99, dropout=0.3)  # weights come from the checkpoint
+    resumed = Trainer(resumed_model, TRAIN, VAL, killed)
+    resumed_history = resumed.fit(resume=True)
+    assert_same_weights(resumed_model, straight)
+    assert without_timing(resumed_history) == without_timing(history)
+    assert resumed.global_step == 3 * 6
+
+
+def test_dataloader_workers_build_the_same_batches_as_the_loop() -> None:
+    config = quick(max_epochs=2, mixup_alpha=0.2)
+    in_loop = model_with_seed()
+    Trainer(in_loop, TRAIN, None, dataclass_replace(config, monitor="train_loss")).fit()
+    workers = model_with_seed()
+    with_workers = dataclass_replace(config, monitor="train_loss", num_workers=1)
+    Trainer(workers, TRAIN, None, with_workers).fit()
+    assert_same_weights(in_loop, workers)
+
+
+def test_resume_errors_are_clear(tmp_path: Path) -> None:
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(checkpoint_dir=str(tmp_path)))
+    with pytest.raises(CheckpointError, match="No checkpoint at"):
+        trainer.fit(resume=True)
+    with pytest.raises(InvalidArgumentError, match=r"resume=True needs config\.checkpoint_dir"):
+        Trainer(model_with_seed(), TRAIN, VAL, quick()).fit(resume=True)
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        trainer.fit(resume=tmp_path / "junk.ckpt")
+
+
+# ---- atomic checkpoints ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> Trainer:
+    trainer = Trainer(
+        model_with_seed(), TRAIN, VAL, quick(max_epochs=1, checkpoint_dir=str(tmp_path))
+    )
+    trainer.fit()
+    return trainer
+
+
+def test_a_crash_while_writing_leaves_the_previous_checkpoint(
+    trained: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = tmp_path / "last.ckpt"
+    before = checkpoint.read_bytes()
+
+    def crash_midway(obj: object, handle: Any, *args: object, **kwargs: object) -> None:
+        handle.write(b"partial checkpoint bytes")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    resumed = Trainer(model_with_seed(), TRAIN, VAL, quick(checkpoint_dir=str(tmp_path)))
+    with pytest.raises(CheckpointError, match="previous checkpoint there is intact"):
+        resumed.fit(resume=True)
+    assert checkpoint.read_bytes() == before
+    assert load_checkpoint(checkpoint)["epoch"] == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_kill_during_the_rename_leaves_the_previous_checkpoint(
+    trained: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = tmp_path / "last.ckpt"
+    before = checkpoint.read_bytes()
+    real_replace = os.replace
+
+    def killed_replace(src: Any, dst: Any) -> None:
+        if Path(dst).name == "last.ckpt":
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_replace)
+    trained.epoch = 5  # the state about to be written differs from the one on disk
+    with pytest.raises(KeyboardInterrupt):
+        trained.save_checkpoint()
+    assert checkpoint.read_bytes() == before
+    assert load_checkpoint(checkpoint)["epoch"] == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_loads_with_weights_only_and_holds_the_documented_keys(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert {
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "rng",
+        "history",
+        "config",
+        "epoch",
+        "best",
+    } <= set(state)
+    assert TrainConfig.from_dict(state["config"]) == trained.config
+    assert len(state["rng"]) == 1 and isinstance(state["rng"][0]["torch"], torch.Tensor)
+
+
+# ---- selection, early stopping, schedules --------------------------------------------------
+
+
+def test_best_checkpoint_and_early_stopping_follow_the_monitor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = quick(
+        max_epochs=10, monitor="macro_f1", early_stopping_patience=2, checkpoint_dir=str(tmp_path)
+    )
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, config)
+    scores = iter([0.3, 0.5, 0.4, 0.45, 0.9])
+    monkeypatch.setattr(
+        trainer,
+        "_validate",
+        lambda: {"val_loss": 1.0, "val_accuracy": 0.5, "val_macro_f1": next(scores)},
+    )
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    class Snapshot:
+        def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+            snapshots[row["epoch"]] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    trainer.callbacks.append(Snapshot())
+    history = trainer.fit()
+    assert len(history) == 4  # epochs 3 and 4 did not beat epoch 2
+    assert trainer.best_epoch == 2 and (history.best("macro_f1") or {}).get("epoch") == 2
+    best = load_file(str(tmp_path / "best.safetensors"))
+    assert all(torch.equal(best[k], snapshots[2][k]) for k in best)
+    trainer.load_best()
+    assert all(torch.equal(v, snapshots[2][k]) for k, v in trainer.model.state_dict().items())
+
+
+def test_learning_rate_schedules() -> None:
+    # 96 images, batch 16: 6 steps per epoch; the history records each epoch's first LR.
+    cosine = Trainer(model_with_seed(), TRAIN, VAL, quick(lr=0.1, min_lr=0.01)).fit()
+    assert cosine.column("lr")[0] == pytest.approx(0.1 / 6)
+    assert cosine.column("lr")[1] == pytest.approx(0.1)
+    # Epoch 3 starts half-way through the cosine part: min_lr + (lr - min_lr) / 2.
+    assert cosine.column("lr")[2] == pytest.approx(0.055)
+    onecycle = Trainer(model_with_seed(), TRAIN, VAL, quick(schedule="onecycle")).fit()
+    assert onecycle.column("lr")[0] == pytest.approx(0.05 / 25)
+    constant = Trainer(model_with_seed(), TRAIN, VAL, quick(schedule="constant", warmup_epochs=0))
+    assert constant.fit().column("lr") == pytest.approx([0.05] * 3)
+
+
+def test_cpu_bf16_autocast_channels_last_and_class_weights() -> None:
+    config = quick(
+        max_epochs=1,
+        amp="bf16",
+        channels_last=True,
+        class_weights=[1.0, 2.0, 1.0, 0.5],
+        optimizer="adamw",
+        lr=1e-3,
+        augment=AugmentConfig.disabled(),
+    )
+    history = Trainer(model_with_seed(), TRAIN, VAL, config).fit()
+    assert history[0]["train_loss"] > 0
+
+
+def test_class_weight_method_from_the_class_weights_module() -> None:
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(class_weights="balanced"))
+    assert trainer.class_weights is not None and trainer.class_weights.shape == (4,)
+
+
+# ---- input checks --------------------------------------------------------------------------
+
+
+def test_bad_trainer_inputs_are_named() -> None:
+    images, labels = TRAIN
+    with pytest.raises(InvalidArgumentError, match="-1 marks unlabelled"):
+        Trainer(model_with_seed(), (images, torch.full_like(labels, -1)), VAL, quick())
+    with pytest.raises(InvalidArgumentError, match="labels from 0 to 3"):
+        Trainer(TinyNet(classes=3), TRAIN, VAL, quick())
+    with pytest.raises(InvalidArgumentError, match="needs a val_set"):
+        Trainer(model_with_seed(), TRAIN, None, quick())
+    with pytest.raises(InvalidArgumentError, match="class_weights has 2 values"):
+        Trainer(model_with_seed(), TRAIN, VAL, quick(class_weights=[1.0, 2.0]))
+    with pytest.raises(InvalidArgumentError, match="logits shaped"):
+        Trainer(nn.Identity(), TRAIN, VAL, quick())
+    with pytest.raises(UnsupportedInputError, match="config must be a TrainConfig"):
+        Trainer(model_with_seed(), TRAIN, VAL, {"max_epochs": 1})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="amp='fp16' needs CUDA"):
+        Trainer(model_with_seed(), TRAIN, VAL, quick(amp="fp16"))
+
+
+# ---- config and history --------------------------------------------------------------------
+
+
+def test_train_config_round_trips_through_json_and_toml(tmp_path: Path) -> None:
+    config = TrainConfig(
+        max_epochs=40,
+        class_weights=[1.0, 2.0],
+        augment=AugmentConfig(rotation=15.0),
+        monitor="accuracy",
+        checkpoint_dir=str(tmp_path),
+    )
+    assert config.monitor == "val_accuracy" and config.monitor_mode == "max"
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig.from_file(config.save(tmp_path / "train.json")) == config
+    (tmp_path / "recipe.toml").write_text(
+        textwrap.dedent(
+            """
+            [model]
+            stem = "small"
+            [train]
+            epochs = 60
+            optimizer = "adamw"
+            class_weights = "balanced"
+            [train.augment]
+            scale = [0.8, 1.2]
+            """
+        )
+    )
+    recipe = TrainConfig.from_file(tmp_path / "recipe.toml", section="train")
+    assert (recipe.max_epochs, recipe.optimizer, recipe.class_weights) == (60, "adamw", "balanced")
+    assert recipe.augment.scale == (0.8, 1.2)
+    assert read_config_file(tmp_path / "recipe.toml")["model"] == {"stem": "small"}
+    with pytest.raises(InvalidArgumentError, match=r"has no table \[data\]"):
+        TrainConfig.from_file(tmp_path / "recipe.toml", section="data")
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"max_epoch": 3}, r"Unknown training config keys \['max_epoch'\]"),
+        ({"epochs": 3, "max_epochs": 3}, "either epochs or max_epochs"),
+        ({"optimizer": "adam"}, "'adam' for argument optimizer"),
+        ({"schedule": "step"}, "'step' for argument schedule"),
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"monitor": "f1"}, "'f1' for argument monitor"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"amp": "fp8"}, "'fp8' for argument amp"),
+        ({"augment": {"hflip": 2}}, "hflip must be a probability"),
+        ({"schedule": "onecycle", "max_epochs": 1}, "shorter than max_epochs"),
+        ({"device": "tpu:x"}, "device must be"),
+        ({"class_weights": "balance"}, "'balance' for argument class_weights"),
+    ],
+)
+def test_train_config_rejects_bad_values(data: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        TrainConfig.from_dict(data)
+
+
+def test_read_config_file_rejects_other_formats(tmp_path: Path) -> None:
+    (tmp_path / "train.yaml").write_text("max_epochs: 3")
+    with pytest.raises(InvalidArgumentError, match=r"use a \.json or \.toml file"):
+        read_config_file(tmp_path / "train.yaml")
+    (tmp_path / "bad.toml").write_text("max_epochs = ")
+    with pytest.raises(InvalidArgumentError, match="Could not parse"):
+        read_config_file(tmp_path / "bad.toml")
+
+
+def test_history_exports(tmp_path: Path) -> None:
+    history = History(
+        [
+            {"epoch": 1, "train_loss": 1.0, "val_loss": None, "lr": 0.1},
+            {"epoch": 2, "train_loss": 0.5, "val_loss": None, "lr": 0.05, "note": "x"},
+        ]
+    )
+    lines = history.to_csv(tmp_path / "h.csv").splitlines()
+    assert lines[0].endswith(",seconds,note")
+    assert lines[1].startswith("1,1.0,,")
+    assert (tmp_path / "h.csv").read_text().splitlines() == lines
+    assert History.from_json(history.to_json()) == history
+    assert (history.best("train_loss") or {}).get("epoch") == 2
+    assert history.best("accuracy") is None
+
+
+# ---- distributed ---------------------------------------------------------------------------
+
+DDP_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+import torch
+from torch import nn
+torch.set_num_threads(1)
+from emotionnet.training import Trainer, TrainConfig
+
+{helpers}
+
+out = Path(sys.argv[1])
+rank = int(os.environ["RANK"])
+torch.manual_seed(rank)  # different init per rank: DDP must broadcast rank 0's weights
+model = TinyNet(dropout=0.2)
+config = TrainConfig(
+    max_epochs=2, batch_size=8, lr=0.05, progress=False, device="cpu", num_workers=0,
+    mixup_alpha=0.2, checkpoint_dir=str(out / f"run_rank{{rank}}"),
+)
+trainer = Trainer(model, make_data(64, seed=1), make_data(16, seed=2), config)
+history = trainer.fit()
+torch.save(model.state_dict(), out / f"weights_rank{{rank}}.pt")
+(out / f"result_rank{{rank}}.json").write_text(json.dumps(
+    {{"history": history.rows, "steps": trainer.global_step, "world": trainer.world_size}}
+))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_ddp_with_gloo_on_two_cpu_processes(tmp_path: Path) -> None:
+    helpers = inspect.getsource(TinyNet) + "\n\n" + inspect.getsource(make_data)
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        DDP_SCRIPT.format(helpers=helpers).replace("from __future__ import annotations", "")
+    )
+    port = free_port()
+    processes = []
+    for rank in range(2):
+        env = {
+            **os.environ,
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        if Path("/sys/class/net/lo").exists():
+            env["GLOO_SOCKET_IFNAME"] = "lo"
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=240)[0])
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            pytest.fail("the DDP processes did not finish in 240 s")
+    for rank, process in enumerate(processes):
+        assert process.returncode == 0, f"rank {rank} failed:\n{outputs[rank]}"
+
+    weights = [torch.load(tmp_path / f"weights_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    results = [json.loads((tmp_path / f"result_rank{r}.json").read_text()) for r in (0, 1)]
+    assert results[0]["world"] == 2
+    # Each rank gets half of the 64 images: 32 / batch 8 = 4 steps per epoch.
+    assert results[0]["steps"] == results[1]["steps"] == 2 * 4
+    strip = [
+        [{k: v for k, v in row.items() if k not in TIMING} for row in r["history"]] for r in results
+    ]
+    assert strip[0] == strip[1] and strip[0][-1]["val_accuracy"] is not None
+    assert (tmp_path / "run_rank0" / "last.ckpt").is_file()
+    assert not (tmp_path / "run_rank1").exists()  # only rank 0 writes
+    checkpoint = load_checkpoint(tmp_path / "run_rank0" / "last.ckpt")
+    assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
