@@ -1,4 +1,4 @@
-"""Prediction speed for each stem: bare forward vs EmotionRecognizer.predict, PyTorch vs onnxruntime.
+"""Prediction speed per stem: bare forward vs predict, eager PyTorch vs onnxruntime.
 
 For every stem and backend, side by side in one run (measurements interleaved, so a change
 in machine load hits both sides alike):

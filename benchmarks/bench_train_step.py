@@ -6,7 +6,7 @@ smoothing, backward and an SGD (Nesterov) update. Random 48x48 images; the numbe
 speed only.
 
     python benchmarks/bench_train_step.py                      # CPU, batch 64, every stem
-    python benchmarks/bench_train_step.py --threads 2 --steps 5
+    python benchmarks/bench_train_step.py --threads 1 2 --steps 5  # both thread counts
     python benchmarks/bench_train_step.py --device cuda --batch-size 256 --steps 50
 
 On CUDA the step runs with bf16 autocast and channels_last, the data on the GPU (as the
@@ -108,37 +108,43 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per stem")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per stem")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=None, help="torch CPU thread counts to try"
+    )
     parser.add_argument("--stems", nargs="+", default=list(STEMS), choices=STEMS)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("CUDA is not available on this machine; use --device cpu")
-    results = [
-        bench_stem(
-            stem, device=device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup
-        )
-        for stem in args.stems
-    ]
+    results = []
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        for stem in args.stems:
+            row = bench_stem(
+                stem,
+                device=device,
+                batch_size=args.batch_size,
+                steps=args.steps,
+                warmup=args.warmup,
+            )
+            results.append({**row, "threads": threads})
     machine = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# training step, batch {args.batch_size}, {machine}, load average {load:.1f}")
     print(f"# torch {torch.__version__}, {args.steps} timed steps after {args.warmup} warm-up")
     print()
-    print("| stem | ms / step | train images/s | augment images/s |")
-    print("|---|---:|---:|---:|")
+    print("| stem | threads | ms / step | train images/s | augment images/s |")
+    print("|---|---:|---:|---:|---:|")
     for row in results:
         print(
-            f"| {row['stem']} | {row['ms_per_step']:.0f} | {row['images_per_sec']:.1f} | "
-            f"{row['augment_images_per_sec']:.0f} |"
+            f"| {row['stem']} | {row['threads']} | {row['ms_per_step']:.0f} | "
+            f"{row['images_per_sec']:.1f} | {row['augment_images_per_sec']:.0f} |"
         )
     if args.json is not None:
         payload = {"machine": machine, "load_average": load, "results": results}

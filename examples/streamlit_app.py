@@ -27,7 +27,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw, ImageOps
 
-from emotionnet import EMOTIONS, EmotionRecognizer, Prediction
+from emotionnet import EMOTIONS, EmotionNetError, EmotionRecognizer, Prediction
 
 TITLE = "Facial emotion recognition"
 BOX_COLOUR = (255, 64, 64)
@@ -123,13 +123,13 @@ def main() -> None:
 
     try:
         photo = read_photo(picture.getvalue())
-    except Exception as error:  # any undecodable upload: tell the user, keep the app alive
+    except (OSError, ValueError, Image.DecompressionBombError) as error:  # not an image
         st.error(f"Could not read {picture.name} as an image: {error}")
         return
 
     try:
         recognizer = load_recognizer(model.strip(), args.device)
-    except Exception as error:  # a mistyped model name must not take the app down
+    except EmotionNetError as error:  # a mistyped model name must not take the app down
         st.error(f"Could not load the model {model!r}: {error}")
         return
     faces, whole_image = analyze(photo, recognizer)

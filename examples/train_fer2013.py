@@ -27,9 +27,8 @@ from pathlib import Path
 
 import torch
 
-from emotionnet import FER2013, EmotionRecognizer
-from emotionnet.models import ModelConfig, build_model
-from emotionnet.training import TrainConfig, Trainer, read_config_file
+from emotionnet import FER2013, EmotionRecognizer, ModelConfig, TrainConfig, Trainer, build_model
+from emotionnet.training import read_config_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "configs" / "fer2013_resnet18.toml"

@@ -240,6 +240,23 @@ def test_streamlit_app_falls_back_to_the_whole_picture(tiny_model: Path) -> None
     assert app.subheader[0].value.startswith("Face 1: ")
 
 
+def test_streamlit_app_explains_bad_uploads_and_models(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("streamlit")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the unknown model fails at once, no network
+    app = _app(tiny_model)
+    app.file_uploader[0].upload("notes.png", b"not an image", "image/png")
+    app.run()
+    assert not app.exception, app.exception
+    assert app.error[0].value.startswith("Could not read notes.png as an image")
+    app.file_uploader[0].set_value(("face.jpg", FACE.read_bytes(), "image/jpeg"))
+    app.sidebar.text_input(key="model").set_value("no/such-model")
+    app.run()
+    assert not app.exception, app.exception
+    assert app.error[0].value.startswith("Could not load the model 'no/such-model'")
+
+
 def test_streamlit_app_analyze_without_streamlit_running(tiny_model: Path) -> None:
     pytest.importorskip("streamlit")
     app = load_example("streamlit_app")

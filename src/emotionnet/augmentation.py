@@ -430,7 +430,9 @@ def mix_batch(
         ``N x num_classes`` whose rows sum to 1.
 
     Raises:
-        InvalidArgumentError: If a probability, alpha or the target shape is invalid.
+        InvalidArgumentError: If a probability, alpha or the target shape is invalid, or
+            (for CPU targets; checking GPU targets would wait for the GPU) a class index is
+            out of range.
         UnsupportedInputError: If mixup is enabled for an integer batch.
 
     Example:
