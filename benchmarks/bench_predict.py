@@ -98,6 +98,25 @@ def measure(
     }
 
 
+class _Zeros(torch.nn.Module):
+    """A model that costs nothing: timing predict with it gives predict's own cost."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 7)
+
+
+def own_cost(args: argparse.Namespace) -> tuple[float, float]:
+    """p50 ms of predict around a free model: one face, and a batch of ``args.batch``."""
+    recognizer = EmotionRecognizer(_Zeros(), ModelConfig(), device="cpu")
+    faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)
+    stacked = torch.from_numpy(faces)[:, None]
+    one, _ = interleaved(lambda: recognizer.predict(faces[0]), lambda: None, 200)
+    many, _ = interleaved(
+        lambda: recognizer.predict(stacked, batch_size=args.batch), lambda: None, 20
+    )
+    return statistics.median(one) * 1e3, statistics.median(many) * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stems", nargs="+", default=list(STEMS), choices=STEMS)
@@ -115,6 +134,11 @@ def main() -> None:
         f"# predict benchmark: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, {args.threads} threads, torch {torch.__version__}, "
         f"load average {os.getloadavg()[0]:.1f}\n"
+    )
+    one_ms, many_ms = own_cost(args)
+    print(
+        f"predict's own cost (a model returning zeros): {one_ms:.3f} ms for one face, "
+        f"{many_ms:.2f} ms for {args.batch} faces\n"
     )
     print(
         "| stem | backend | bare 1 face p50 ms | predict p50 ms | overhead | "
@@ -146,7 +170,8 @@ def main() -> None:
                 flush=True,
             )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        payload = {"own_cost_ms": {"one": one_ms, "batch": many_ms}, "results": results}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ stem = "imagenet"
 
 [train]
 max_epochs = 1
-batch_size = 7
+batch_size = 21
 lr = 0.01
 device = "cpu"
 num_workers = 0

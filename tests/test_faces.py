@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -64,7 +65,9 @@ def test_haar_finds_upscaled_fer2013_faces(fer2013_root: Path) -> None:
     sizes = [180, 150, 130, 110]
     spots = [(20, 20), (260, 40), (470, 30), (250, 260)]
     chosen: list[Image.Image] = []
-    for emotion, size, spot in zip(("angry", "happy", "surprise", "neutral"), sizes, spots):
+    for emotion, size, spot in zip(
+        ("angry", "happy", "surprise", "neutral"), sizes, spots, strict=True
+    ):
         for path in sorted((fer2013_root / "test" / emotion).glob("PublicTest_*"))[:30]:
             face = Image.open(path)
             alone, _ = compose([face], [size], [spot])
@@ -99,7 +102,7 @@ def test_custom_detector_sees_grayscale_and_boxes_are_sorted_and_clipped() -> No
 @pytest.mark.parametrize("bad", [[(1, 2, 3)], [("a", 1, 2, 3)], [(0, 0, float("nan"), 4)], [7]])
 def test_bad_detector_output_is_reported(bad: list[object]) -> None:
     with pytest.raises(InvalidArgumentError, match="detector"):
-        detect_faces(np.zeros((20, 20), np.uint8), detector=lambda gray: bad)
+        detect_faces(np.zeros((20, 20), np.uint8), detector=lambda gray: cast(Any, bad))
 
 
 def test_crop_is_square_with_margin_and_stays_inside() -> None:

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import emotionnet.hub
-from emotionnet import EmotionRecognizer
+from emotionnet import EmotionRecognizer, Prediction
 from emotionnet.errors import (
     InvalidArgumentError,
     ModelLoadError,
@@ -101,7 +101,7 @@ def test_half_precision_is_half_the_size_and_upcast_on_load(
     size = (tmp_path / "half" / WEIGHTS_NAME).stat().st_size
     assert size < 0.55 * (model_dir / WEIGHTS_NAME).stat().st_size
     half = EmotionRecognizer.from_pretrained(tmp_path / "half", device="cpu")
-    assert half.model.conv1.weight.dtype == torch.float32
+    assert half.model.state_dict()["conv1.weight"].dtype == torch.float32
     np.testing.assert_allclose(probabilities(half, faces), probabilities(full, faces), atol=1e-2)
 
 
@@ -189,9 +189,10 @@ def test_folders_and_names_that_hold_no_model(tmp_path: Path) -> None:
 def test_default_model_loads_without_network(bundled_model: Path, offline: None) -> None:
     recognizer = EmotionRecognizer.from_pretrained(device="cpu")
     assert recognizer.source == "the bundled default model"
-    assert recognizer.model.fc.weight.dtype == torch.float32
+    assert recognizer.model.state_dict()["fc.weight"].dtype == torch.float32
     assert load_file(bundled_model / WEIGHTS_NAME)["fc.weight"].dtype == torch.float16
-    assert recognizer.predict(np.zeros((48, 48), np.uint8)).label in recognizer.labels
+    prediction = recognizer.predict(np.zeros((48, 48), np.uint8))
+    assert isinstance(prediction, Prediction) and prediction.label in recognizer.labels
 
 
 def test_real_bundled_model() -> None:
@@ -262,7 +263,7 @@ def test_local_files_only_names_itself(tmp_path: Path, hub: HubServer) -> None:
 
 def test_unreachable_hub_without_cache_fails_at_once(tmp_path: Path) -> None:
     # huggingface_hub alone would retry for ~20 s; the connection check answers at once.
-    with pytest.raises(WeightsNotFoundError, match="could not be downloaded.*cannot connect"):
+    with pytest.raises(WeightsNotFoundError, match=r"could not be downloaded.*cannot connect"):
         EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path)
 
 

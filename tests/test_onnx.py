@@ -37,6 +37,7 @@ def torch_recognizer() -> EmotionRecognizer:
     # Non-trivial batch-norm statistics, as a trained model has.
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
     return EmotionRecognizer(model, config, device="cpu")

@@ -82,7 +82,8 @@ def test_prediction_fields(recognizer: EmotionRecognizer, faces: np.ndarray) -> 
 # --- shapes in, shapes out --------------------------------------------------------------------
 
 
-def test_one_in_one_out_many_in_list_out(recognizer: EmotionRecognizer, faces: np.ndarray) -> None:
+def test_one_in_one_out_many_in_list_out(tiny: EmotionRecognizer, faces: np.ndarray) -> None:
+    recognizer = tiny
     assert isinstance(recognizer.predict(faces[0]), Prediction)
     assert isinstance(recognizer.predict(torch.from_numpy(faces[0])[None]), Prediction)
     for batch in (
@@ -96,7 +97,8 @@ def test_one_in_one_out_many_in_list_out(recognizer: EmotionRecognizer, faces: n
     assert recognizer.predict([]) == []
 
 
-def test_batches_of_any_size_agree(recognizer: EmotionRecognizer, faces: np.ndarray) -> None:
+def test_batches_of_any_size_agree(tiny: EmotionRecognizer, faces: np.ndarray) -> None:
+    recognizer = tiny
     whole = proba(recognizer.predict(list(faces), batch_size=64))
     for batch_size in (1, 3):
         np.testing.assert_allclose(
@@ -219,7 +221,7 @@ def test_bad_options(tiny: EmotionRecognizer) -> None:
         EmotionRecognizer(tiny.model, backend="tensorrt")
     with pytest.raises(InvalidArgumentError, match="device"):
         EmotionRecognizer(tiny.model, device="tpu")
-    with pytest.raises(UnsupportedInputError, match="torch.nn.Module"):
+    with pytest.raises(UnsupportedInputError, match=r"torch\.nn\.Module"):
         EmotionRecognizer("model.pt")  # type: ignore[arg-type]
 
 

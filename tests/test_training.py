@@ -491,6 +491,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_ddp_with_gloo_on_two_cpu_processes(tmp_path: Path) -> None:
     helpers = inspect.getsource(TinyNet) + "\n\n" + inspect.getsource(make_data)
     script = tmp_path / "ddp_train.py"

@@ -35,7 +35,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import IO, Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -110,7 +110,7 @@ def _check_pixels(width: int, height: int, what: str) -> None:
         )
 
 
-def _decode(source: str | os.PathLike[str] | io.BytesIO, what: str) -> Image.Image:
+def _decode(source: IO[bytes], what: str) -> Image.Image:
     try:
         # Pillow's own bomb check warns at its limit and raises at twice it; ours replaces the
         # warning and the size is checked from the header before the pixels are decoded.
@@ -145,11 +145,18 @@ def _decode(source: str | os.PathLike[str] | io.BytesIO, what: str) -> Image.Ima
 
 def _load_path(path: str | os.PathLike[str]) -> Image.Image:
     resolved = Path(path).expanduser()
-    if not resolved.exists():
-        raise ImageNotFoundError(f"No image file at {str(path)!r}; check the path.")
-    if not resolved.is_file():
-        raise ImageNotFoundError(f"{str(path)!r} is not a file (a directory?); pass an image file.")
-    return _decode(resolved, f"The file {str(path)!r}")
+    try:
+        is_dir = resolved.is_dir()
+        handle = None if is_dir else resolved.open("rb")
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"No image file at {str(path)!r}; check the path.") from None
+    except (OSError, ValueError) as error:  # too long a name, no permission, a NUL byte, ...
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise ImageNotFoundError(f"Cannot open the image file {str(path)!r}: {reason}.") from None
+    if handle is None:
+        raise ImageNotFoundError(f"{str(path)!r} is a directory; pass an image file.")
+    with handle:
+        return _decode(handle, f"The file {str(path)!r}")
 
 
 def _to_uint8(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.uint8]:
@@ -331,5 +338,30 @@ def to_face_batch(images: Sequence[ImageInput], *, size: int = IMAGE_SIZE) -> to
     """
     if not images:
         return torch.empty((0, size, size), dtype=torch.uint8)
-    arrays = [to_face_array(load_image(image), size) for image in images]
-    return torch.from_numpy(np.stack(arrays))
+    arrays = [_unchanged_by_the_rule(image, size) for image in images]
+    faces = [
+        array if array is not None else to_face_array(load_image(image), size)
+        for image, array in zip(images, arrays, strict=True)
+    ]
+    return torch.from_numpy(np.stack(faces))
+
+
+def _unchanged_by_the_rule(image: object, size: int) -> npt.NDArray[np.uint8] | None:
+    """The pixels of a ``uint8`` grayscale ``size x size`` array or tensor, else ``None``.
+
+    :func:`~emotionnet.preprocessing.to_face_array` returns such an image unchanged (no
+    conversion, no resize), so a batch of ready faces skips the round trip through PIL.
+    """
+    if (
+        isinstance(image, torch.Tensor)
+        and image.dtype == torch.uint8
+        and tuple(image.shape) in ((size, size), (1, size, size))
+    ):
+        return np.asarray(image.detach().cpu().reshape(size, size).numpy())
+    if (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.shape in ((size, size), (size, size, 1))
+    ):
+        return image.reshape(size, size)
+    return None

@@ -74,7 +74,7 @@ BACKENDS: Final[tuple[str, ...]] = ("torch", "onnx")
 
 _SingleImage: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image
 _ArrayLike: TypeAlias = npt.NDArray[Any] | torch.Tensor
-_ImageList: TypeAlias = list[ImageInput] | tuple[ImageInput, ...]
+_ImageList: TypeAlias = list[Any] | tuple[Any, ...]  # of ImageInput; list is invariant
 
 _STATE_DICT_KEYS: Final[tuple[str, ...]] = ("state_dict", "model_state_dict", "model")
 _STRIP_PREFIXES: Final[tuple[str, ...]] = ("module.", "_orig_mod.")

@@ -1018,16 +1018,19 @@ class Trainer:
         world_size: Number of processes.
 
     Example:
-        >>> import torch
-        >>> from emotionnet.models import ModelConfig, build_model
-        >>> images = torch.randint(0, 256, (8, 48, 48), dtype=torch.uint8)
-        >>> data = (images, torch.arange(8) % 7)
-        >>> config = TrainConfig(max_epochs=1, batch_size=4, progress=False)
-        >>> model_config = ModelConfig(stem="imagenet")
-        >>> trainer = Trainer(build_model(model_config), data, data, config,
-        ...                   model_config=model_config)
-        >>> trainer.fit()[0]["epoch"]
-        1
+        >>> import dataclasses, tempfile, torch
+        >>> from torch import nn
+        >>> images = torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8)
+        >>> data = (images, torch.arange(16) % 7)
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     config = TrainConfig(max_epochs=2, batch_size=8, checkpoint_dir=folder,
+        ...                          progress=False)
+        ...     first = Trainer(model, data, data, dataclasses.replace(config, max_epochs=1))
+        ...     _ = first.fit()
+        ...     history = Trainer(model, data, data, config).fit(resume=True)
+        >>> [row["epoch"] for row in history]
+        [1, 2]
     """
 
     def __init__(
