@@ -72,7 +72,7 @@ def test_round_trip_gives_identical_predictions(tmp_path: Path, faces: torch.Ten
     config = ModelConfig(stem="middle", dropout=0.1)
     original = EmotionRecognizer(build_model(config), config, device="cpu")
     original.save_pretrained(tmp_path / "saved")
-    loaded = EmotionRecognizer.from_pretrained(tmp_path / "saved", device="cpu")
+    loaded = EmotionRecognizer.from_pretrained(tmp_path / "saved", device="cpu", backend="torch")
     assert loaded.config == config
     np.testing.assert_array_equal(probabilities(loaded, faces), probabilities(original, faces))
     assert loaded.source == str(tmp_path / "saved")
@@ -93,14 +93,14 @@ def test_saved_layout(model_dir: Path) -> None:
 def test_half_precision_is_half_the_size_and_upcast_on_load(
     tmp_path: Path, model_dir: Path, faces: torch.Tensor
 ) -> None:
-    full = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
+    full = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="torch")
     full.save_pretrained(tmp_path / "half", dtype="float16")
     stored = load_file(tmp_path / "half" / WEIGHTS_NAME)
     assert stored["conv1.weight"].dtype == torch.float16
     assert stored["bn1.num_batches_tracked"].dtype == torch.int64
     size = (tmp_path / "half" / WEIGHTS_NAME).stat().st_size
     assert size < 0.55 * (model_dir / WEIGHTS_NAME).stat().st_size
-    half = EmotionRecognizer.from_pretrained(tmp_path / "half", device="cpu")
+    half = EmotionRecognizer.from_pretrained(tmp_path / "half", device="cpu", backend="torch")
     assert half.model.state_dict()["conv1.weight"].dtype == torch.float32
     np.testing.assert_allclose(probabilities(half, faces), probabilities(full, faces), atol=1e-2)
 
@@ -363,10 +363,13 @@ def test_download_then_cache_hit(
 ) -> None:
     hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
     cache = tmp_path / "cache"
-    first = EmotionRecognizer.from_pretrained("org/emotion", cache_dir=cache, device="cpu")
+    first = EmotionRecognizer.from_pretrained(
+        "org/emotion", cache_dir=cache, device="cpu", backend="torch"
+    )
     downloads = hub.gets()
     assert downloads == 2  # config.json and model.safetensors
-    expected = probabilities(EmotionRecognizer.from_pretrained(model_dir, device="cpu"), faces)
+    local = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="torch")
+    expected = probabilities(local, faces)
     np.testing.assert_array_equal(probabilities(first, faces), expected)
 
     # Online again: only metadata is checked, nothing is downloaded twice.
@@ -377,7 +380,7 @@ def test_download_then_cache_hit(
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     seen = len(hub.requests)
     cached = EmotionRecognizer.from_pretrained(
-        "org/emotion", cache_dir=cache, local_files_only=True, device="cpu"
+        "org/emotion", cache_dir=cache, local_files_only=True, device="cpu", backend="torch"
     )
     np.testing.assert_array_equal(probabilities(cached, faces), expected)
     assert len(hub.requests) == seen

@@ -97,7 +97,7 @@ def test_onnx_backend_matches_torch_backend(
 
 
 def test_from_pretrained_with_the_onnx_backend(model_dir: Path, faces: np.ndarray) -> None:
-    eager = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
+    eager = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="torch")
     fast = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="onnx")
     np.testing.assert_allclose(
         proba(fast.predict(list(faces))), proba(eager.predict(list(faces))), atol=1e-4
@@ -152,3 +152,45 @@ def test_missing_onnxruntime_names_the_extra(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(MissingDependencyError, match=r'pip install "emotionnet\[onnx\]"'):
         OnnxClassifier(onnx_file)
+
+
+# --- backend="auto" ----------------------------------------------------------------------------
+
+
+def test_from_pretrained_picks_onnxruntime_on_the_cpu(model_dir: Path) -> None:
+    assert EmotionRecognizer.from_pretrained(model_dir, device="cpu").backend == "onnx"
+    assert EmotionRecognizer.from_pretrained(model_dir, backend="torch").backend == "torch"
+    # A model passed in directly may be any module: eager PyTorch unless asked.
+    recognizer = EmotionRecognizer.from_pretrained(model_dir, backend="torch")
+    assert EmotionRecognizer(recognizer.model, device="cpu").backend == "torch"
+
+
+def test_auto_without_onnxruntime_is_pytorch(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert EmotionRecognizer.from_pretrained(model_dir, device="cpu").backend == "torch"
+    with pytest.raises(MissingDependencyError, match="onnx"):
+        EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="onnx")
+
+
+def test_auto_falls_back_to_pytorch_when_export_fails(
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    faces: np.ndarray,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr("emotionnet.export.onnx_bytes", broken)
+    recognizer = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
+    assert recognizer.backend == "onnx"  # decided now, exported at the first prediction
+    with caplog.at_level("WARNING"):
+        prediction = recognizer.predict(faces[0])
+    assert recognizer.backend == "torch" and "unsupported operator" in caplog.text
+    eager = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="torch")
+    assert prediction.probabilities == eager.predict(faces[0]).probabilities
+    explicit = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="onnx")
+    with pytest.raises(RuntimeError, match="unsupported operator"):
+        explicit.predict(faces[0])

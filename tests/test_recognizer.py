@@ -282,7 +282,9 @@ def test_from_state_dict_files(
     }
     for name, content in variants.items():
         torch.save(content, tmp_path / name)
-        loaded = EmotionRecognizer.from_state_dict(tmp_path / name, config=CONFIG, device="cpu")
+        loaded = EmotionRecognizer.from_state_dict(
+            tmp_path / name, config=CONFIG, device="cpu", backend="torch"
+        )
         np.testing.assert_array_equal(proba(loaded.predict(list(faces[:3]))), expected)
 
 
