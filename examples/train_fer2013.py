@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     dtype = release.get("dtype", "float16")
     trained = EmotionRecognizer(model, model_config, device=trainer.device)
     trained.save_pretrained(args.output, dtype=dtype)
-    released = EmotionRecognizer.from_pretrained(args.output, device=trainer.device)
+    # backend="torch", as `emotionnet train` does: the reference numbers come from PyTorch.
+    released = EmotionRecognizer.from_pretrained(
+        args.output, device=trainer.device, backend="torch"
+    )
     reports = {}
     for tta in release.get("tta", ["none"]):
         report = released.evaluate(val_data, tta=tta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,18 @@ def fer2013_root() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """Run the test under umask 022 (the usual default: files 0o644), then restore the old one."""
+    if os.name != "posix":
+        pytest.skip("permission bits and the umask are POSIX")
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 # --- recognizer (helper: recognizer) ---

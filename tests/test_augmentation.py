@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,15 +14,6 @@ from emotionnet.augmentation import AugmentConfig, augment_batch, mix_batch
 from emotionnet.errors import InvalidArgumentError, UnsupportedInputError
 
 FLIP_ONLY = AugmentConfig(hflip=1.0, rotation=0, translate=0, scale=(1, 1), erasing=0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, above all on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -589,6 +590,12 @@ def test_second_load_comes_from_the_cache(roots, faces, tmp_path, monkeypatch, s
     assert torch.equal(second.images, expected(faces, "test")[0])
     assert torch.equal(second.targets, first.targets)
     assert [p.name for p in tmp_path.iterdir()] == [first.cache_file.name]  # no temp files
+
+
+def test_cache_file_is_private_to_its_owner(csv_root, tmp_path, umask_022):
+    cache_file = FER2013(csv_root, cache_dir=tmp_path / "cache").cache_file
+    assert cache_file is not None
+    assert stat.S_IMODE(cache_file.stat().st_mode) == 0o600
 
 
 def test_touching_or_changing_an_image_rebuilds_the_cache(folder_root, faces, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,15 @@ def test_saved_layout(model_dir: Path) -> None:
     # Exactly torchvision's keys, no prefix.
     assert "conv1.weight" in load_file(model_dir / WEIGHTS_NAME)
     assert (model_dir / MODEL_CARD_NAME).read_text().startswith("---\nlibrary_name: emotionnet")
+
+
+def test_saved_files_are_readable_by_group_and_others(tmp_path: Path, umask_022: None) -> None:
+    config = ModelConfig(stem="imagenet")
+    saved = EmotionRecognizer(build_model(config), config, device="cpu").save_pretrained(
+        tmp_path / "saved"
+    )
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in saved.iterdir()}
+    assert modes == {WEIGHTS_NAME: 0o644, CONFIG_NAME: 0o644, MODEL_CARD_NAME: 0o644}
 
 
 def test_half_precision_is_half_the_size_and_upcast_on_load(

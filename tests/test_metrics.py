@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -398,6 +399,12 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert EvaluationReport.from_dict(json.loads(json.dumps(without_proba.to_dict()))) == (
         without_proba
     )
+
+
+def test_saved_report_is_readable_by_group_and_others(tmp_path: Path, umask_022: None) -> None:
+    path = tmp_path / "report.json"
+    _report().save_json(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_save_json_keeps_the_old_file_when_writing_fails(

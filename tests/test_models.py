@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -20,15 +19,6 @@ from emotionnet.labels import EMOTIONS
 from emotionnet.models import STEMS, ModelConfig, build_model, resnet18_emotion
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, above all on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def final_map(model: Any, size: int = 48) -> tuple[int, ...]:

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,6 @@ from emotionnet.training import (
 )
 
 TIMING = ("seconds", "images_per_sec")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, above all on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TinyNet(nn.Module):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._config import config_values
 from .errors import InvalidArgumentError, UnsupportedInputError
 
 __all__ = ["PADDING_MODES", "AugmentConfig", "augment_batch", "mix_batch"]
@@ -199,20 +200,11 @@ class AugmentConfig:
             >>> AugmentConfig.from_dict({"hflip": 0.0, "scale": [1.0, 1.2]}).scale
             (1.0, 1.2)
         """
-        if not isinstance(data, Mapping):
-            raise InvalidArgumentError(
-                f"An augment config must be a mapping, got {type(data).__name__}."
-            )
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise InvalidArgumentError(
-                f"Unknown augment config keys {unknown}; valid keys are {names}."
-            )
-        values: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        values = config_values(cls, data, what="augment config")
+        pairs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
         }
-        return cls(**values)
+        return cls(**pairs)
 
 
 def _check_generator(generator: torch.Generator | None) -> torch.Generator:

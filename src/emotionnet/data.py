@@ -51,7 +51,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import json
@@ -59,7 +58,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -76,6 +74,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from ._atomic import atomic_write_bytes
 from .errors import (
     CorruptImageError,
     DatasetNotFoundError,
@@ -834,36 +833,26 @@ def _read_cache(path: Path, fingerprint: str) -> tuple[ImageArray, LabelArray, l
 def _write_cache(
     path: Path, images: ImageArray, targets: LabelArray, fingerprint: str, skipped: list[str]
 ) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     metadata = {
         "format_version": str(_CACHE_FORMAT_VERSION),
         "fingerprint": fingerprint,
         "skipped": json.dumps(skipped),
     }
-    temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent
-        )
-        os.close(handle)
-        save_file(
+        data = save(
             {"images": np.ascontiguousarray(images), "targets": np.ascontiguousarray(targets)},
-            temporary,
             metadata=metadata,
         )
-        # Readers see the old file or the new one, never half of one.
-        os.replace(temporary, path)
-        temporary = None
+        # Owner-only (0o600), as the cache has always been written: it copies the user's
+        # dataset images into their cache folder and stays private to their account.
+        atomic_write_bytes(path, data, mode=0o600)
     except Exception as error:  # the cache is an optimisation: loading must not fail for it
         logger.warning(
             "Could not write the cache file %s (%s); continuing without it.", path, error
         )
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
 
 
 # --------------------------------------------------------------------------------------------

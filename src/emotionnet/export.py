@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 import torch
 from torch import nn
 
+from ._atomic import atomic_write_bytes
 from .errors import (
     InvalidArgumentError,
     MissingDependencyError,
@@ -212,10 +213,7 @@ def export_onnx(
     data = onnx_bytes(model_or_recognizer, config=config, opset=opset, dynamic_batch=dynamic_batch)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(target)
-    return target
+    return atomic_write_bytes(target, data)
 
 
 class OnnxClassifier(nn.Module):

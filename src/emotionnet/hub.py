@@ -40,8 +40,9 @@ from urllib.parse import urlsplit
 import torch
 from torch import nn
 
+from ._atomic import atomic_write_bytes, atomic_write_text
 from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
-from .models import ModelConfig
+from .models import ModelConfig, load_state_dict_strict
 
 __all__ = [
     "CONFIG_NAME",
@@ -417,51 +418,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str 
     load_state_dict_strict(model, state, source=what)
 
 
-def load_state_dict_strict(
-    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str
-) -> None:
-    """Load a state dict, listing every missing, unexpected and mis-shaped tensor on failure.
-
-    Args:
-        model: The model.
-        state: Tensor names to tensors.
-        source: Where the tensors came from, for messages.
-
-    Raises:
-        ModelLoadError: If the names or shapes do not match the model exactly.
-
-    Example:
-        >>> from torch import nn
-        >>> load_state_dict_strict(nn.Linear(2, 1), {"weight": torch.zeros(1, 2)}, source="x")
-        Traceback (most recent call last):
-        ...
-        emotionnet.errors.ModelLoadError: The weights of x do not fit the model: missing: bias. ...
-    """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{key} {tuple(state[key].shape)} (model: {tuple(expected[key].shape)})"
-        for key in set(expected) & set(state)
-        if tuple(state[key].shape) != tuple(expected[key].shape)
-    )
-    problems = [
-        f"{label}: {', '.join(items[:8])}{f' and {len(items) - 8} more' if len(items) > 8 else ''}"
-        for label, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("mis-shaped", misshaped),
-        )
-        if items
-    ]
-    if problems:
-        raise ModelLoadError(
-            f"The weights of {source} do not fit the model: {'; '.join(problems)}. The config "
-            "(stem, num_classes, in_chans) must be the one the weights were trained with."
-        )
-    model.load_state_dict(state, strict=True)
-
-
 def _summary(report: Any) -> dict[str, Any]:
     if hasattr(report, "to_dict") and hasattr(report, "accuracy"):
         data = report.to_dict()
@@ -659,7 +615,7 @@ def save_model_files(
         ...     json.load(open(f"{folder}/config.json"))["metadata"]["evaluation"]
         {'evaluation': {'accuracy': 0.5}}
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from . import __version__
 
@@ -684,21 +640,15 @@ def save_model_files(
         .contiguous()
         for key, tensor in model.state_dict().items()
     }
-    _write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, str(p), {"format": "pt"}))
+    atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
     config_data = {**config.to_dict(), _METADATA_KEY: meta}
     text = json.dumps(config_data, indent=2) + "\n"
-    _write_atomic(folder / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write_text(folder / CONFIG_NAME, text)
     card = model_card(
         config,
         evaluation=card_evaluation,
         name=name or folder.resolve().name,
         metadata=meta,
     )
-    _write_atomic(folder / MODEL_CARD_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+    atomic_write_text(folder / MODEL_CARD_NAME, card)
     return folder
-
-
-def _write_atomic(target: Path, write: Any) -> None:
-    partial = target.with_name(f".{target.name}.partial")
-    write(partial)
-    partial.replace(target)

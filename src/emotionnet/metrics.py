@@ -50,7 +50,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._atomic import atomic_write_text
 from .data import as_tensors
 from .errors import (
     InvalidArgumentError,
@@ -609,20 +609,7 @@ class EvaluationReport:
             ...     EvaluationReport.load_json(path) == report
             True
         """
-        destination = Path(path)
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
-        handle, temporary = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, destination)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load_json(cls, path: str | os.PathLike[str]) -> EvaluationReport:

@@ -31,7 +31,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
+from ._atomic import atomic_write_text
+from ._config import config_values
 from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
 from .labels import EMOTIONS, NUM_CLASSES
 from .preprocessing import FER2013_MEAN, FER2013_STD, IMAGE_SIZE
@@ -210,29 +212,48 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return _strip_prefixes(loaded)
 
 
-def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+def load_state_dict_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str
+) -> None:
+    """Load a state dict, listing every missing, unexpected and mis-shaped tensor on failure.
+
+    Args:
+        model: The model.
+        state: Tensor names to tensors.
+        source: Where the tensors came from, for messages.
+
+    Raises:
+        ModelLoadError: If the names or shapes do not match the model exactly.
+
+    Example:
+        >>> from torch import nn
+        >>> load_state_dict_strict(nn.Linear(2, 1), {"weight": torch.zeros(1, 2)}, source="x")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.ModelLoadError: The weights of x do not fit the model: missing: bias. ...
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+    misshaped = sorted(
+        f"{key} {tuple(state[key].shape)} (model: {tuple(expected[key].shape)})"
         for key in set(expected) & set(state)
-        if state[key].shape != expected[key].shape
+        if tuple(state[key].shape) != tuple(expected[key].shape)
     )
-    if missing or unexpected or mismatched:
-        parts = []
+    problems = [
+        f"{label}: {', '.join(items[:8])}{f' and {len(items) - 8} more' if len(items) > 8 else ''}"
         for label, items in (
             ("missing", missing),
             ("unexpected", unexpected),
-            ("mis-shaped (file vs model)", mismatched),
-        ):
-            if items:
-                more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-                parts.append(f"{label}: {', '.join(items[:5])}{more}")
+            ("mis-shaped", misshaped),
+        )
+        if items
+    ]
+    if problems:
         raise ModelLoadError(
-            f"The weights from {source} do not fit this model ({'; '.join(parts)}). Build "
-            "the model with the stem, num_classes and in_chans the weights were trained with "
-            "(see the config.json saved next to them)."
+            f"The weights of {source} do not fit the model: {'; '.join(problems)}. Build the "
+            "model with the stem, num_classes and in_chans the weights were trained with (the "
+            "config.json saved next to them records them)."
         )
     model.load_state_dict(state, strict=True)
 
@@ -246,7 +267,7 @@ def _apply_imagenet_weights(model: ResNet, in_chans: int, progress: bool) -> Non
         # A new head for the emotion classes: keep torchvision's fresh initialisation.
         state["fc.weight"] = own["fc.weight"]
         state["fc.bias"] = own["fc.bias"]
-    _load_strict(model, state, f"torchvision's {_IMAGENET_WEIGHTS}")
+    load_state_dict_strict(model, state, source=f"torchvision's {_IMAGENET_WEIGHTS}")
 
 
 def resnet18_emotion(
@@ -328,7 +349,7 @@ def resnet18_emotion(
                 f"weights must be None, 'imagenet' or a path to a state dict, got {weights!r}."
             )
         path = Path(weights)
-        _load_strict(model, _read_state_dict_file(path), str(path))
+        load_state_dict_strict(model, _read_state_dict_file(path), source=str(path))
 
     if dropout > 0.0:
         model.fc.register_forward_pre_hook(_InputDropout(dropout))
@@ -459,18 +480,7 @@ class ModelConfig:
             >>> ModelConfig.from_dict({"stem": "small"}).stem
             'small'
         """
-        if not isinstance(data, Mapping):
-            raise InvalidArgumentError(
-                f"A model config must be a mapping of field names to values, got "
-                f"{type(data).__name__}."
-            )
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise InvalidArgumentError(
-                f"Unknown model config keys {unknown}; valid keys are {names}."
-            )
-        return cls(**dict(data))
+        return cls(**config_values(cls, data, what="model config"))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the config as JSON.
@@ -491,8 +501,7 @@ class ModelConfig:
         """
         target = _config_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return target
+        return atomic_write_text(target, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelConfig:

@@ -58,12 +58,11 @@ import os
 import random
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any, Final, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 import torch
@@ -72,6 +71,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ._atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from ._config import config_values
 from .augmentation import AugmentConfig, augment_batch, mix_batch
 from .errors import (
     CheckpointError,
@@ -457,23 +458,7 @@ class TrainConfig:
             >>> TrainConfig.from_dict({"epochs": 3, "augment": {"hflip": 0.0}}).max_epochs
             3
         """
-        if not isinstance(data, Mapping):
-            raise InvalidArgumentError(
-                f"A training config must be a mapping of settings, got {type(data).__name__}."
-            )
-        values = dict(data)
-        if "epochs" in values:
-            if "max_epochs" in values:
-                raise InvalidArgumentError(
-                    "Give either epochs or max_epochs (the same setting), not both."
-                )
-            values["max_epochs"] = values.pop("epochs")
-        names = [item.name for item in fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise InvalidArgumentError(
-                f"Unknown training config keys {unknown}; valid keys are {names}."
-            )
+        values = config_values(cls, data, what="training config", aliases={"epochs": "max_epochs"})
         return cls(**values)
 
     @classmethod
@@ -527,9 +512,7 @@ class TrainConfig:
             ...     TrainConfig.from_file(path).lr
             0.05
         """
-        target = Path(path)
-        _atomic_write_text(target, json.dumps(self.to_dict(), indent=2) + "\n")
-        return target
+        return _write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @property
     def monitor_mode(self) -> str:
@@ -642,7 +625,7 @@ class History(Sequence[Row]):
         """
         text = json.dumps(self._rows, indent=2) + "\n"
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            _write_text(Path(path), text)
         return text
 
     @classmethod
@@ -689,7 +672,7 @@ class History(Sequence[Row]):
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
         text = buffer.getvalue()
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            _write_text(Path(path), text)
         return text
 
 
@@ -724,44 +707,10 @@ class Callback:
 # --------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder and an atomic rename."""
+def _write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically, creating the parent folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    def write(handle: IO[bytes]) -> None:
-        handle.write(data)
-
-    _atomic_write(path, write)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_text(path, text)
 
 
 def load_checkpoint(
@@ -1571,7 +1520,7 @@ class Trainer:
             folder.mkdir(parents=True, exist_ok=True)
             config.save(folder / "train_config.json")
             if self.model_config is not None:
-                _atomic_write_text(
+                atomic_write_text(
                     folder / "config.json",
                     json.dumps(self.model_config.to_dict(), indent=2) + "\n",
                 )
@@ -1676,7 +1625,7 @@ class Trainer:
         }
         data = save(tensors, metadata=metadata)
         try:
-            _atomic_write_bytes(folder / BEST_WEIGHTS, data)
+            atomic_write_bytes(folder / BEST_WEIGHTS, data)
         except Exception as exc:
             raise CheckpointError(
                 f"Could not write {folder / BEST_WEIGHTS} ({exc}); the previous file is intact."
@@ -1745,7 +1694,8 @@ class Trainer:
         if not self.is_main_process:
             return None
         try:
-            _atomic_write(target, lambda handle: torch.save(state, handle))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, lambda handle: torch.save(state, handle))
         except Exception as exc:
             raise CheckpointError(
                 f"Could not write the checkpoint {target} ({exc}); the previous checkpoint "
