@@ -94,3 +94,15 @@ def bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     recognizer.save_pretrained(folder, dtype=torch.float16)
     monkeypatch.setattr(emotionnet.hub, "bundled_model_dir", lambda: folder)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test's FER2013 cache out of the user's ~/.cache/emotionnet."""
+    old = os.environ.get("EMOTIONNET_CACHE_DIR")
+    os.environ["EMOTIONNET_CACHE_DIR"] = str(tmp_path_factory.mktemp("emotionnet-cache"))
+    yield
+    if old is None:
+        os.environ.pop("EMOTIONNET_CACHE_DIR", None)
+    else:
+        os.environ["EMOTIONNET_CACHE_DIR"] = old

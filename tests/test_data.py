@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -871,3 +872,19 @@ def test_shared_fer2013_counts_and_sizes(fer2013_root, tmp_path):
             with Image.open(path) as image:
                 sizes.add((image.size, image.mode))
     assert sizes == {((48, 48), "L")}
+
+
+@pytest.mark.parametrize("writer", [write_fer2013_csv, write_icml_csv, write_folders])
+def test_test_split_is_public_then_private_whatever_the_file_order(
+    tmp_path: Path, faces: list[Face], writer: Callable[[Path, list[Face]], Path]
+) -> None:
+    # PrivateTest rows first in the file: the "test" split still starts with PublicTest.
+    shuffled = [f for f in faces if f.usage == "PrivateTest"] + [
+        f for f in faces if f.usage != "PrivateTest"
+    ]
+    root = writer(tmp_path, shuffled)
+    data = FER2013(root, "test", cache=False)
+    public = FER2013(root, "public_test", cache=False)
+    private = FER2013(root, "private_test", cache=False)
+    assert torch.equal(data.images, torch.cat([public.images, private.images]))
+    assert torch.equal(data.targets, torch.cat([public.targets, private.targets]))
