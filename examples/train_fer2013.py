@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -70,6 +71,10 @@ def subset(dataset: FER2013, count: int | None, seed: int) -> FER2013 | tuple[to
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # The trainer logs one line per epoch (losses, val accuracy/macro-F1, LR, images/s) at
+    # INFO: the run's log wherever stderr goes, progress bars or not.
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("emotionnet").setLevel(logging.INFO)
     recipe = read_config_file(args.config)
     splits = recipe.get("data", {})
     release = recipe.get("release", {})

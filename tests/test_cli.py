@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,9 +201,36 @@ def test_train_then_resume(
     recognizer = EmotionRecognizer.from_pretrained(output, device="cpu")
     assert recognizer.config.stem == "imagenet"
 
+    # The cosine schedule spans the 1-epoch run: a longer one is a new run, said in one line.
     code, out, err = run([*argv, "--resume", "--epochs", "2", "--no-progress"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "max_epochs=1" in err and "--epochs 1" in err
+    code, out, err = run([*argv, "--resume", "--no-progress"], capsys)
     assert code == 0, err
-    assert "trained 2 epochs" in out
+    assert "trained 1 epochs" in out
+
+
+@pytest.mark.slow
+def test_train_logs_every_epoch_without_a_terminal(fer_csv: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(RECIPE.replace("max_epochs = 1", "max_epochs = 2"))
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "emotionnet", "train", "--config", recipe, "--data", fer_csv,
+            "--output", tmp_path / "run", "--no-progress",
+        ],
+        capture_output=True,  # stderr is a pipe, as in CI or under nohup
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    epochs = [line for line in result.stderr.splitlines() if "images/s" in line]
+    assert len(epochs) == 2, result.stderr
+    assert epochs[1].startswith("INFO: epoch 2/2")
+    for name in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr "):
+        assert name in epochs[1]
 
 
 def test_train_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

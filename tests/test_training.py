@@ -185,6 +185,72 @@ def test_resume_continues_exactly(tmp_path: Path, schedule: str) -> None:
     assert resumed.global_step == 3 * 6
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_resume_with_another_max_epochs_is_refused_when_the_schedule_spans_the_run(
+    tmp_path: Path, schedule: str
+) -> None:
+    # One-cycle used to fail mid-epoch inside torch ("Tried to step 17 times"), cosine to
+    # jump from its end back up to a high LR.
+    config = quick(max_epochs=2, schedule=schedule, checkpoint_dir=str(tmp_path))
+    Trainer(model_with_seed(), TRAIN, VAL, config).fit()
+    before = (tmp_path / "last.ckpt").read_bytes()
+    longer = Trainer(model_with_seed(), TRAIN, VAL, dataclass_replace(config, max_epochs=4))
+    with pytest.raises(CheckpointError, match=r"max_epochs=2 .* max_epochs=4") as info:
+        longer.fit(resume=True)
+    assert "start a new run" in str(info.value) and "best.safetensors" in str(info.value)
+    assert (tmp_path / "last.ckpt").read_bytes() == before
+    assert len(longer.history) == 0
+
+
+@pytest.mark.parametrize("schedule", ["constant", "plateau"])
+def test_resume_can_extend_schedules_that_do_not_span_the_run(
+    tmp_path: Path, schedule: str
+) -> None:
+    config = quick(schedule=schedule, plateau_patience=0, checkpoint_dir=str(tmp_path / "a"))
+    straight = model_with_seed()
+    history = Trainer(straight, TRAIN, VAL, config).fit()
+
+    short = dataclass_replace(config, max_epochs=1, checkpoint_dir=str(tmp_path / "b"))
+    Trainer(model_with_seed(), TRAIN, VAL, short).fit()
+    extended = model_with_seed(seed=99)
+    resumed = Trainer(extended, TRAIN, VAL, dataclass_replace(short, max_epochs=3))
+    assert without_timing(resumed.fit(resume=True)) == without_timing(history)
+    assert_same_weights(extended, straight)
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = quick(max_epochs=10, early_stopping_patience=1, checkpoint_dir=str(tmp_path))
+    scores = iter([0.5, 0.4])
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, config)
+    monkeypatch.setattr(
+        trainer,
+        "_validate",
+        lambda: {"val_loss": 1.0, "val_accuracy": next(scores), "val_macro_f1": 0.5},
+    )
+    history = trainer.fit()
+    assert len(history) == 2 and trainer.should_stop
+
+    class NoEpochs:
+        def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+            raise AssertionError(f"epoch {epoch} trained after early stopping")
+
+    model = model_with_seed(seed=99)
+    resumed = Trainer(model, TRAIN, VAL, config, callbacks=[NoEpochs()])
+    assert resumed.fit(resume=True).rows == history.rows
+    assert resumed.should_stop and resumed.global_step == trainer.global_step
+    assert_same_weights(model, trainer.model)
+
+    # Checkpoints written before the flag was saved: the stop follows from the patience.
+    state = load_checkpoint(tmp_path / "last.ckpt")
+    assert state["should_stop"] is True
+    del state["should_stop"]
+    torch.save(state, tmp_path / "old.ckpt")
+    old = Trainer(model_with_seed(), TRAIN, VAL, config, callbacks=[NoEpochs()])
+    assert len(old.fit(resume=tmp_path / "old.ckpt")) == 2
+
+
 def test_dataloader_workers_build_the_same_batches_as_the_loop() -> None:
     config = quick(max_epochs=2, mixup_alpha=0.2)
     in_loop = model_with_seed()
@@ -211,9 +277,9 @@ def test_resume_errors_are_clear(tmp_path: Path) -> None:
 
 @pytest.fixture
 def trained(tmp_path: Path) -> Trainer:
-    trainer = Trainer(
-        model_with_seed(), TRAIN, VAL, quick(max_epochs=1, checkpoint_dir=str(tmp_path))
-    )
+    # The constant schedule lets the tests resume it for more epochs.
+    config = quick(max_epochs=1, schedule="constant", checkpoint_dir=str(tmp_path))
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, config)
     trainer.fit()
     return trainer
 
@@ -229,7 +295,8 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint(
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", crash_midway)
-    resumed = Trainer(model_with_seed(), TRAIN, VAL, quick(checkpoint_dir=str(tmp_path)))
+    longer = dataclass_replace(trained.config, max_epochs=3)
+    resumed = Trainer(model_with_seed(), TRAIN, VAL, longer)
     with pytest.raises(CheckpointError, match="previous checkpoint there is intact"):
         resumed.fit(resume=True)
     assert checkpoint.read_bytes() == before
@@ -318,6 +385,13 @@ def test_learning_rate_schedules() -> None:
     assert cosine.column("lr")[2] == pytest.approx(0.055)
     onecycle = Trainer(model_with_seed(), TRAIN, VAL, quick(schedule="onecycle")).fit()
     assert onecycle.column("lr")[0] == pytest.approx(0.05 / 25)
+    # Batch 48: 2 steps per epoch, so half an epoch is one warm-up step, which OneCycleLR
+    # divides by zero on; 0 keeps its default 30% warm-up.
+    one_step = quick(schedule="onecycle", max_epochs=2, batch_size=48, warmup_epochs=0.5)
+    with pytest.raises(InvalidArgumentError, match=r"warmup_epochs=0\.5 is 1 optimizer step"):
+        Trainer(model_with_seed(), TRAIN, VAL, one_step).fit()
+    default = Trainer(model_with_seed(), TRAIN, VAL, dataclass_replace(one_step, warmup_epochs=0))
+    assert len(default.fit()) == 2
     constant = Trainer(model_with_seed(), TRAIN, VAL, quick(schedule="constant", warmup_epochs=0))
     assert constant.fit().column("lr") == pytest.approx([0.05] * 3)
 
@@ -414,6 +488,7 @@ def test_train_config_round_trips_through_json_and_toml(tmp_path: Path) -> None:
         ({"schedule": "onecycle", "max_epochs": 1}, "shorter than max_epochs"),
         ({"device": "tpu:x"}, "device must be"),
         ({"class_weights": "balance"}, "'balance' for argument class_weights"),
+        ({"eval_tta": "flp"}, r"'flp' for argument eval_tta\. Valid values are False, True"),
     ],
 )
 def test_train_config_rejects_bad_values(data: dict[str, object], match: str) -> None:
@@ -470,7 +545,8 @@ trainer = Trainer(model, make_data(64, seed=1), make_data(16, seed=2), config)
 history = trainer.fit()
 torch.save(model.state_dict(), out / f"weights_rank{{rank}}.pt")
 (out / f"result_rank{{rank}}.json").write_text(json.dumps(
-    {{"history": history.rows, "steps": trainer.global_step, "world": trainer.world_size}}
+    {{"history": history.rows, "steps": trainer.global_step, "world": trainer.world_size,
+      "keeps_best": trainer._best_state is not None}}
 ))
 """
 
@@ -527,6 +603,7 @@ def test_ddp_with_gloo_on_two_cpu_processes(tmp_path: Path) -> None:
         assert torch.equal(weights[0][key], weights[1][key]), key
     results = [json.loads((tmp_path / f"result_rank{r}.json").read_text()) for r in (0, 1)]
     assert results[0]["world"] == 2
+    assert [r["keeps_best"] for r in results] == [True, False]  # rank 0 alone copies them
     # Each rank gets half of the 64 images: 32 / batch 8 = 4 steps per epoch.
     assert results[0]["steps"] == results[1]["steps"] == 2 * 4
     strip = [

@@ -9,7 +9,9 @@
 
 Results are printed as a table, or as JSON with ``--json``. An error emotionnet raises on
 purpose (a missing file, an image it cannot read, a model not in the cache while offline...)
-is printed as one line ``error: ...`` and the command exits with status 2.
+is printed as one line ``error: ...`` and the command exits with status 2. ``train`` logs
+one line per epoch on stderr (losses, validation accuracy and macro-F1, LR, images/s), with
+or without a terminal.
 
 Example:
     >>> main(["predict", "no-such-file.jpg"])  # doctest: +SKIP
@@ -142,7 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--output", metavar="DIR", help="output folder (default: runs/<recipe>)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    train.add_argument("--epochs", type=int, help="override the number of epochs")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help="override the number of epochs (with --resume, only for the plateau and constant "
+        "schedules: cosine and one-cycle span the original run)",
+    )
     train.add_argument("--device", help="override the training device")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -334,6 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    package_logger = logging.getLogger("emotionnet")
+    level = package_logger.level
+    if args.command == "train":
+        # The per-epoch lines (losses, validation accuracy and macro-F1, LR, images/s) are the
+        # training log: without a terminal (CI, nohup) there are no progress bars either.
+        package_logger.setLevel(logging.INFO)
     try:
         return _COMMANDS[args.command](args, sys.stdout)
     except (EmotionNetError, OSError) as error:
@@ -344,3 +357,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    finally:
+        package_logger.setLevel(level)

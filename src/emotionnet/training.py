@@ -142,6 +142,8 @@ BEST_WEIGHTS: Final[str] = "best.safetensors"
 _RESUME_FREE_KEYS: Final[frozenset[str]] = frozenset(
     {"checkpoint_dir", "progress", "num_workers", "device", "max_epochs", "compile"}
 )
+# Schedules whose LR at each step depends on the run's length: a resumed run must keep it.
+_LENGTH_BOUND_SCHEDULES: Final[frozenset[str]] = frozenset({"cosine", "onecycle"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +236,8 @@ class TrainConfig:
     """Settings of a training run; JSON/TOML round-trippable.
 
     Attributes:
-        max_epochs: Number of epochs.
+        max_epochs: Number of epochs. The cosine and one-cycle schedules span them, so a
+            resumed run must keep the value (see :meth:`Trainer.fit`).
         batch_size: Images per optimizer step and process.
         optimizer: ``"sgd"`` (with Nesterov momentum when ``momentum > 0``) or ``"adamw"``.
         lr: Peak learning rate.
@@ -244,7 +247,8 @@ class TrainConfig:
             as in most ResNet recipes.
         schedule: ``"cosine"`` (linear warm-up, then cosine to ``min_lr``), ``"onecycle"``
             (:class:`~torch.optim.lr_scheduler.OneCycleLR`, warm-up fraction
-            ``warmup_epochs / max_epochs`` or 0.3 when ``warmup_epochs`` is 0),
+            ``warmup_epochs / max_epochs`` or 0.3 when ``warmup_epochs`` is 0; a positive
+            warm-up must span at least 2 optimizer steps),
             ``"plateau"`` (linear warm-up, then the LR is multiplied by ``plateau_factor``
             when the monitored metric has not improved for ``plateau_patience`` epochs) or
             ``"constant"`` (linear warm-up, then ``lr``). Warm-up and cosine step per batch.
@@ -282,7 +286,8 @@ class TrainConfig:
         progress: Show tqdm progress bars.
         eval_batch_size: Images per forward pass in validation.
         eval_tta: Test-time augmentation in validation (``tta`` of
-            :func:`emotionnet.metrics.predict_logits`).
+            :func:`emotionnet.metrics.predict_logits`): ``False``, ``True`` or one of
+            :data:`emotionnet.metrics.TTA_MODES`.
 
     Example:
         >>> config = TrainConfig(max_epochs=5, monitor="macro_f1")
@@ -418,6 +423,14 @@ class TrainConfig:
             set_(self, "checkpoint_dir", os.fspath(self.checkpoint_dir))
         if not isinstance(self.eval_tta, (bool, str)):
             raise _fail("eval_tta", self.eval_tta, "False, True or a TTA mode name")
+        if isinstance(self.eval_tta, str):
+            from .metrics import TTA_MODES
+
+            if self.eval_tta not in TTA_MODES:
+                raise InvalidArgumentError(
+                    f"Unknown value {self.eval_tta!r} for argument eval_tta. Valid values are "
+                    f"False, True, {', '.join(repr(m) for m in TTA_MODES)}."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict of the settings (``augment`` as a nested dict).
@@ -723,7 +736,8 @@ def load_checkpoint(
     ``global_step``, ``model`` (state dict), ``optimizer``, ``scheduler``, ``scaler`` (or
     ``None``), ``rng`` (per-rank torch/CUDA/numpy/python RNG states as tensors), ``history``
     (list of rows), ``config`` (:meth:`TrainConfig.to_dict`), ``model_config`` (dict or
-    ``None``), ``best`` (``metric``, ``value``, ``epoch``) and ``bad_epochs``.
+    ``None``), ``best`` (``metric``, ``value``, ``epoch``), ``bad_epochs`` and
+    ``should_stop`` (the run stopped early; older checkpoints lack it).
 
     Args:
         path: The checkpoint file.
@@ -973,8 +987,8 @@ class Trainer:
         >>> data = (images, torch.arange(16) % 7)
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
         >>> with tempfile.TemporaryDirectory() as folder:
-        ...     config = TrainConfig(max_epochs=2, batch_size=8, checkpoint_dir=folder,
-        ...                          progress=False)
+        ...     config = TrainConfig(max_epochs=2, batch_size=8, schedule="constant",
+        ...                          checkpoint_dir=folder, progress=False)
         ...     first = Trainer(model, data, data, dataclasses.replace(config, max_epochs=1))
         ...     _ = first.fit()
         ...     history = Trainer(model, data, data, config).fit(resume=True)
@@ -1285,6 +1299,16 @@ class Trainer:
         warmup = self._warmup_steps()
         if config.schedule == "onecycle":
             pct = config.warmup_epochs / config.max_epochs if config.warmup_epochs > 0 else 0.3
+            # OneCycleLR divides by (warm-up steps - 1): a single step is a ZeroDivisionError
+            # inside torch, and less than one silently skips the warm-up.
+            warmup_steps = config.warmup_epochs * self.steps_per_epoch
+            if 0 < warmup_steps < 2:
+                raise InvalidArgumentError(
+                    f"warmup_epochs={config.warmup_epochs:g} is {warmup_steps:g} optimizer "
+                    f"step(s) at {self.steps_per_epoch} steps per epoch; the one-cycle "
+                    "schedule needs a warm-up of at least 2 steps. Set warmup_epochs to at "
+                    f"least {2 / self.steps_per_epoch:g}, or to 0 for the default 30% warm-up."
+                )
             return torch.optim.lr_scheduler.OneCycleLR(
                 self.optimizer, max_lr=self._base_lrs, total_steps=total, pct_start=pct
             )
@@ -1452,16 +1476,20 @@ class Trainer:
             resume: ``False`` starts afresh (seeding every RNG from ``config.seed``);
                 ``True`` continues from ``checkpoint_dir/last.ckpt``; a path continues from
                 that checkpoint. Resuming restores the model, optimizer, scheduler, scaler,
-                RNG states, history, best metric and early-stopping counter, so the result
-                equals an uninterrupted run.
+                RNG states, history, best metric and early-stopping state, so the result
+                equals an uninterrupted run (a run that stopped early returns at once).
+                ``max_epochs`` may change on resume only with the ``"plateau"`` and
+                ``"constant"`` schedules: the cosine and one-cycle schedules span the run.
 
         Returns:
             The :class:`History`, one row per epoch (including resumed ones).
 
         Raises:
             CheckpointError: If the checkpoint to resume from is missing, unreadable or does
-                not fit the model, or a checkpoint cannot be written.
-            InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``.
+                not fit the model, it was trained for another ``max_epochs`` with the cosine
+                or one-cycle schedule, or a checkpoint cannot be written.
+            InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``, or the
+                one-cycle warm-up is shorter than 2 optimizer steps.
         """
         owned_group = self._init_distributed()
         benchmark = torch.backends.cudnn.benchmark
@@ -1564,10 +1592,12 @@ class Trainer:
             self.scheduler.step(value)
         if self._improved(value):
             self.best_value, self.best_epoch, self._bad_epochs = float(value), epoch + 1, 0
-            self._best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
-            }
-            self._save_best()
+            # Only rank 0 writes best.safetensors: the other ranks skip the copy to the CPU.
+            if self.is_main_process:
+                self._best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+                }
+                self._save_best()
         else:
             self._bad_epochs += 1
         patience = config.early_stopping_patience
@@ -1667,6 +1697,7 @@ class Trainer:
                 "epoch": self.best_epoch,
             },
             "bad_epochs": self._bad_epochs,
+            "should_stop": self.should_stop,
         }
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -1705,6 +1736,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path)
+        self._check_resumable_length(path, dict(state["config"]))
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:
@@ -1745,7 +1777,11 @@ class Trainer:
         self.best_epoch = best.get("epoch") if same_metric else None
         self._bad_epochs = int(state["bad_epochs"]) if same_metric else 0
         self._best_state = None
-        self.should_stop = False
+        # A run that stopped early stays stopped; checkpoints without the flag recompute it.
+        patience = self.config.early_stopping_patience
+        self.should_stop = bool(state.get("should_stop", False)) or (
+            patience is not None and self._bad_epochs >= patience
+        )
         rng_states = state["rng"]
         if len(rng_states) == self.world_size:
             _set_rng_state(rng_states[self.rank], self.device)
@@ -1763,14 +1799,33 @@ class Trainer:
         if self.is_main_process:
             logger.info("resumed from %s after epoch %d", path, self.epoch)
 
+    def _check_resumable_length(self, path: Path, saved: Mapping[str, Any]) -> None:
+        config = self.config
+        before = saved.get("max_epochs")
+        if config.schedule not in _LENGTH_BOUND_SCHEDULES or before == config.max_epochs:
+            return
+        raise CheckpointError(
+            f"{path} was trained with max_epochs={before} and its {config.schedule!r} "
+            f"learning-rate schedule spans those {before} epochs; resuming with "
+            f"max_epochs={config.max_epochs} would break it. Resume with "
+            f"max_epochs={before} (--epochs {before} in the CLI), or to train for "
+            f"{config.max_epochs} epochs start a new run (resume=False) from the weights in "
+            f"{BEST_WEIGHTS}. Only the 'plateau' and 'constant' schedules can be extended on "
+            "resume."
+        )
+
     def load_best(self) -> nn.Module:
         """Load the best weights seen by :meth:`fit` into the model.
+
+        Under distributed training only rank 0 keeps the best weights in memory; the other
+        ranks read ``best.safetensors`` from ``checkpoint_dir``.
 
         Returns:
             The model, now holding the best epoch's weights.
 
         Raises:
-            CheckpointError: If no epoch has been evaluated yet.
+            CheckpointError: If no epoch has been evaluated yet, or on a rank other than 0
+                without ``best.safetensors`` in ``checkpoint_dir``.
         """
         state = self._best_state
         if state is None and self.checkpoint_dir is not None:
@@ -1779,6 +1834,12 @@ class Trainer:
                 from safetensors.torch import load_file
 
                 state = load_file(str(path))
+        if state is None and not self.is_main_process and self.best_epoch is not None:
+            raise CheckpointError(
+                f"Rank {self.rank} holds no best weights: under distributed training only "
+                "rank 0 keeps them. Call load_best() on rank 0, or set checkpoint_dir to a "
+                f"folder every rank can read {BEST_WEIGHTS} from."
+            )
         if state is None:
             raise CheckpointError(
                 "No best weights yet: call fit() first (best weights are kept from the epoch "
