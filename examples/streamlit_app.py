@@ -19,15 +19,15 @@ without Streamlit.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from emotionnet import EMOTIONS, EmotionNetError, EmotionRecognizer, Prediction
+from emotionnet.images import load_image
 
 TITLE = "Facial emotion recognition"
 BOX_COLOUR = (255, 64, 64)
@@ -89,8 +89,15 @@ def load_recognizer(model: str, device: str | None) -> EmotionRecognizer:
 
 
 def read_photo(data: bytes) -> Image.Image:
-    """Decode an uploaded picture, turned upright as the phone that took it meant it."""
-    return ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    """Decode an uploaded picture, turned upright as the phone that took it meant it.
+
+    Goes through :func:`emotionnet.images.load_image`, so only the usual photo formats are
+    decoded and an oversize picture (a decompression bomb) is refused from its header.
+
+    Raises:
+        EmotionNetError: If the bytes are not a supported image, or it is too large.
+    """
+    return load_image(data)
 
 
 def main() -> None:
@@ -123,7 +130,7 @@ def main() -> None:
 
     try:
         photo = read_photo(picture.getvalue())
-    except (OSError, ValueError, Image.DecompressionBombError) as error:  # not an image
+    except EmotionNetError as error:  # not an image, an unsupported format, too large
         st.error(f"Could not read {picture.name} as an image: {error}")
         return
 
@@ -132,7 +139,11 @@ def main() -> None:
     except EmotionNetError as error:  # a mistyped model name must not take the app down
         st.error(f"Could not load the model {model!r}: {error}")
         return
-    faces, whole_image = analyze(photo, recognizer)
+    try:
+        faces, whole_image = analyze(photo, recognizer)
+    except EmotionNetError as error:  # a picture that decodes but cannot be analysed
+        st.error(f"Could not analyse {picture.name}: {error}")
+        return
     if whole_image:
         st.warning(
             "No face found: the whole picture was analysed as one face. "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import os
 import re
@@ -257,6 +258,31 @@ def test_streamlit_app_explains_bad_uploads_and_models(
     assert app.error[0].value.startswith("Could not load the model 'no/such-model'")
 
 
+def test_streamlit_app_refuses_oversize_and_unanalysable_pictures(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("streamlit")
+    import emotionnet.images
+
+    app = _app(tiny_model)
+    # The app decodes with emotionnet's load_image, so its decompression-bomb guard applies.
+    monkeypatch.setattr(emotionnet.images, "MAX_IMAGE_PIXELS", 100 * 100)
+    app.file_uploader[0].upload("big.png", _png_bytes(Image.new("RGB", (120, 90))), "image/png")
+    app.run()
+    assert not app.exception, app.exception
+    assert app.error[0].value.startswith("Could not read big.png as an image")
+    assert "MAX_IMAGE_PIXELS" in app.error[0].value
+    monkeypatch.undo()
+    # A picture that decodes but cannot be analysed is explained, not a traceback page.
+    lab = io.BytesIO()
+    Image.new("LAB", (40, 30)).save(lab, format="TIFF")
+    app.file_uploader[0].set_value(("lab.png", lab.getvalue(), "image/png"))
+    app.run()
+    assert not app.exception, app.exception
+    assert app.error[0].value.startswith("Could not analyse lab.png")
+    assert "mode 'LAB'" in app.error[0].value
+
+
 def test_streamlit_app_analyze_without_streamlit_running(tiny_model: Path) -> None:
     pytest.importorskip("streamlit")
     app = load_example("streamlit_app")
@@ -270,8 +296,6 @@ def test_streamlit_app_analyze_without_streamlit_running(tiny_model: Path) -> No
 
 
 def _png_bytes(image: Image.Image) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

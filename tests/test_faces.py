@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -136,6 +139,53 @@ def test_missing_opencv_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
         detect_faces(np.zeros((20, 20), np.uint8))
     with pytest.raises(MissingDependencyError):
         HaarCascadeDetector()
+
+
+class _OverlapRecorder:
+    """Wraps a cascade classifier, recording how many threads are inside it at once."""
+
+    def __init__(self, classifier: Any) -> None:
+        self._classifier = classifier
+        self._guard = threading.Lock()
+        self.inside = 0
+        self.most_inside = 0
+
+    def detectMultiScale(self, *args: Any, **kwargs: Any) -> Any:
+        with self._guard:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            time.sleep(0.01)  # widen the window in which a second thread could come in
+            return self._classifier.detectMultiScale(*args, **kwargs)
+        finally:
+            with self._guard:
+                self.inside -= 1
+
+
+def test_one_detector_shared_by_threads_gives_the_serial_boxes() -> None:
+    # A web app caches one recognizer (and the module's default detector) and serves each
+    # session on its own thread; OpenCV does not allow one classifier in two threads at once.
+    face = Image.open(EXAMPLES / "astronaut_face.jpg")
+    photos = [
+        compose([face] * 2, [200, 120], [(30 + 40 * i, 40), (400, 60 + 30 * i)])[0]
+        for i in range(4)
+    ]
+    detector = HaarCascadeDetector()
+    serial = [detect_faces(photo, detector=detector) for photo in photos]
+    assert all(len(boxes) == 2 for boxes in serial)
+    recorder = _OverlapRecorder(detector._classifier)
+    detector._classifier = recorder
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda p: detect_faces(p, detector=detector), photos * 3))
+    assert concurrent == serial * 3
+    assert recorder.most_inside == 1
+
+
+def test_default_detector_is_created_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(emotionnet.faces, "_default_detector", None)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        detectors = list(pool.map(lambda _: emotionnet.faces._get_default_detector(), range(8)))
+    assert all(d is detectors[0] for d in detectors)
 
 
 def test_haar_settings_are_checked() -> None:

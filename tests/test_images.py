@@ -126,10 +126,18 @@ def test_rgba_array_composites_on_white() -> None:
     assert face_of(transparent).min() == 255
 
 
-@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "LA", "CMYK", "1", "F"])
+@pytest.mark.parametrize(
+    "mode", ["L", "RGB", "RGBA", "P", "I;16", "LA", "La", "CMYK", "1", "F", "HSV"]
+)
 def test_pil_modes(mode: str) -> None:
     image = Image.new(mode, (64, 32))
     assert face_of(image).shape == (48, 48)
+
+
+def test_pil_mode_pillow_cannot_convert_is_unsupported() -> None:
+    # Pillow's own ValueError ("conversion from LAB to RGB not supported") must not leak.
+    with pytest.raises(UnsupportedInputError, match=r"mode 'LAB'.*accepted modes are 1, L, "):
+        to_face_array(Image.new("LAB", (8, 8)))
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"])
@@ -166,8 +174,21 @@ def test_unbatch() -> None:
     assert len(items) == 3 and tuple(cast(np.ndarray, items[0]).shape) == (48, 48, 1) and is_batch
     items, is_batch = unbatch(torch.zeros(2, 1, 48, 48))
     assert len(items) == 2 and tuple(cast(torch.Tensor, items[0]).shape) == (1, 48, 48) and is_batch
-    items, is_batch = unbatch(torch.zeros(3, 48, 48))
+    items, is_batch = unbatch(torch.zeros(3, 20, 30))  # one RGB image, channels first
     assert len(items) == 1 and not is_batch
+    items, is_batch = unbatch(torch.zeros(1, 48, 48))  # one grayscale image
+    assert len(items) == 1 and not is_batch
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("shape", [(3, 48, 48), (4, 48, 48), (3, 64, 64)])
+def test_unbatch_refuses_faces_that_read_as_one_colour_image(
+    shape: tuple[int, int, int], dtype: torch.dtype
+) -> None:
+    # FER2013.images[:3] is 3 x 48 x 48: reading it as one RGB image would give one made-up
+    # prediction for three faces. 64 is the model input size here.
+    with pytest.raises(InvalidImageError, match=r"ambiguous.*unsqueeze\(1\)"):
+        unbatch(torch.zeros(shape, dtype=dtype), size=64)
 
 
 def test_to_face_batch_of_nothing() -> None:
@@ -187,6 +208,11 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_impossible_paths(path: str) -> None:
     with pytest.raises(ImageNotFoundError, match="Cannot open"):
         load_image(path)
+
+
+def test_home_of_an_unknown_user_is_not_found() -> None:
+    with pytest.raises(ImageNotFoundError, match="home directory"):
+        load_image("~no-such-user-emotionnet/face.png")
 
 
 @given(st.text(max_size=30))

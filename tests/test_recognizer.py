@@ -132,7 +132,7 @@ def test_inputs_of_every_type_agree(
         np.repeat(face[..., None], 3, axis=2),
         face.astype(np.float32) / 255,
         torch.from_numpy(face),
-        torch.from_numpy(face)[None].repeat(3, 1, 1),
+        torch.from_numpy(face)[None].repeat(3, 1, 1)[None],  # 1 x 3 x H x W: one RGB image
         Image.fromarray(face),
         Image.fromarray(face).convert("RGBA"),
         png.getvalue(),
@@ -141,7 +141,9 @@ def test_inputs_of_every_type_agree(
     ]
     expected = tiny.predict(face).probabilities
     for form in forms:
-        assert tiny.predict(form).probabilities == pytest.approx(expected, abs=1e-6)
+        result = tiny.predict(form)
+        (prediction,) = result if isinstance(result, list) else [result]
+        assert prediction.probabilities == pytest.approx(expected, abs=1e-6)
 
 
 def test_fer2013_parity_csv(recognizer: EmotionRecognizer, tmp_path: Path) -> None:
@@ -201,6 +203,8 @@ def test_fer2013_parity_real_files(
         (np.full((48, 48), np.nan), InvalidImageError),
         (np.zeros((48, 48, 2), np.uint8), InvalidImageError),
         (torch.zeros(10, 48, 48), InvalidImageError),
+        (torch.zeros(3, 48, 48), InvalidImageError),
+        (Image.new("LAB", (8, 8)), UnsupportedInputError),
         (object(), UnsupportedInputError),
         ([np.zeros((48, 48), np.uint8), 3.5], UnsupportedInputError),
     ],
@@ -208,6 +212,30 @@ def test_fer2013_parity_real_files(
 def test_bad_input_is_a_documented_error(tiny: EmotionRecognizer, value: Any, error: type) -> None:
     with pytest.raises(error):
         tiny.predict(value)
+
+
+@pytest.mark.parametrize("n", [3, 4])
+@pytest.mark.parametrize("uint8", [True, False])
+def test_faces_stacked_in_a_3d_tensor_are_refused_not_read_as_one_colour_image(
+    tiny: EmotionRecognizer, faces: np.ndarray, n: int, uint8: bool
+) -> None:
+    stacked = torch.from_numpy(faces[:n])  # FER2013.images[:n] has this shape
+    if not uint8:
+        stacked = stacked.float() / 255
+    with pytest.raises(InvalidImageError, match=r"ambiguous.*unsqueeze\(1\)"):
+        tiny.predict(stacked)
+    # The fixes the message names give one prediction per face, or one per colour image.
+    expected = proba(tiny.predict(list(stacked)))
+    np.testing.assert_array_equal(proba(tiny.predict(stacked.unsqueeze(1))), expected)
+    assert len(tiny.predict(stacked.unsqueeze(0))) == 1
+
+
+def test_colour_config_is_refused(tiny: EmotionRecognizer) -> None:
+    # Faces are fed as one grayscale channel: an in_chans=3 model would fail at predict time
+    # with a torch shape error.
+    config = ModelConfig(in_chans=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    with pytest.raises(InvalidArgumentError, match=r"in_chans is 3.*in_chans=1"):
+        EmotionRecognizer(build_model(config), config, device="cpu")
 
 
 def test_bad_options(tiny: EmotionRecognizer) -> None:
@@ -239,10 +267,23 @@ _images = st.one_of(
     ),
     st.builds(
         lambda mode, w, h: Image.new(mode, (w, h)),
-        st.sampled_from(["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "YCbCr"]),
+        st.sampled_from(
+            ["1", "L", "LA", "La", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F", "YCbCr", "LAB"]
+        ),
         st.integers(1, 80),
         st.integers(1, 80),
     ),
+    # N grayscale 48x48 faces stacked like FER2013.images, uint8 or float.
+    st.builds(
+        lambda n, uint8: (
+            torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8)
+            if uint8
+            else torch.rand(n, 48, 48)
+        ),
+        st.integers(1, 5),
+        st.booleans(),
+    ),
+    st.lists(hnp.arrays(np.uint8, (48, 48)), max_size=3),
     st.builds(torch.rand, st.lists(st.integers(0, 50), min_size=1, max_size=4).map(tuple)),
     st.binary(max_size=64),
     st.text(max_size=10),
@@ -261,6 +302,16 @@ def test_any_input_is_a_prediction_or_a_documented_error(
     except DOCUMENTED:
         return
     predictions = result if isinstance(result, list) else [result]
+    # One prediction per image, never one made up for several: a list is one per item, a
+    # 4-D batch one per row, and N x 48 x 48 holds N faces (only N == 1 may be predicted).
+    fer_style = isinstance(image, torch.Tensor) and tuple(image.shape[1:]) == (48, 48)
+    if isinstance(image, list):
+        expected = len(image)
+    elif fer_style or (isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 4):
+        expected = image.shape[0]
+    else:
+        expected = 1
+    assert len(predictions) == expected
     for p in predictions:
         assert isinstance(p, Prediction) and p.label in EMOTIONS
         assert np.isfinite(p.score) and 0 <= p.score <= 1

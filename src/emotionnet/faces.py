@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeAlias
 
@@ -84,6 +85,10 @@ class HaarCascadeDetector:
         MissingDependencyError: If OpenCV (the ``face`` extra) is not installed.
         InvalidArgumentError: If a setting is out of range or the cascade cannot be loaded.
 
+    One detector may be called from several threads (a web app serving sessions on threads
+    shares one recognizer): calls take turns on the underlying OpenCV classifier, which
+    OpenCV does not allow to be used by two threads at once.
+
     Example:
         >>> import numpy as np
         >>> detector = HaarCascadeDetector()
@@ -114,6 +119,7 @@ class HaarCascadeDetector:
                 f"bundled with OpenCV (see {cv2.data.haarcascades}) or a path to a cascade XML."
             )
         self._classifier = classifier
+        self._lock = threading.Lock()
         self.cascade = cascade
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
@@ -128,12 +134,16 @@ class HaarCascadeDetector:
         Returns:
             The face boxes ``(x, y, w, h)``, in no particular order.
         """
-        found = self._classifier.detectMultiScale(
-            np.ascontiguousarray(gray),
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size),
-        )
+        pixels = np.ascontiguousarray(gray)
+        # OpenCV algorithm objects must not be used by two threads at once (detectMultiScale
+        # releases the GIL); one lock per detector, as the module default is shared.
+        with self._lock:
+            found = self._classifier.detectMultiScale(
+                pixels,
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(self.min_size, self.min_size),
+            )
         return [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
 
     def __repr__(self) -> str:
@@ -170,13 +180,15 @@ def _detect_gray(gray: Image.Image, detector: FaceDetector) -> list[Box]:
 
 
 _default_detector: HaarCascadeDetector | None = None
+_default_detector_lock = threading.Lock()
 
 
 def _get_default_detector() -> HaarCascadeDetector:
     global _default_detector
-    if _default_detector is None:
-        _default_detector = HaarCascadeDetector()
-    return _default_detector
+    with _default_detector_lock:  # one shared detector, even when first used by two threads
+        if _default_detector is None:
+            _default_detector = HaarCascadeDetector()
+        return _default_detector
 
 
 def detect_faces(image: ImageInput, *, detector: FaceDetector | None = None) -> list[Box]:

@@ -15,6 +15,14 @@ Accepted inputs:
 * :class:`numpy.ndarray` ``H x W`` or ``H x W x C`` with ``C`` in 1, 3 (RGB), 4 (RGBA).
 * :class:`torch.Tensor` ``H x W`` or ``C x H x W`` (channels first, as torchvision).
 
+A batch is a ``list``/``tuple`` of those, a 4-D numpy array ``N x H x W x C`` or a 4-D
+tensor ``N x C x H x W``. A 3-D tensor is one image, never a batch: ``1 x H x W`` is one
+grayscale image. ``3 x S x S`` and ``4 x S x S``, with ``S`` the model input size or 48 (the
+FER2013 side), are refused by :func:`unbatch` as ambiguous: they read as much as three or four
+grayscale faces (a slice of ``FER2013.images``) as one RGB(A) image. Pass faces as
+``images.unsqueeze(1)`` or a list, and one colour image as ``image.unsqueeze(0)``, a PIL
+image or a channels-last array.
+
 Pixel values: ``uint8`` as is; ``uint16`` on the 16-bit scale (divided by 257); other
 integer types must hold 0..255; ``bool`` is black/white; floats must be finite and in
 ``[0, 1]``.
@@ -144,7 +152,12 @@ def _decode(source: IO[bytes], what: str) -> Image.Image:
 
 
 def _load_path(path: str | os.PathLike[str]) -> Image.Image:
-    resolved = Path(path).expanduser()
+    try:
+        resolved = Path(path).expanduser()
+    except RuntimeError:  # "~name" for a user that does not exist, or no home directory
+        raise ImageNotFoundError(
+            f"Cannot expand the home directory in {str(path)!r}; check the path."
+        ) from None
     try:
         is_dir = resolved.is_dir()
         handle = None if is_dir else resolved.open("rb")
@@ -287,18 +300,43 @@ def load_image(image: ImageInput) -> Image.Image:
     )
 
 
-def unbatch(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput], bool]:
+def _refuse_ambiguous_tensor(tensor: torch.Tensor, size: int) -> None:
+    """Refuse a 3-D tensor that reads both as N grayscale faces and as one colour image."""
+    channels, height, width = (int(side) for side in tensor.shape)
+    if channels in (3, 4) and height == width and height in {IMAGE_SIZE, size}:
+        colour = "RGB" if channels == 3 else "RGBA"
+        raise InvalidImageError(
+            f"The tensor of shape {tuple(tensor.shape)} is ambiguous: it reads as {channels} "
+            f"grayscale {height}x{width} faces (N x H x W, like FER2013.images) and as one "
+            f"{colour} image (C x H x W). For {channels} faces pass images.unsqueeze(1) "
+            "(N x 1 x H x W) or a list; for one colour image pass image.unsqueeze(0) "
+            "(1 x C x H x W), a PIL image or a channels-last H x W x C array."
+        )
+
+
+def unbatch(
+    images: ImageInput | Sequence[ImageInput], *, size: int = IMAGE_SIZE
+) -> tuple[list[ImageInput], bool]:
     """Split an input into single images, telling whether it was a batch.
 
     A ``list`` or ``tuple`` is a batch of images, and so is a 4-D numpy array
     (``N x H x W x C``) or a 4-D tensor (``N x C x H x W``); anything else is one image.
     Nothing is decoded here.
 
+    A 3-D tensor is one image (``C x H x W``), but ``3 x S x S`` and ``4 x S x S`` with ``S``
+    equal to ``size`` or to 48 are refused: such a tensor is as likely three or four
+    grayscale faces (``FER2013.images[:3]``) as one colour image, and guessing wrong would
+    give one made-up prediction instead of three or four.
+
     Args:
         images: One image or a batch of images.
+        size: Side of the model input; with 48, the side that makes a 3-D tensor ambiguous.
 
     Returns:
         The single images and ``True`` if ``images`` was a batch.
+
+    Raises:
+        InvalidImageError: If ``images`` is an ambiguous 3-D tensor (see above).
 
     Example:
         >>> import torch
@@ -307,7 +345,13 @@ def unbatch(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput]
         (5, True)
         >>> unbatch("face.jpg")
         (['face.jpg'], False)
+        >>> unbatch(torch.zeros(3, 48, 48))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.InvalidImageError: The tensor of shape (3, 48, 48) is ambiguous: ...
     """
+    if isinstance(images, torch.Tensor) and images.ndim == 3:
+        _refuse_ambiguous_tensor(images, size)
     if isinstance(images, (list, tuple)):
         return list(images), True
     if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:

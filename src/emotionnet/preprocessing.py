@@ -32,7 +32,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from .errors import InvalidImageError
+from .errors import InvalidImageError, UnsupportedInputError
 
 __all__ = [
     "FER2013_MEAN",
@@ -53,6 +53,11 @@ FER2013_STD: Final[float] = 0.2550
 """Standard deviation of the FER2013 training pixels, on a 0..1 scale."""
 
 _SIXTEEN_BIT_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+
+_CONVERTIBLE_MODES: Final[str] = (
+    "1, L, LA, La, P, PA, RGB, RGBA, RGBa, RGBX, CMYK, YCbCr, HSV, I, I;16 (B/L/N) and F"
+)
+"""The PIL modes :func:`to_grayscale` converts (for the error message of the others)."""
 
 
 def _scale_to_uint8(values: npt.NDArray[np.floating], mode: str) -> Image.Image:
@@ -92,6 +97,7 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     Raises:
         InvalidImageError: If a 32-bit or float image holds NaN, infinite, negative or
             out-of-range values.
+        UnsupportedInputError: If Pillow cannot convert the mode to grayscale (``LAB``, ...).
 
     Example:
         >>> from PIL import Image
@@ -106,11 +112,21 @@ def to_grayscale(image: Image.Image) -> Image.Image:
         if mode in _SIXTEEN_BIT_MODES:
             return Image.fromarray(np.rint(values / 257.0).astype(np.uint8), mode="L")
         return _scale_to_uint8(values, mode)
-    if mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("L")
-    return image.convert("L")
+    try:
+        if mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (
+            mode == "P" and "transparency" in image.info
+        ):
+            # Pillow converts premultiplied "La" only to "LA".
+            rgba = (image.convert("LA") if mode == "La" else image).convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, rgba).convert("L")
+        return image.convert("L")
+    except ValueError as error:  # Pillow: "conversion from LAB to RGB not supported"
+        raise UnsupportedInputError(
+            f"Cannot convert a PIL image in mode {mode!r} to grayscale ({error}); accepted "
+            f"modes are {_CONVERTIBLE_MODES}. Convert it to RGB first (LAB with "
+            "PIL.ImageCms), or pass the pixels as an RGB numpy array."
+        ) from None
 
 
 def to_face_array(image: Image.Image, size: int = IMAGE_SIZE) -> npt.NDArray[np.uint8]:

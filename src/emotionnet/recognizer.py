@@ -319,7 +319,8 @@ class EmotionRecognizer:
         metadata: See the argument.
 
     Raises:
-        InvalidArgumentError: If ``backend`` or ``device`` is invalid.
+        InvalidArgumentError: If ``backend`` or ``device`` is invalid, or ``config.in_chans``
+            is not 1 (faces are fed as one grayscale channel).
         UnsupportedInputError: If ``model`` is not a ``torch.nn.Module``.
         MissingDependencyError: If ``backend="onnx"`` and onnx/onnxruntime are missing.
 
@@ -358,6 +359,12 @@ class EmotionRecognizer:
             raise UnsupportedInputError(
                 f"config must be a ModelConfig, got {type(config).__name__}; build one with "
                 "ModelConfig.from_dict(...) or ModelConfig.load(path)."
+            )
+        if config.in_chans != 1:
+            raise InvalidArgumentError(
+                f"The recognizer feeds grayscale faces (1 channel), but config.in_chans is "
+                f"{config.in_chans}; use a model built with ModelConfig(in_chans=1) and its "
+                "config."
             )
         if not face_margin >= 0:
             raise InvalidArgumentError(f"face_margin must be >= 0, got {face_margin!r}.")
@@ -809,7 +816,10 @@ class EmotionRecognizer:
                 numpy arrays (``H x W``, ``H x W x 1/3/4``; ``uint8``, ``uint16``, ``bool``
                 or ``float`` in ``[0, 1]``), tensors (``H x W``, ``C x H x W``); a batch is a
                 ``list``/``tuple`` of those, a numpy ``N x H x W x C`` or a tensor
-                ``N x C x H x W`` (see :mod:`emotionnet.images`).
+                ``N x C x H x W`` (see :mod:`emotionnet.images`). A 3-D tensor is one image;
+                ``3 x S x S`` and ``4 x S x S`` (``S`` the input size or 48) are refused as
+                ambiguous: pass faces as ``images.unsqueeze(1)`` or a list, one colour image
+                as ``image.unsqueeze(0)``.
             batch_size: Faces per forward pass; images are also decoded this many at a time.
             tta: Test-time augmentation, as in :func:`emotionnet.metrics.evaluate`:
                 ``False``, ``True`` (``"flip"``), ``"flip_shift"`` or ``"ten_crop"``.
@@ -823,8 +833,9 @@ class EmotionRecognizer:
             ImageNotFoundError: If a path does not exist.
             CorruptImageError: If a file or bytes are not a decodable image.
             InvalidImageError: If an image is empty, too large, has NaN/inf or out-of-range
-                values, or a shape that is not an image.
-            UnsupportedInputError: If an input has an unsupported type.
+                values, or a shape that is not an image or is ambiguous (see ``images``).
+            UnsupportedInputError: If an input has an unsupported type or a PIL mode that
+                cannot be converted to grayscale.
             InvalidArgumentError: If ``batch_size`` or ``tta`` is invalid.
             MissingDependencyError: If ``faces=True`` without OpenCV and without a detector.
 
@@ -842,7 +853,7 @@ class EmotionRecognizer:
             raise InvalidArgumentError(
                 f"batch_size must be a positive integer, got {batch_size!r}."
             )
-        items, is_batch = unbatch(images)
+        items, is_batch = unbatch(images, size=self.config.input_size)
         if faces:
             found = self._find_faces(items, batch_size=batch_size, tta=tta)
             return found if is_batch else found[0]
