@@ -149,7 +149,7 @@ def main() -> None:
     targets = [args.model] if args.model else args.stems
     for target in targets:
         if isinstance(target, Path):
-            eager = EmotionRecognizer.from_pretrained(target, device="cpu")
+            eager = EmotionRecognizer.from_pretrained(target, device="cpu", backend="torch")
         else:
             torch.manual_seed(0)
             config = ModelConfig(stem=target)
