@@ -22,9 +22,11 @@ from emotionnet.augmentation import AugmentConfig
 from emotionnet.errors import CheckpointError, InvalidArgumentError, UnsupportedInputError
 from emotionnet.models import ModelConfig
 from emotionnet.training import (
+    Callback,
     History,
     TrainConfig,
     Trainer,
+    bf16_supported,
     load_checkpoint,
     read_config_file,
 )
@@ -413,6 +415,103 @@ def test_cpu_bf16_autocast_channels_last_and_class_weights() -> None:
 def test_class_weight_method_from_the_class_weights_module() -> None:
     trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(class_weights="balanced"))
     assert trainer.class_weights is not None and trainer.class_weights.shape == (4,)
+
+
+# ---- CPU defaults: bf16 where native, channels_last, batches built in-process -------------
+
+
+def fake_cpu(monkeypatch: pytest.MonkeyPatch, *, avx512_bf16: bool, amx: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [(True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, None)],
+)
+def test_amp_auto_is_bf16_exactly_on_cpus_that_report_native_bf16(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, expected: torch.dtype | None
+) -> None:
+    fake_cpu(monkeypatch, avx512_bf16=avx512_bf16, amx=amx)
+    assert bf16_supported("cpu") is (expected is not None)
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, TrainConfig(device="cpu", progress=False))
+    assert trainer.amp_dtype == expected
+    # An explicit choice wins over the detection either way.
+    off = Trainer(model_with_seed(), TRAIN, VAL, quick(amp="off"))
+    forced = Trainer(model_with_seed(), TRAIN, VAL, quick(amp="bf16"))
+    assert (off.amp_dtype, forced.amp_dtype) == (None, torch.bfloat16)
+
+
+def test_bf16_detection_is_false_where_bf16_would_be_emulated() -> None:
+    assert bf16_supported("meta") is False
+    if not torch.cuda.is_available():
+        assert bf16_supported("cuda") is False
+
+
+def test_cpu_defaults_build_batches_in_process_in_channels_last() -> None:
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, TrainConfig(device="cpu", progress=False))
+    assert (trainer.channels_last, trainer.data_on_device, trainer.num_workers) == (True, True, 0)
+    workers = Trainer(model_with_seed(), TRAIN, VAL, quick(num_workers=2))
+    assert (workers.data_on_device, workers.num_workers) == (False, 2)
+    nchw = Trainer(model_with_seed(), TRAIN, VAL, quick(channels_last=False))
+    assert nchw.channels_last is False
+    with pytest.raises(InvalidArgumentError, match="set num_workers=0"):
+        TrainConfig(data_on_device=True, num_workers=2)
+
+
+def test_cpu_training_with_the_default_config_learns(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_cpu(monkeypatch, avx512_bf16=True, amx=False)  # the bf16 path, on any CPU
+    train, val = make_data(256, seed=3), make_data(64, seed=4)
+    # Only the run's size is set: precision, memory format and batch building are the defaults.
+    config = TrainConfig(max_epochs=4, batch_size=32, device="cpu", progress=False)
+    trainer = Trainer(model_with_seed(), train, val, config)
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.channels_last
+    history = trainer.fit()
+    assert history[-1]["val_accuracy"] >= 0.9
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_resume_is_exact_with_the_cpu_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cpu(monkeypatch, avx512_bf16=True, amx=False)
+    config = TrainConfig(
+        max_epochs=3,
+        batch_size=16,
+        lr=0.05,
+        label_smoothing=0.1,
+        mixup_alpha=0.2,
+        mix_prob=0.5,
+        device="cpu",
+        progress=False,
+        checkpoint_dir=str(tmp_path / "straight"),
+    )
+    straight = model_with_seed()
+    history = Trainer(straight, TRAIN, VAL, config).fit()
+    killed = dataclass_replace(config, checkpoint_dir=str(tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(model_with_seed(), TRAIN, VAL, killed, callbacks=[Kill(after_epoch=2)]).fit()
+    resumed_model = model_with_seed(seed=5)
+    resumed = Trainer(resumed_model, TRAIN, VAL, killed)
+    assert resumed.amp_dtype == torch.bfloat16 and resumed.channels_last
+    assert without_timing(resumed.fit(resume=True)) == without_timing(history)
+    assert_same_weights(resumed_model, straight)
+
+
+def test_num_threads_holds_during_fit_and_is_restored() -> None:
+    seen: list[int] = []
+
+    class Threads(Callback):
+        def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    Trainer(model_with_seed(), TRAIN, VAL, quick(num_threads=wanted), callbacks=[Threads()]).fit()
+    assert seen == [wanted] * 3
+    assert torch.get_num_threads() == before
+    with pytest.raises(InvalidArgumentError, match="num_threads"):
+        TrainConfig(num_threads=0)
 
 
 # ---- input checks --------------------------------------------------------------------------

@@ -3,19 +3,23 @@
 The trainer takes a model and two data sets (anything :func:`emotionnet.data.as_tensors`
 reads), and runs a plain PyTorch loop with everything a FER2013 recipe needs: SGD (Nesterov)
 or AdamW, warm-up + cosine, one-cycle or plateau schedules, label smoothing, class weights,
-mixup/cutmix, gradient clipping, bf16 autocast and ``channels_last`` on CUDA, validation
-every epoch, best-checkpoint selection, early stopping and exact resume.
+mixup/cutmix, gradient clipping, bf16 autocast wherever the hardware computes bf16 natively
+(CUDA GPUs, CPUs with AVX512-BF16 or AMX), ``channels_last``, validation every epoch,
+best-checkpoint selection, early stopping and exact resume. The defaults are the fast
+settings on both CPU and GPU (see ``benchmarks/bench_train_step.py``).
 
 Data path:
     Images stay ``uint8`` until a batch is built. A batch is built the same way everywhere:
     the epoch's permutation is sliced, the images are augmented by
     :func:`~emotionnet.augmentation.augment_batch`, normalised, and optionally mixed by
-    :func:`~emotionnet.augmentation.mix_batch`. On CUDA the whole training set lives on the
-    GPU and batches are built there (a DataLoader feeding 48x48 images would be the
-    bottleneck); on the CPU the same batch builder runs in DataLoader worker processes
-    (``num_workers > 0``) or in the training loop. Every random choice of batch ``b`` in
-    epoch ``e`` on rank ``r`` comes from a generator seeded with ``(seed, e, r, b)``, so the
-    result does not depend on the number of workers or on where the batch was built.
+    :func:`~emotionnet.augmentation.mix_batch`. By default the whole training set lives on
+    the training device and batches are built there, in the training process (a DataLoader
+    feeding 48x48 images would be the bottleneck on a GPU, and on the CPU augmenting a batch
+    costs about 2% of its training step); the same batch builder can also run in DataLoader
+    worker processes (``data_on_device=False``, ``num_workers > 0``). Every random choice of
+    batch ``b`` in epoch ``e`` on rank ``r`` comes from a generator seeded with
+    ``(seed, e, r, b)``, so the result does not depend on the number of workers or on where
+    the batch was built.
 
 Checkpoints (``checkpoint_dir``):
     ``last.ckpt`` (resume state, see :func:`load_checkpoint`), ``best.safetensors`` (the
@@ -94,6 +98,7 @@ __all__ = [
     "History",
     "TrainConfig",
     "Trainer",
+    "bf16_supported",
     "load_checkpoint",
     "read_config_file",
 ]
@@ -140,7 +145,7 @@ LAST_CHECKPOINT: Final[str] = "last.ckpt"
 BEST_WEIGHTS: Final[str] = "best.safetensors"
 # Differences in these settings are expected when resuming and not worth a warning.
 _RESUME_FREE_KEYS: Final[frozenset[str]] = frozenset(
-    {"checkpoint_dir", "progress", "num_workers", "device", "max_epochs", "compile"}
+    {"checkpoint_dir", "progress", "num_workers", "num_threads", "device", "max_epochs", "compile"}
 )
 # Schedules whose LR at each step depends on the run's length: a resumed run must keep it.
 _LENGTH_BOUND_SCHEDULES: Final[frozenset[str]] = frozenset({"cosine", "onecycle"})
@@ -149,6 +154,33 @@ _LENGTH_BOUND_SCHEDULES: Final[frozenset[str]] = frozenset({"cosine", "onecycle"
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
+
+
+def bf16_supported(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively, so bf16 autocast pays off there.
+
+    On CUDA this is :func:`torch.cuda.is_bf16_supported`. On the CPU it is what PyTorch's
+    own CPU feature detection reports: AVX512-BF16 or AMX instructions (recent Intel Xeon,
+    AMD Zen 4 and later). Elsewhere (other CPUs, ``mps``) it is ``False``: bf16 would be
+    emulated there and run slower than float32.
+
+    Args:
+        device: A device or device string.
+
+    Returns:
+        ``True`` if bf16 autocast is fast on ``device``.
+
+    Example:
+        >>> bf16_supported("cpu") in (True, False)
+        True
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def _fail(name: str, value: object, expected: str) -> InvalidArgumentError:
@@ -267,13 +299,23 @@ class TrainConfig:
         grad_clip: Maximum gradient norm, or ``None``.
         seed: Seed of every random choice of the run (a non-negative integer).
         device: ``"auto"`` (CUDA when available, else CPU), or a torch device string.
-        num_workers: DataLoader workers that build batches on the CPU; ``None`` picks 0
-            when the data is on the GPU, else ``min(4, cpu_count // 4)``.
-        data_on_device: Keep the training set on the device and build batches there;
-            ``None`` means on CUDA.
-        amp: ``"auto"`` (bf16 autocast on CUDA, off on the CPU), ``"bf16"``, ``"fp16"``
-            (CUDA only, with a gradient scaler) or ``"off"``.
-        channels_last: Use the ``channels_last`` memory format; ``None`` means on CUDA.
+        num_workers: DataLoader worker processes that build batches when
+            ``data_on_device`` is off; ``None`` picks ``min(4, cpu_count // 4)`` then, and 0
+            (batches built in the training process) otherwise.
+        num_threads: Intra-op CPU threads while :meth:`Trainer.fit` runs
+            (:func:`torch.set_num_threads`, restored afterwards); ``None`` keeps PyTorch's
+            setting, one thread per physical core. On a machine where other processes keep
+            cores busy, fewer threads than cores train faster (see the training guide).
+        data_on_device: Keep the training set on the training device and build each batch
+            there in the training process (on the CPU: no DataLoader workers); ``None``
+            means on unless ``num_workers`` asks for worker processes. On is the fastest
+            on CUDA and, measured by ``benchmarks/bench_train_step.py``, on the CPU too.
+        amp: ``"auto"`` (bf16 autocast where the device computes bf16 natively, see
+            :func:`bf16_supported`: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX;
+            float32 elsewhere), ``"bf16"``, ``"fp16"`` (CUDA only, with a gradient scaler)
+            or ``"off"``.
+        channels_last: Use the ``channels_last`` memory format; ``None`` means on (on the
+            CPU it measures faster than NCHW in float32 and the same under bf16).
         compile: Train through :func:`torch.compile`.
         augment: Per-image augmentation, see :class:`~emotionnet.augmentation.AugmentConfig`.
         monitor: Metric that selects the best checkpoint, drives early stopping and the
@@ -319,6 +361,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None
+    num_threads: int | None = None
     data_on_device: bool | None = None
     amp: str = "auto"
     channels_last: bool | None = None
@@ -401,10 +444,18 @@ class TrainConfig:
                 raise _fail("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
         if self.num_workers is not None and (not _is_int(self.num_workers) or self.num_workers < 0):
             raise _fail("num_workers", self.num_workers, "None or an integer >= 0")
+        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
+            raise _fail("num_threads", self.num_threads, "None or a positive integer")
         for name in ("data_on_device", "channels_last"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise _fail(name, value, "None (automatic), True or False")
+        if self.data_on_device and self.num_workers:
+            raise InvalidArgumentError(
+                f"num_workers={self.num_workers} builds batches in worker processes, but "
+                "data_on_device=True builds them in the training process; set num_workers=0 "
+                "(or None), or data_on_device=False."
+            )
         for name in ("compile", "decay_norm_and_bias", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise _fail(name, getattr(self, name), "True or False")
@@ -1068,20 +1119,17 @@ class Trainer:
                 else tuple(f"class_{i}" for i in range(self.num_classes))
             )
         self.amp_dtype = self._resolve_amp()
-        self.channels_last = (
-            config.channels_last if config.channels_last is not None else self.device.type == "cuda"
-        )
+        self.channels_last = config.channels_last is not False
+        workers = config.num_workers
         self.data_on_device = (
-            config.data_on_device
-            if config.data_on_device is not None
-            else self.device.type == "cuda"
+            config.data_on_device if config.data_on_device is not None else not workers
         )
-        if config.num_workers is not None:
-            self.num_workers = config.num_workers
-        else:
-            self.num_workers = 0 if self.data_on_device else min(4, (os.cpu_count() or 1) // 4)
         if self.data_on_device:
             self.num_workers = 0
+        else:
+            self.num_workers = (
+                workers if workers is not None else min(4, (os.cpu_count() or 1) // 4)
+            )
         self.class_weights = self._resolve_class_weights()
 
         self.history = History()
@@ -1124,8 +1172,7 @@ class Trainer:
     def _resolve_amp(self) -> torch.dtype | None:
         amp = self.config.amp
         if amp == "auto":
-            cuda = self.device.type == "cuda"
-            return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+            return torch.bfloat16 if bf16_supported(self.device) else None
         if amp == "off":
             return None
         if amp == "fp16" and self.device.type != "cuda":
@@ -1492,6 +1539,9 @@ class Trainer:
                 one-cycle warm-up is shorter than 2 optimizer steps.
         """
         owned_group = self._init_distributed()
+        threads = torch.get_num_threads()
+        if self.config.num_threads is not None:
+            torch.set_num_threads(self.config.num_threads)
         benchmark = torch.backends.cudnn.benchmark
         # Every training batch has the same shape: let cuDNN pick its fastest kernels.
         torch.backends.cudnn.benchmark = benchmark or self.device.type == "cuda"
@@ -1507,6 +1557,7 @@ class Trainer:
             self._loader = None
             self._sampler = None
             torch.backends.cudnn.benchmark = benchmark
+            torch.set_num_threads(threads)
             if owned_group and dist.is_initialized():
                 dist.destroy_process_group()
 
