@@ -15,6 +15,12 @@ Random weights: speed does not depend on them (pass --model DIR to time a saved 
     python benchmarks/bench_predict.py --threads 1 --stems middle --repeat 100
     python benchmarks/bench_predict.py --json results.json
 
+With --tta, a second table times ``predict`` per test-time augmentation mode, side by side
+(one face p50, and faces/s for the batch), with each mode's cost relative to a single view:
+
+    python benchmarks/bench_predict.py --model src/emotionnet/weights/default \\
+        --tta none flip ten_crop
+
 Targets (issue 4): predict overhead <= 20% for one face, batched predict >= 90% of the bare
 forward's throughput; the default model <= 20 ms per face and >= 60 faces/s on 2 cores.
 """
@@ -36,6 +42,7 @@ import torch
 
 from emotionnet import EmotionRecognizer
 from emotionnet.export import OnnxClassifier, onnx_bytes
+from emotionnet.metrics import TTA_MODES
 from emotionnet.models import STEMS, ModelConfig, build_model
 from emotionnet.preprocessing import normalize
 
@@ -98,6 +105,37 @@ def measure(
     }
 
 
+def measure_tta(
+    recognizer: EmotionRecognizer, modes: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """p50 ms of predict on one face and faces/s on a batch, per TTA mode, interleaved."""
+    faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)
+    stacked = torch.from_numpy(faces)[:, None]
+    one: dict[str, list[float]] = {mode: [] for mode in modes}
+    many: dict[str, list[float]] = {mode: [] for mode in modes}
+    for mode in modes:  # warm-up
+        recognizer.predict(faces[0], tta=mode)
+    for run in range(args.repeat):
+        for mode in modes:
+            start = time.perf_counter()
+            recognizer.predict(faces[0], tta=mode)
+            one[mode].append(time.perf_counter() - start)
+            if run < args.batch_repeat:
+                start = time.perf_counter()
+                recognizer.predict(stacked, batch_size=args.batch, tta=mode)
+                many[mode].append(time.perf_counter() - start)
+    base = statistics.median(one[modes[0]])
+    return [
+        {
+            "tta": mode,
+            "predict_p50_ms": statistics.median(one[mode]) * 1e3,
+            "relative_cost": statistics.median(one[mode]) / base,
+            "predict_faces_per_s": args.batch / statistics.median(many[mode]),
+        }
+        for mode in modes
+    ]
+
+
 class _Zeros(torch.nn.Module):
     """A model that costs nothing: timing predict with it gives predict's own cost."""
 
@@ -127,6 +165,9 @@ def main() -> None:
     parser.add_argument("--batch-repeat", type=int, default=5, help="batched runs")
     parser.add_argument("--model", type=Path, help="time this saved model instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--tta", nargs="+", choices=TTA_MODES, help="also time predict per TTA mode (first = 1x)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -146,6 +187,7 @@ def main() -> None:
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     results: list[dict[str, Any]] = []
+    tta_rows: list[dict[str, Any]] = []
     targets = [args.model] if args.model else args.stems
     for target in targets:
         if isinstance(target, Path):
@@ -169,8 +211,27 @@ def main() -> None:
                 f"| {row['predict_faces_per_s']:.0f} | {row['throughput_ratio']:.2f} |",
                 flush=True,
             )
+            if args.tta:
+                rows = measure_tta(recognizer, args.tta, args)
+                tta_rows += [{"stem": stem, "backend": backend, **row} for row in rows]
+    if tta_rows:
+        print(
+            f"\n| stem | backend | tta | predict 1 face p50 ms | cost vs {args.tta[0]} | "
+            f"predict faces/s ({args.batch}) |"
+        )
+        print("|---|---|---|---:|---:|---:|")
+        for row in tta_rows:
+            print(
+                f"| {row['stem']} | {row['backend']} | {row['tta']} | "
+                f"{row['predict_p50_ms']:.2f} | {row['relative_cost']:.1f}x | "
+                f"{row['predict_faces_per_s']:.0f} |"
+            )
     if args.json:
-        payload = {"own_cost_ms": {"one": one_ms, "batch": many_ms}, "results": results}
+        payload = {
+            "own_cost_ms": {"one": one_ms, "batch": many_ms},
+            "results": results,
+            "tta": tta_rows,
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 

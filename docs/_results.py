@@ -8,11 +8,13 @@ PNG per report. Without a report it writes a clearly marked placeholder.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-# Where the release model's evaluation reports live (EvaluationReport.save_json output).
-# TODO(lead): keep this in step with where the release weights and reports are committed.
+# The bundled model's folder: its evaluation reports (EvaluationReport.save_json output) and the
+# training facts that scripts/package_default_model.py records in its config.json.
+MODEL_DIR = Path("src/emotionnet/weights/default")
 REPORT_GLOBS = (
     "src/emotionnet/weights/**/*evaluation*.json",
     "src/emotionnet/weights/**/*report*.json",
@@ -81,6 +83,24 @@ def _report_section(root: Path, path: Path, out: Path) -> list[str]:
     ]
 
 
+def _training_section(root: Path) -> list[str]:
+    config = root / MODEL_DIR / "config.json"
+    if not config.is_file():
+        return []
+    training = json.loads(config.read_text(encoding="utf-8")).get("metadata", {}).get("training")
+    if not training:
+        return []
+    rows = [[key, str(value).replace("|", "/")] for key, value in training.items()]
+    return [
+        "How it was trained",
+        "------------------",
+        "",
+        f"From ``{(MODEL_DIR / 'config.json').as_posix()}``:",
+        "",
+        *_table(["fact", "value"], rows, "2 5"),
+    ]
+
+
 def write_results(root: Path, out: Path) -> Path:
     """Write ``out/results.rst`` (and its pictures) from the reports found under ``root``.
 
@@ -106,6 +126,7 @@ def write_results(root: Path, out: Path) -> Path:
             "   weights under ``src/emotionnet/weights/``.",
             "",
         ]
+    lines += _training_section(root)
     for path in reports:
         lines += _report_section(root, path, out)
     target = out / "results.rst"

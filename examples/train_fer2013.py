@@ -14,7 +14,11 @@ is a model folder that ``EmotionRecognizer.from_pretrained(folder)`` loads:
     README.md                  a model card with the numbers below
     evaluation_<split>[_<tta>].json   EvaluationReport of the released weights
     recipe.toml, train_config.json     exactly what produced them
-    checkpoints/               last.ckpt for --resume, history.json/csv
+    history.json, history.csv  per-epoch losses, accuracy, learning rate, speed
+    checkpoints/               last.ckpt for --resume
+
+config.json also records the command and the hardware of the run; that folder is what
+scripts/package_default_model.py bundles as the default model.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import argparse
 import dataclasses
 import logging
 import os
+import platform
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -67,6 +74,20 @@ def subset(dataset: FER2013, count: int | None, seed: int) -> FER2013 | tuple[to
         return dataset
     keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
     return dataset.images[keep], dataset.targets[keep]
+
+
+def describe_hardware(device: torch.device) -> str:
+    """What the run trained on, for the model card."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,7 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     # Save the selected weights as released (half precision), then evaluate exactly those.
     trainer.load_best()
     dtype = release.get("dtype", "float16")
-    trained = EmotionRecognizer(model, model_config, device=trainer.device)
+    command = shlex.join(["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    training = {"command": command, "hardware": describe_hardware(trainer.device)}
+    trained = EmotionRecognizer(
+        model, model_config, device=trainer.device, metadata={"training": training}
+    )
     trained.save_pretrained(args.output, dtype=dtype)
     # backend="torch", as `emotionnet train` does: the reference numbers come from PyTorch.
     released = EmotionRecognizer.from_pretrained(
@@ -133,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     released.save_pretrained(args.output, evaluation=reports, dtype=dtype)
     shutil.copyfile(args.config, args.output / "recipe.toml")
     train_config.save(args.output / "train_config.json")
+    history.to_json(args.output / "history.json")
+    history.to_csv(args.output / "history.csv")
     print(f"model folder: {args.output} (load it with EmotionRecognizer.from_pretrained)")
 
 

@@ -14,8 +14,8 @@
 #   cat <files_at>/release/model.safetensors.part-* > runs/release/model.safetensors
 #   cp <files_at>/release/{config.json,README.md,*.json,*.log} runs/release/
 #
-# and package it as the bundled model with scripts/package_default_model.py (it takes a state
-# dict or a model folder's model.safetensors; see its --help).
+# and package it as the bundled model: scripts/package_default_model.py runs/release
+# (it re-evaluates the folder, checks its reports and writes the card; see its --help).
 set -euo pipefail
 : "${OUT:?set OUT to the folder that comes back}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

@@ -1,34 +1,129 @@
-"""Package trained weights as the bundled default model, with its evaluation.
+"""Package a model folder written by the Trainer as the bundled default model.
 
-Takes a plain state dict (``.pt``/``.pth``/``.safetensors``) of a ResNet18 emotion model,
-stores it in half precision where ``EmotionRecognizer.from_pretrained()`` finds it, then
-reloads exactly what was written and evaluates it on PublicTest without and with flip
-test-time augmentation. Writes, next to the weights:
+The input is a folder that ``examples/train_fer2013.py`` (the library's ``Trainer``, run from a
+recipe file) wrote: ``model.safetensors``, ``config.json``, ``recipe.toml`` (the recipe as it
+ran), ``train_config.json``, ``history.json``/``history.csv`` and its evaluation reports;
+optionally ``PROVENANCE.md``. Nothing else is accepted: every bundled model is made by the
+Trainer from a recipe file, and the recipe travels with the weights.
 
-- ``evaluation_public_test.json`` and ``evaluation_public_test_tta_flip.json``
-  (:class:`emotionnet.EvaluationReport`), whose numbers the model card and the docs show;
-- the confusion-matrix picture ``docs/_static/confusion_matrix_public_test.png``.
+The script
+
+1. loads the folder with ``EmotionRecognizer.from_pretrained`` (strict) and evaluates exactly
+   those weights on PublicTest with the library's ``evaluate``, for every TTA mode asked
+   (default: ``none``, ``flip`` and ``ten_crop``), and checks that the numbers equal the
+   folder's own reports (it stops if they do not);
+2. writes the bundled folder (``src/emotionnet/weights/default``): the same weights (checked
+   tensor for tensor), ``config.json`` and a model card that state the recipe, the epochs,
+   the hardware, the training time and the command, the fresh reports
+   (``evaluation_public_test[_<tta>].json``), the recipe, the training config, the history and
+   the provenance; files of an earlier bundled model are removed;
+3. redraws ``docs/_static/confusion_matrix_public_test.png`` and the README's results table.
+   The docs' Results page is generated from the same files on every docs build.
 
 Usage::
 
-    python scripts/package_default_model.py runs/stopgap/best.pt --stem middle \
-        --data ../shared/data/fer2013 --note "trained on CPU as a stop-gap"
+    python scripts/package_default_model.py ../shared/models/emotionnet-resnet18-middle-cpu40 \\
+        --data ../shared/data/fer2013 \\
+        --hardware "2-core AMD EPYC (Zen 5) CPU, 24 GiB, no GPU" \\
+        --command "python examples/train_fer2013.py --config recipe.toml --data ..."
+
+``--hardware`` and ``--command`` are needed only when the folder's ``config.json`` does not
+already record them (``examples/train_fer2013.py`` records both).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
+import sys
 from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
 
 import emotionnet
-from emotionnet import FER2013, EmotionRecognizer, EvaluationReport, ModelConfig
-from emotionnet.metrics import plot_confusion_matrix
+from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
+from emotionnet.metrics import TTA_MODES, plot_confusion_matrix
+from emotionnet.training import read_config_file
 
-DEFAULT_OUT = Path(emotionnet.__file__).parent / "weights" / "default"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "src" / "emotionnet" / "weights" / "default"
+COMMITTED_RECIPE = ROOT / "configs" / "fer2013_resnet18.toml"
+README = ROOT / "README.md"
+FIGURE = ROOT / "docs" / "_static" / "confusion_matrix_public_test.png"
+REQUIRED = ("model.safetensors", "config.json", "recipe.toml", "train_config.json", "history.json")
+CARRIED = ("recipe.toml", "train_config.json", "history.json", "history.csv", "PROVENANCE.md")
+TTA_NAMES = {
+    "none": "single view",
+    "flip": "flip TTA",
+    "flip_shift": "flip+shift TTA",
+    "ten_crop": "ten-crop TTA",
+}
 
 
-README = Path("README.md")
+def report_name(split: str, tta: str) -> str:
+    """The key of a report in config.json and the card, as examples/train_fer2013.py names it."""
+    return split if tta == "none" else f"{split} + TTA ({tta})"
+
+
+def report_file(split: str, tta: str) -> str:
+    return f"evaluation_{split}.json" if tta == "none" else f"evaluation_{split}_{tta}.json"
+
+
+def recipe_overrides(recipe: dict[str, Any]) -> str:
+    """The [train] settings in which the folder's recipe differs from the committed one."""
+    committed = read_config_file(COMMITTED_RECIPE).get("train", {})
+    ran = recipe.get("train", {})
+    changed = [
+        f"{key} = {json.dumps(ran.get(key))} (committed: "
+        f"{json.dumps(committed[key]) if key in committed else 'the default'})"
+        for key in sorted(set(ran) | set(committed))
+        if ran.get(key) != committed.get(key)
+    ]
+    return "; ".join(changed) if changed else "none"
+
+
+def training_facts(
+    folder: Path, metadata: dict[str, Any], hardware: str | None, command: str | None
+) -> dict[str, Any]:
+    history = json.loads((folder / "history.json").read_text())
+    train_config = json.loads((folder / "train_config.json").read_text())
+    recorded = dict(metadata.get("training") or {})
+    hardware = hardware or recorded.get("hardware")
+    command = command or recorded.get("command")
+    if not hardware or not command:
+        sys.exit(
+            f"{folder}/config.json does not record the hardware and the command of the run; "
+            "pass --hardware and --command (see PROVENANCE.md of the folder)."
+        )
+    monitor = train_config.get("monitor", "val_accuracy")
+    best = max(history, key=lambda row: row.get(monitor) or float("-inf"))
+    seconds = sum(row["seconds"] for row in history)
+    speed = statistics.median(row["images_per_sec"] for row in history)
+    return {
+        "made by": "emotionnet's Trainer, examples/train_fer2013.py",
+        "recipe": "configs/fer2013_resnet18.toml, as run: recipe.toml in this folder",
+        "changed from the committed recipe": recipe_overrides(
+            read_config_file(folder / "recipe.toml")
+        ),
+        "epochs": f"{len(history)} trained; epoch {best['epoch']} selected by {monitor} on "
+        "PublicTest",
+        "hardware": hardware,
+        "training time": f"{seconds / 3600:.1f} h ({seconds:,.0f} s, validation included), "
+        f"median {speed:.0f} images/s",
+        "command": command,
+        "data": "FER2013 Training (28,709 faces) to train, PublicTest (3,589) to select",
+    }
+
+
+def same_numbers(fresh: EvaluationReport, recorded: EvaluationReport) -> bool:
+    return (fresh.num_samples, fresh.confusion_matrix) == (
+        recorded.num_samples,
+        recorded.confusion_matrix,
+    )
 
 
 def update_readme_results(reports: dict[str, EvaluationReport], note: str) -> None:
@@ -39,14 +134,15 @@ def update_readme_results(reports: dict[str, EvaluationReport], note: str) -> No
         "|---|---:|---:|---|",
     ]
     for report in reports.values():
-        tta = " (flip TTA)" if report.tta not in (None, "none") else ""
+        view = TTA_NAMES.get(report.tta or "none", str(report.tta))
         rows.append(
-            f"| emotionnet bundled model, one ResNet18{tta} | {report.accuracy:.2%} | "
+            f"| emotionnet bundled model, one ResNet18, {view} | {report.accuracy:.2%} | "
             f"{report.macro_f1:.2f} | PublicTest (validation) |"
         )
     rows += [
         "| the original project this replaces (ResNet18 transfer learning) | 65.42% | 0.64 "
         "| FER2013 test |",
+        "| the `fer` package | 65.87% | — | PrivateTest |",
         "| published single networks, no extra data | about 73–74% | — | PrivateTest |",
     ]
     block = "\n".join(rows) + (f"\n\n{note}" if note else "")
@@ -58,48 +154,87 @@ def update_readme_results(reports: dict[str, EvaluationReport], note: str) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights", type=Path, help="state dict of the trained model")
-    parser.add_argument("--stem", default="middle", choices=emotionnet.STEMS)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
+    parser.add_argument("folder", type=Path, help="model folder written by the Trainer")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/fer2013")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--tta", nargs="+", default=["none", "flip", "ten_crop"], choices=TTA_MODES)
     parser.add_argument(
-        "--figure", type=Path, default=Path("docs/_static/confusion_matrix_public_test.png")
+        "--figure-tta",
+        default="none",
+        choices=TTA_MODES,
+        help="the report drawn as the confusion-matrix picture",
     )
-    parser.add_argument("--note", default="", help="how the weights were trained (model card)")
+    parser.add_argument("--hardware", help="what it was trained on (if config.json lacks it)")
+    parser.add_argument("--command", help="the command that trained it (if config.json lacks it)")
     parser.add_argument("--readme-note", default="", help="paragraph under the README table")
-    parser.add_argument(
-        "--training-log", type=Path, help="JSON log of the run, copied as training_log.json"
-    )
     args = parser.parse_args()
 
-    config = ModelConfig(stem=args.stem)
-    recognizer = EmotionRecognizer.from_state_dict(
-        args.weights, config=config, device="cpu", backend="torch"
+    missing = [name for name in REQUIRED if not (args.folder / name).is_file()]
+    if missing:
+        sys.exit(
+            f"{args.folder} lacks {missing}: only model folders written by the Trainer from a "
+            "recipe file (examples/train_fer2013.py) can be bundled."
+        )
+    split = (
+        read_config_file(args.folder / "recipe.toml")
+        .get("data", {})
+        .get("val_split", "public_test")
     )
-    recognizer.metadata["description"] = args.note
-    recognizer.save_pretrained(args.out, dtype="float16")
+    source = EmotionRecognizer.from_pretrained(args.folder, device="cpu", backend="torch")
+    facts = training_facts(args.folder, source.metadata, args.hardware, args.command)
 
-    # Evaluate what was written (fp16 weights upcast on load), not the float32 originals.
-    shipped = EmotionRecognizer.from_pretrained(args.out, device="cpu", backend="torch")
-    public_test = FER2013(args.data, "public_test")
-    reports = {
-        "public_test": shipped.evaluate(public_test),
-        "public_test + flip TTA": shipped.evaluate(public_test, tta="flip"),
-    }
-    reports["public_test"].save_json(args.out / "evaluation_public_test.json")
-    reports["public_test + flip TTA"].save_json(args.out / "evaluation_public_test_tta_flip.json")
-    shipped.metadata["description"] = args.note
-    shipped.save_pretrained(args.out, evaluation=reports, dtype="float16")
-    if args.training_log:
-        (args.out / "training_log.json").write_text(args.training_log.read_text())
-    args.figure.parent.mkdir(parents=True, exist_ok=True)
-    plot_confusion_matrix(
-        reports["public_test + flip TTA"], args.figure, title="PublicTest, flip TTA"
+    data = FER2013(args.data, split)
+    reports: dict[str, EvaluationReport] = {}
+    for tta in args.tta:
+        report = source.evaluate(data, tta=tta)
+        recorded = args.folder / report_file(split, tta)
+        if recorded.is_file() and not same_numbers(report, EvaluationReport.load_json(recorded)):
+            sys.exit(
+                f"evaluate gives {report.accuracy:.4%} with tta={tta!r}, but {recorded} says "
+                f"{EvaluationReport.load_json(recorded).accuracy:.4%}: the folder's weights and "
+                "reports disagree; nothing was written."
+            )
+        print(
+            f"{split}, tta={tta}: accuracy {report.accuracy:.4%}, macro-F1 "
+            f"{report.macro_f1:.4f}"
+            + (" (equals the folder's report)" if recorded.is_file() else "")
+        )
+        reports[report_name(split, tta)] = report
+
+    # A fresh folder: nothing of an earlier bundled model stays behind.
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    source.metadata["description"] = (
+        "The model that `EmotionRecognizer.from_pretrained()` loads by default. Trained by "
+        "emotionnet's own Trainer from the committed recipe (`recipe.toml` here), "
+        f"{len(json.loads((args.folder / 'history.json').read_text()))} epochs on "
+        f"{facts['hardware'].split(';')[0]}, in {facts['training time'].split(' (')[0]}."
     )
+    source.metadata["training"] = facts
+    source.save_pretrained(
+        args.out, evaluation=reports, dtype="float16", name=args.folder.name
+    )
+    for name in CARRIED:
+        if (args.folder / name).is_file():
+            shutil.copyfile(args.folder / name, args.out / name)
+    for tta, report in zip(args.tta, reports.values(), strict=True):
+        report.save_json(args.out / report_file(split, tta))
+
+    # The shipped tensors are the trained ones, bit for bit.
+    shipped, trained = (
+        load_file(args.out / "model.safetensors"),
+        load_file(args.folder / "model.safetensors"),
+    )
+    if shipped.keys() != trained.keys() or not all(
+        torch.equal(shipped[k], trained[k]) for k in trained
+    ):
+        sys.exit(f"The weights written to {args.out} differ from {args.folder}'s.")
+
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    figure_report = reports[report_name(split, args.figure_tta)]
+    plot_confusion_matrix(figure_report, FIGURE, title=f"PublicTest, {TTA_NAMES[args.figure_tta]}")
     update_readme_results(reports, args.readme_note)
-    for name, report in reports.items():
-        print(f"{name}: accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f}")
-    print(json.dumps({k: round(v.accuracy, 4) for k, v in reports.items()}))
+    print(f"bundled model: {args.out} (emotionnet {emotionnet.__version__})")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import emotionnet.hub
 from emotionnet import EmotionRecognizer, Prediction
 from emotionnet.errors import (
     InvalidArgumentError,
@@ -203,18 +202,6 @@ def test_default_model_loads_without_network(bundled_model: Path, offline: None)
     assert load_file(bundled_model / WEIGHTS_NAME)["fc.weight"].dtype == torch.float16
     prediction = recognizer.predict(np.zeros((48, 48), np.uint8))
     assert isinstance(prediction, Prediction) and prediction.label in recognizer.labels
-
-
-def test_real_bundled_model() -> None:
-    try:
-        folder = emotionnet.hub.bundled_model_dir()
-    except WeightsNotFoundError as error:
-        assert "bundled default model is missing" in str(error)
-        pytest.skip("the release weights are not in src/emotionnet/weights/default yet")
-    recognizer = EmotionRecognizer.from_pretrained(device="cpu")
-    assert load_file(folder / WEIGHTS_NAME)["fc.weight"].dtype == torch.float16
-    assert recognizer.labels == recognizer.config.labels
-    assert (folder / MODEL_CARD_NAME).is_file()
 
 
 # --- a hand-built Hugging Face cache, offline ------------------------------------------------

@@ -483,6 +483,11 @@ def _format_metric(value: Any, percent: bool) -> str:
     return f"{float(value):.2%}" if percent else f"{float(value):.4f}"
 
 
+def _table_cell(value: Any) -> str:
+    # A Markdown table cell is one line, and a bare | would end it.
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def model_card(
     config: ModelConfig,
     *,
@@ -497,15 +502,19 @@ def model_card(
         evaluation: Names to :class:`~emotionnet.metrics.EvaluationReport` objects or metric
             dicts, as :func:`normalize_evaluation` returns.
         name: Title of the card.
-        metadata: Extra facts; ``"description"`` is printed under the title.
+        metadata: Extra facts; ``"description"`` is printed under the title, and a
+            ``"training"`` table of facts about how the weights were made (recipe, epochs,
+            hardware, time, command, ...: names to text or numbers) becomes the card's
+            *Training* section.
 
     Returns:
         Markdown with a Hugging Face YAML header.
 
     Example:
-        >>> card = model_card(ModelConfig(), evaluation={"public_test": {"accuracy": 0.7}})
-        >>> "| public_test | - | 70.00% |" in card
-        True
+        >>> card = model_card(ModelConfig(), evaluation={"public_test": {"accuracy": 0.7}},
+        ...                   metadata={"training": {"epochs": 40}})
+        >>> "| public_test | - | 70.00% |" in card, "| epochs | 40 |" in card
+        (True, True)
     """
     evaluation = evaluation or {}
     metadata = metadata or {}
@@ -553,6 +562,11 @@ def model_card(
         f"| classes | {', '.join(config.labels)} |",
         "",
     ]
+    training = metadata.get("training")
+    if isinstance(training, Mapping) and training:
+        lines += ["## Training", "", "| | |", "|---|---|"]
+        lines += [f"| {key} | {_table_cell(value)} |" for key, value in training.items()]
+        lines.append("")
     if summaries:
         lines += [
             "## Evaluation",

@@ -558,6 +558,7 @@ class EmotionRecognizer:
         *,
         evaluation: EvaluationReport | Mapping[str, Any] | None = None,
         dtype: torch.dtype | str = torch.float32,
+        name: str | None = None,
     ) -> Path:
         """Save the model as ``model.safetensors``, ``config.json`` and a ``README.md`` card.
 
@@ -572,6 +573,7 @@ class EmotionRecognizer:
                 either. ``None`` keeps the summaries already in :attr:`metadata`.
             dtype: ``torch.float32`` (exact round trip) or ``torch.float16`` /
                 ``torch.bfloat16`` (half the size), also as a string.
+            name: Title of the model card; ``None`` uses the folder's name.
 
         Returns:
             The folder.
@@ -604,6 +606,7 @@ class EmotionRecognizer:
             evaluation=evaluation,
             metadata=metadata,
             dtype=_as_dtype(dtype),
+            name=name,
         )
 
     def push_to_hub(
