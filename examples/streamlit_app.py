@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 
 from emotionnet import EMOTIONS, EmotionNetError, EmotionRecognizer, Prediction
 from emotionnet.images import load_image
+from emotionnet.metrics import TTA_MODES
 
 TITLE = "Facial emotion recognition"
 BOX_COLOUR = (255, 64, 64)
@@ -41,18 +42,19 @@ class FaceResult:
     prediction: Prediction
 
 
-def analyze(photo: Image.Image, recognizer: EmotionRecognizer) -> tuple[list[FaceResult], bool]:
-    """Find the faces on a photo and predict their emotions.
+def analyze(
+    photo: Image.Image, recognizer: EmotionRecognizer, tta: str = "none"
+) -> tuple[list[FaceResult], bool]:
+    """Find the faces on a photo and predict their emotions (with test-time augmentation).
 
     Returns the faces (largest first) and whether the whole photo had to stand in for a face
     because the detector found none.
     """
-    faces = [
-        FaceResult(face.box, face.prediction) for face in recognizer.predict(photo, faces=True)
-    ]
+    found = recognizer.predict(photo, faces=True, tta=tta)
+    faces = [FaceResult(face.box, face.prediction) for face in found]
     if faces:
         return faces, False
-    whole = FaceResult((0, 0, photo.width, photo.height), recognizer.predict(photo))
+    whole = FaceResult((0, 0, photo.width, photo.height), recognizer.predict(photo, tta=tta))
     return [whole], True
 
 
@@ -116,6 +118,13 @@ def main() -> None:
             key="model",
             help="Hub id or local folder; empty for the model bundled with emotionnet",
         )
+        tta = st.selectbox(
+            "Test-time augmentation",
+            TTA_MODES,
+            key="tta",
+            help="Average the prediction over several views of each face: 'ten_crop' is "
+            "the most accurate and costs ten forward passes, 'none' is the fastest",
+        )
         st.markdown("Made with [emotionnet](https://emotionnet.readthedocs.io).")
 
     upload_tab, camera_tab = st.tabs(["Upload a photo", "Take a photo"])
@@ -140,7 +149,7 @@ def main() -> None:
         st.error(f"Could not load the model {model!r}: {error}")
         return
     try:
-        faces, whole_image = analyze(photo, recognizer)
+        faces, whole_image = analyze(photo, recognizer, tta)
     except EmotionNetError as error:  # a picture that decodes but cannot be analysed
         st.error(f"Could not analyse {picture.name}: {error}")
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 from emotionnet.augmentation import AugmentConfig, augment_batch, mix_batch
 from emotionnet.errors import InvalidArgumentError, UnsupportedInputError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FLIP_ONLY = AugmentConfig(hflip=1.0, rotation=0, translate=0, scale=(1, 1), erasing=0)
 
@@ -149,6 +152,57 @@ def test_random_erasing_fills_with_noise() -> None:
     config = AugmentConfig(hflip=0, rotation=0, translate=0, scale=(1, 1), erasing=1.0)
     out = augment_batch(images, config, generator=gen())
     assert (out != 7).float().mean() > 0.05 and len(torch.unique(out)) > 20
+
+
+@pytest.mark.parametrize("side", [24, 40, 44])
+def test_random_crop_zooms_a_window_that_lies_inside_the_image(side: int) -> None:
+    # A horizontal ramp (value = column): bilinear resampling of a window of `side` pixels
+    # zoomed to 48 steps by exactly side / 48 per output pixel and never leaves 0..47.
+    ramp = torch.arange(48, dtype=torch.float32).expand(6, 1, 48, 48).contiguous()
+    crop_only = AugmentConfig(
+        hflip=0, rotation=0, translate=0, scale=(1, 1), erasing=0, crop=(side, side)
+    )
+    out = augment_batch(ramp, crop_only, generator=torch.Generator().manual_seed(side))
+    assert out.shape == ramp.shape
+    steps = out[..., 1:] - out[..., :-1]
+    torch.testing.assert_close(steps, torch.full_like(steps, side / 48), rtol=0, atol=1e-4)
+    assert float(out.min()) >= -1e-4 and float(out.max()) <= 47 + 1e-4
+    starts = out[:, 0, 0, 0]
+    assert len(set(starts.round(decimals=3).tolist())) > 1  # each image its own position
+
+
+def test_crop_draws_come_last_and_a_full_crop_is_the_identity() -> None:
+    images = torch.randint(0, 256, (8, 1, 48, 48), dtype=torch.uint8)
+    full = AugmentConfig(hflip=0, rotation=0, translate=0, scale=(1, 1), erasing=0, crop=(48, 48))
+    assert full.is_identity
+    assert torch.equal(augment_batch(images, full), images)
+    # Turning cropping on leaves the flips and erasing boxes drawn for the others unchanged.
+    no_affine = {"rotation": 0.0, "translate": 0.0, "scale": (1.0, 1.0), "erasing": 0.0}
+    plain = augment_batch(
+        images, AugmentConfig(**no_affine), generator=torch.Generator().manual_seed(1)
+    )
+    flips = [
+        bool(torch.equal(a, b.flip(-1))) and not torch.equal(a, b)
+        for a, b in zip(plain, images, strict=True)
+    ]
+    cropped = augment_batch(
+        torch.arange(48, dtype=torch.float32).expand(8, 1, 48, 48).contiguous(),
+        AugmentConfig(**no_affine, crop=(40, 40)),
+        generator=torch.Generator().manual_seed(1),
+    )
+    mirrored = [bool(row[0, 0, 0] > row[0, 0, -1]) for row in cropped]
+    assert mirrored == flips
+
+
+def test_recipe_crop_range_holds_the_ten_crop_test_view() -> None:
+    from emotionnet.metrics import TEN_CROP_SIZE
+    from emotionnet.training import read_config_file
+
+    recipe = read_config_file(ROOT / "configs" / "fer2013_resnet18.toml")
+    crop = AugmentConfig.from_dict(recipe["train"]["augment"]).crop
+    if crop is None:
+        pytest.skip("the recipe trains without random crops")
+    assert crop[0] <= TEN_CROP_SIZE <= crop[1]
 
 
 def test_augment_config_round_trips_and_validates() -> None:

@@ -229,6 +229,19 @@ def test_streamlit_app_shows_the_faces_of_an_uploaded_photo(tiny_model: Path) ->
     assert len(app.get("vega_lite_chart")) == 1  # one probability chart per face
 
 
+def test_streamlit_app_offers_every_test_time_augmentation(tiny_model: Path) -> None:
+    from emotionnet.metrics import TTA_MODES
+
+    app = _app(tiny_model)
+    choice = app.sidebar.selectbox(key="tta")
+    assert tuple(choice.options) == TTA_MODES and choice.value == "none"
+    choice.set_value("ten_crop")
+    app.file_uploader[0].upload("astronaut.jpg", PHOTO.read_bytes(), "image/jpeg")
+    app.run()
+    assert not app.exception, app.exception
+    assert app.success[0].value == "Found 1 face."
+
+
 def test_streamlit_app_falls_back_to_the_whole_picture(tiny_model: Path) -> None:
     pytest.importorskip("streamlit")
     app = _app(tiny_model)

@@ -65,6 +65,10 @@ class Recorder(nn.Module):
         self.modes.append(self.training)
         return self.weight.expand(x.shape[0], 7) + 0.0
 
+    def single_views(self) -> list[torch.Tensor]:
+        """Every image it saw, one by one (TTA views of one face come as one batch)."""
+        return list(torch.cat(self.inputs).split(1))
+
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
@@ -289,7 +293,7 @@ def test_flip_shift_views_are_the_documented_ones() -> None:
     recorder = Recorder()
     image = _images(1, seed=3)
     predict_proba(recorder, image, tta="flip_shift")
-    views = [view[0, 0].numpy() for view in recorder.inputs]
+    views = [view[0, 0].numpy() for view in recorder.single_views()]
     assert len(views) == 10
     base = normalize(image)[0, 0].numpy()
     expected = [
@@ -309,12 +313,63 @@ def test_ten_crop_views_are_corner_and_centre_crops_resized_back() -> None:
     image = torch.zeros(1, 48, 48, dtype=torch.uint8)
     image[0, :44, :44] = 200  # exactly the top-left 44x44 crop is uniform
     predict_proba(recorder, image, tta="ten_crop")
-    assert len(recorder.inputs) == 10
-    assert all(view.shape == (1, 1, 48, 48) for view in recorder.inputs)
+    assert len(recorder.inputs) == 1  # one face: its ten views go through in one pass
+    views = recorder.single_views()
+    assert len(views) == 10
+    assert all(view.shape == (1, 1, 48, 48) for view in views)
     uniform = normalize(torch.full((1, 48, 48), 200, dtype=torch.uint8))
-    matches = [i for i, view in enumerate(recorder.inputs) if torch.allclose(view, uniform)]
+    matches = [i for i, view in enumerate(views) if torch.allclose(view, uniform)]
     # the top-left crop of the image and the top-right crop of its mirror
     assert matches == [0, 6]
+
+
+def test_ten_crop_views_are_pixel_exact_crops_and_their_probabilities_are_averaged() -> None:
+    import torch.nn.functional as F
+
+    class Probe(Recorder):
+        """Records its input; logits depend on every pixel, so each view counts."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.project = nn.Linear(48 * 48, 7)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            super().forward(x)
+            logits: torch.Tensor = self.project(x.flatten(1))
+            return logits
+
+    torch.manual_seed(0)
+    probe = Probe()
+    image = _images(1, seed=5)
+    proba = predict_proba(probe, image, tta="ten_crop")
+    base = normalize(image)  # 1 x 1 x 48 x 48
+    corners = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]  # tl, tr, bl, br, centre (44 px crops)
+    expected = [
+        F.interpolate(source[..., top : top + 44, left : left + 44], size=(48, 48), mode="bilinear")
+        for source in (base, base.flip(-1))
+        for top, left in corners
+    ]
+    assert len(probe.single_views()) == 10
+    for view, wanted in zip(probe.single_views(), expected, strict=True):
+        assert torch.equal(view, wanted)
+    # The prediction is the mean of the ten views' softmax probabilities.
+    with torch.no_grad():
+        mean = torch.softmax(probe.project(torch.cat(expected).flatten(1)), dim=1).mean(0)
+    torch.testing.assert_close(proba[0], mean)
+
+
+def test_tta_views_share_a_forward_pass_when_they_fit_the_batch_size() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+    images = _images(6, seed=2)
+    passes: list[int] = []
+    model.register_forward_hook(lambda module, args, output: passes.append(args[0].shape[0]))
+    together = predict_proba(model, images, tta="ten_crop", batch_size=60)
+    assert passes == [60]
+    passes.clear()
+    apart = predict_proba(model, images, tta="ten_crop", batch_size=8)
+    assert passes == [6] * 10
+    torch.testing.assert_close(together, apart)
 
 
 def test_invalid_tta_is_rejected_with_the_valid_values() -> None:

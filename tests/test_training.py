@@ -514,6 +514,101 @@ def test_num_threads_holds_during_fit_and_is_restored() -> None:
         TrainConfig(num_threads=0)
 
 
+# ---- weight averaging and the end of the run ------------------------------------------------
+
+
+def float_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+
+def test_ema_is_the_hand_computed_average_of_weights_and_batch_norm_buffers(
+    tmp_path: Path,
+) -> None:
+    decay = 0.8
+    raw: list[dict[str, torch.Tensor]] = []
+    averaged: list[dict[str, torch.Tensor]] = []
+
+    class Record(Callback):
+        def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+            raw.append(float_state(trainer.model))
+            averaged.append(float_state(trainer.evaluated_model))
+
+    # One optimizer step per epoch (96 images, batch 96): the model after each step is recorded.
+    config = quick(
+        max_epochs=4, batch_size=96, ema_decay=decay, checkpoint_dir=str(tmp_path), amp="off"
+    )
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, config, callbacks=[Record()])
+    trainer.fit()
+    expected = raw[0]  # the first update copies the weights
+    for step, state in enumerate(raw[1:], start=1):
+        expected = {k: decay * expected[k] + (1 - decay) * state[k] for k in expected}
+        for key in expected:
+            torch.testing.assert_close(averaged[step][key], expected[key], rtol=0, atol=1e-6)
+    assert any("running_mean" in key for key in expected)  # batch-norm buffers are averaged
+    assert not torch.equal(
+        averaged[-1]["features.1.running_mean"], raw[-1]["features.1.running_mean"]
+    )
+    # Validation, best.safetensors and load_best use the averaged weights.
+    assert trainer.best_epoch is not None
+    best = load_file(tmp_path / "best.safetensors")
+    for key, value in averaged[trainer.best_epoch - 1].items():
+        assert torch.equal(best[key], value), key
+    trainer.load_best()
+    for key, value in averaged[trainer.best_epoch - 1].items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+
+
+def test_validation_scores_the_averaged_model() -> None:
+    from emotionnet.metrics import predict_logits
+
+    seen: list[float] = []
+
+    class Score(Callback):
+        def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+            logits = predict_logits(trainer.evaluated_model, VAL[0], tta=False)
+            seen.append(float((logits.argmax(1) == VAL[1]).float().mean()))
+            assert row["val_accuracy"] == pytest.approx(seen[-1])
+
+    config = quick(max_epochs=2, ema_decay=0.5, amp="off")
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, config, callbacks=[Score()])
+    trainer.fit()
+    assert len(seen) == 2 and trainer.evaluated_model is not trainer.model
+
+
+def test_resume_is_exact_with_a_weight_average(tmp_path: Path) -> None:
+    config = quick(ema_decay=0.9, mixup_alpha=0.2, checkpoint_dir=str(tmp_path / "straight"))
+    straight = Trainer(model_with_seed(), TRAIN, VAL, config)
+    history = straight.fit()
+    killed = dataclass_replace(config, checkpoint_dir=str(tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(model_with_seed(), TRAIN, VAL, killed, callbacks=[Kill(after_epoch=1)]).fit()
+    resumed = Trainer(model_with_seed(seed=3), TRAIN, VAL, killed)
+    assert without_timing(resumed.fit(resume=True)) == without_timing(history)
+    assert_same_weights(resumed.evaluated_model, straight.evaluated_model)
+    assert_same_weights(resumed.model, straight.model)
+    # A checkpoint without an average cannot continue a run that keeps one.
+    plain = dataclass_replace(config, ema_decay=None, checkpoint_dir=str(tmp_path / "plain"))
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(model_with_seed(), TRAIN, VAL, plain, callbacks=[Kill(after_epoch=1)]).fit()
+    averaged = dataclass_replace(plain, ema_decay=0.9)
+    with pytest.raises(CheckpointError, match="trained without ema_decay"):
+        Trainer(model_with_seed(), TRAIN, VAL, averaged).fit(resume=True)
+
+
+def test_mixing_stops_for_the_last_epochs() -> None:
+    config = quick(max_epochs=3, mixup_alpha=0.4, mix_prob=1.0, mix_off_epochs=1)
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, config)
+    trainer.fit()
+    source = trainer._source
+    assert source[(1, 0)][1].ndim == 2  # epoch 2 of 3: soft, mixed targets
+    _, targets = source[(2, 0)]  # the last epoch: the images as they are
+    assert targets.ndim == 1 and targets.dtype == torch.long
+    with pytest.raises(InvalidArgumentError, match="mix_off_epochs"):
+        quick(max_epochs=3, mix_off_epochs=4)
+    with pytest.raises(InvalidArgumentError, match="ema_decay"):
+        quick(ema_decay=1.0)
+
+
 # ---- input checks --------------------------------------------------------------------------
 
 

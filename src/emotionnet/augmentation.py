@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ._config import config_values
 from .errors import InvalidArgumentError, UnsupportedInputError
 
-__all__ = ["PADDING_MODES", "AugmentConfig", "augment_batch", "mix_batch"]
+__all__ = ["CROP_REFERENCE", "PADDING_MODES", "AugmentConfig", "augment_batch", "mix_batch"]
 
 PADDING_MODES: Final[tuple[str, ...]] = ("zeros", "border", "reflection")
 """How :func:`augment_batch` fills pixels that an affine transform moves in from outside."""
@@ -44,6 +44,10 @@ PADDING_MODES: Final[tuple[str, ...]] = ("zeros", "border", "reflection")
 # one transform off does not change the randomness of the others.
 _ANGLE, _SHIFT_X, _SHIFT_Y, _SCALE, _FLIP, _ERASE, _AREA, _RATIO, _TOP, _LEFT = range(10)
 _NUM_DRAWS: Final[int] = 10
+# Rows of the random-crop draws, drawn after the others and only when cropping is on.
+_CROP_SIDE, _CROP_X, _CROP_Y = range(3)
+CROP_REFERENCE: Final[int] = 48
+"""Image side in pixels that :attr:`AugmentConfig.crop` sides refer to (FER2013's 48)."""
 _SEED_HIGH: Final[int] = 2**62
 
 
@@ -82,6 +86,13 @@ class AugmentConfig:
         erasing_ratio: ``(min, max)`` aspect ratio (height / width) of the box, log-uniform.
         erasing_value: ``"random"`` fills the box with uniform noise; a number in ``[0, 1]``
             fills it with that fraction of full scale (``0.5077`` is the FER2013 mean).
+        crop: ``None``, or the ``(min, max)`` side in pixels of a random square crop that is
+            taken from each image (side uniform in the range, position uniform inside the
+            image) and zoomed back to the image size before the other transforms. Sides are
+            for 48 px images and scale with other sizes. ``(40, 48)`` holds the 44 px views of
+            ``tta="ten_crop"`` (:data:`emotionnet.metrics.TEN_CROP_SIZE`) in its middle:
+            training sees the views that test-time augmentation shows. Its random draws come
+            after those of the other transforms, so switching it on leaves theirs unchanged.
 
     Example:
         >>> AugmentConfig().hflip
@@ -101,6 +112,7 @@ class AugmentConfig:
     erasing_scale: tuple[float, float] = (0.02, 0.33)
     erasing_ratio: tuple[float, float] = (0.3, 3.3)
     erasing_value: float | str = "random"
+    crop: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -144,6 +156,19 @@ class AugmentConfig:
             )
         if not isinstance(value, str):
             set_(self, "erasing_value", float(value))
+        if self.crop is not None:
+            crop = self.crop
+            if (
+                not isinstance(crop, (tuple, list))
+                or len(crop) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in crop)
+                or not 1 <= crop[0] <= crop[1] <= CROP_REFERENCE
+            ):
+                raise InvalidArgumentError(
+                    f"crop must be None or a (min, max) pair of crop sides in pixels with "
+                    f"1 <= min <= max <= {CROP_REFERENCE}, e.g. (40, 48); got {crop!r}."
+                )
+            set_(self, "crop", (crop[0], crop[1]))
 
     @classmethod
     def disabled(cls) -> AugmentConfig:
@@ -160,8 +185,13 @@ class AugmentConfig:
 
     @property
     def has_affine(self) -> bool:
-        """Whether rotation, translation or scaling is switched on."""
-        return self.rotation > 0 or self.translate > 0 or self.scale != (1.0, 1.0)
+        """Whether rotation, translation, scaling or random cropping is switched on."""
+        return (
+            self.rotation > 0
+            or self.translate > 0
+            or self.scale != (1.0, 1.0)
+            or self.crop not in (None, (CROP_REFERENCE, CROP_REFERENCE))
+        )
 
     @property
     def is_identity(self) -> bool:
@@ -237,7 +267,11 @@ def _as_batch(images: object, name: str = "images") -> torch.Tensor:
 
 
 def _affine_theta(
-    draws: torch.Tensor, config: AugmentConfig, height: int, width: int
+    draws: torch.Tensor,
+    config: AugmentConfig,
+    height: int,
+    width: int,
+    crop_draws: torch.Tensor | None = None,
 ) -> torch.Tensor:
     angle = torch.deg2rad((draws[_ANGLE] * 2 - 1) * config.rotation)
     low, high = config.scale
@@ -256,6 +290,18 @@ def _affine_theta(
         ],
         dim=1,
     )
+    if config.crop is not None and crop_draws is not None:
+        # The crop comes first: a point of the transformed crop, x' = theta(x) in the crop's
+        # own coordinates, lies at fraction * x' + centre in the image's (-1..1 coordinates).
+        low, high = (side / CROP_REFERENCE for side in config.crop)
+        fraction = low + (high - low) * crop_draws[_CROP_SIDE]
+        # The outermost output pixels sample at most the outermost pixel centres, so the crop
+        # never blends in padding, as a crop resized by F.interpolate would not.
+        centre_x = (crop_draws[_CROP_X] * 2 - 1) * (1 - fraction) * (1 - 1 / width)
+        centre_y = (crop_draws[_CROP_Y] * 2 - 1) * (1 - fraction) * (1 - 1 / height)
+        theta = theta * fraction.view(-1, 1, 1)
+        theta[:, 0, 2] += centre_x
+        theta[:, 1, 2] += centre_y
     return theta.float()
 
 
@@ -319,13 +365,16 @@ def augment_batch(
     n, channels, height, width = batch.shape
     draws = torch.rand((_NUM_DRAWS, n), generator=gen, dtype=torch.float64)
     noise_seed = int(torch.randint(0, _SEED_HIGH, (1,), generator=gen).item())
+    crop_draws = (
+        None if config.crop is None else torch.rand((3, n), generator=gen, dtype=torch.float64)
+    )
     device = batch.device
     if n == 0 or config.is_identity:
         return images.clone()
 
     out = batch
     if config.has_affine:
-        theta = _to_device(_affine_theta(draws, config, height, width), device)
+        theta = _to_device(_affine_theta(draws, config, height, width, crop_draws), device)
         work = batch.float()
         grid = F.affine_grid(theta, [n, channels, height, width], align_corners=False)
         work = F.grid_sample(

@@ -181,7 +181,7 @@ def _shift(batch: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 def _tta_views(batch: torch.Tensor, mode: str) -> Iterator[torch.Tensor]:
-    """Yield the views of a normalised ``N x 1 x H x W`` batch, one at a time to bound memory."""
+    """Yield the views of a normalised ``N x 1 x H x W`` batch."""
     if mode == "none":
         yield batch
         return
@@ -244,7 +244,9 @@ def predict_logits(
     Args:
         model: A module mapping ``float`` ``N x 1 x H x W`` input to ``N x C`` logits.
         images: ``uint8`` tensor or array shaped ``N x H x W`` or ``N x 1 x H x W``, ``N >= 1``.
-        batch_size: Images per forward pass (each TTA view is a forward pass of its own).
+        batch_size: Images per forward pass. With TTA, the views of a chunk of images run
+            as one forward pass when they fit in ``batch_size`` (a single face: one pass),
+            else one pass per view.
         device: Where to run. ``None`` runs on the device of the model's parameters; otherwise
             the model is moved there in place (as :meth:`torch.nn.Module.to` does) and stays.
         tta: Test-time augmentation: ``False``/``"none"``, ``True``/``"flip"``,
@@ -313,11 +315,14 @@ def predict_logits(
                 if mode == "none":
                     chunks.append(_forward(model, batch).float().cpu())
                 else:
-                    log_probs = [
-                        F.log_softmax(_forward(model, view).float(), dim=1)
-                        for view in _tta_views(batch, mode)
-                    ]
-                    stacked = torch.stack(log_probs)
+                    views = list(_tta_views(batch, mode))
+                    if batch.shape[0] * len(views) <= batch_size:
+                        # Small batches (one face): one forward pass over every view is
+                        # several times faster than one pass per view.
+                        outputs = torch.split(_forward(model, torch.cat(views)), batch.shape[0])
+                    else:
+                        outputs = tuple(_forward(model, view) for view in views)
+                    stacked = torch.stack([F.log_softmax(o.float(), dim=1) for o in outputs])
                     averaged = torch.logsumexp(stacked, dim=0) - math.log(stacked.shape[0])
                     chunks.append(averaged.cpu())
                 bar.update(chunk.shape[0])

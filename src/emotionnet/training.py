@@ -73,6 +73,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._atomic import atomic_write, atomic_write_bytes, atomic_write_text
@@ -296,7 +297,15 @@ class TrainConfig:
         cutmix_alpha: Cutmix Beta parameter; 0 disables cutmix.
         mix_prob: Probability that a batch is mixed (when an alpha is positive).
         mix_switch_prob: Probability of cutmix rather than mixup when both are enabled.
+        mix_off_epochs: Train the last this many epochs without mixup and cutmix, so the
+            model ends on the images as they are.
         grad_clip: Maximum gradient norm, or ``None``.
+        ema_decay: Keep an exponential moving average of the weights and the batch-norm
+            buffers, updated after every optimizer step with this decay (``0.999`` averages
+            over about the last 1,000 steps); validation, best-checkpoint selection,
+            ``best.safetensors`` and :meth:`Trainer.load_best` then use the averaged model.
+            ``None`` (the default) keeps no average. Built on
+            :class:`torch.optim.swa_utils.AveragedModel`.
         seed: Seed of every random choice of the run (a non-negative integer).
         device: ``"auto"`` (CUDA when available, else CPU), or a torch device string.
         num_workers: DataLoader worker processes that build batches when
@@ -357,7 +366,9 @@ class TrainConfig:
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0
     mix_switch_prob: float = 0.5
+    mix_off_epochs: int = 0
     grad_clip: float | None = None
+    ema_decay: float | None = None
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None
@@ -429,6 +440,14 @@ class TrainConfig:
             if not _is_number(value) or not 0 <= value <= 1:
                 raise _fail(name, value, "a probability in [0, 1]")
             set_(self, name, float(value))
+        if not _is_int(self.mix_off_epochs) or not 0 <= self.mix_off_epochs <= self.max_epochs:
+            raise _fail(
+                "mix_off_epochs", self.mix_off_epochs, f"an integer in [0, {self.max_epochs}]"
+            )
+        if self.ema_decay is not None:
+            if not _is_number(self.ema_decay) or not 0 < self.ema_decay < 1:
+                raise _fail("ema_decay", self.ema_decay, "None or a number in (0, 1), e.g. 0.999")
+            set_(self, "ema_decay", float(self.ema_decay))
         if self.grad_clip is not None:
             if not _is_number(self.grad_clip) or not self.grad_clip > 0:
                 raise _fail("grad_clip", self.grad_clip, "None or a positive number")
@@ -785,7 +804,8 @@ def load_checkpoint(
     Loading uses ``torch.load(weights_only=True)``: a checkpoint holds only tensors and
     plain containers. Its keys: ``format``, ``version``, ``epoch`` (completed epochs),
     ``global_step``, ``model`` (state dict), ``optimizer``, ``scheduler``, ``scaler`` (or
-    ``None``), ``rng`` (per-rank torch/CUDA/numpy/python RNG states as tensors), ``history``
+    ``None``), ``ema`` (the weight average's state dict, or ``None``; older checkpoints lack
+    it), ``rng`` (per-rank torch/CUDA/numpy/python RNG states as tensors), ``history``
     (list of rows), ``config`` (:meth:`TrainConfig.to_dict`), ``model_config`` (dict or
     ``None``), ``best`` (``metric``, ``value``, ``epoch``), ``bad_epochs`` and
     ``should_stop`` (the run stopped early; older checkpoints lack it).
@@ -906,6 +926,7 @@ class _BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         cutmix_alpha: float,
         mix_prob: float,
         mix_switch_prob: float,
+        mix_until: int,
     ) -> None:
         self.images = images
         self.targets = targets
@@ -924,6 +945,7 @@ class _BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             switch_prob=mix_switch_prob,
         )
         self.mixing = (mixup_alpha > 0 or cutmix_alpha > 0) and mix_prob > 0
+        self.mix_until = mix_until  # epochs from this index on are not mixed
         self.shard_size = math.ceil(images.shape[0] / world_size)
         self.num_batches = max(1, self.shard_size // batch_size)
         self._order: tuple[int, torch.Tensor] | None = None
@@ -953,7 +975,7 @@ class _BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         images = augment_batch(self.images[chosen], self.augment, generator=generator)
         batch = normalize(images, self.mean, self.std)
         targets = self.targets[chosen]
-        if self.mixing:
+        if self.mixing and epoch < self.mix_until:
             batch, targets = mix_batch(
                 batch, targets, num_classes=self.num_classes, generator=generator, **self.mix
             )
@@ -1140,6 +1162,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
         self._bad_epochs = 0
+        self._ema: AveragedModel | None = None
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -1147,6 +1170,15 @@ class Trainer:
     def is_main_process(self) -> bool:
         """Whether this process is rank 0, the one that writes files and logs."""
         return self.rank == 0
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The model that is validated and saved as the best.
+
+        The weight average when ``ema_decay`` is set (from the start of :meth:`fit`), else
+        :attr:`model` itself.
+        """
+        return self.model if self._ema is None else self._ema.module
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -1280,6 +1312,7 @@ class Trainer:
             cutmix_alpha=config.cutmix_alpha,
             mix_prob=config.mix_prob,
             mix_switch_prob=config.mix_switch_prob,
+            mix_until=config.max_epochs - config.mix_off_epochs,
         )
         self.steps_per_epoch = self._source.num_batches
         self._loader: DataLoader[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -1325,6 +1358,11 @@ class Trainer:
         self._loss_weights = (
             None if self.class_weights is None else self.class_weights.to(self.device)
         )
+
+        self._ema = None
+        if config.ema_decay is not None:
+            average = get_ema_multi_avg_fn(config.ema_decay)  # type: ignore[no-untyped-call]
+            self._ema = AveragedModel(self.model, multi_avg_fn=average, use_buffers=True)
 
         module: nn.Module = self.model
         if self.world_size > 1:
@@ -1448,6 +1486,8 @@ class Trainer:
                 self.scaler.update()
                 if per_step_schedule:
                     self.scheduler.step()
+                if self._ema is not None:
+                    self._ema.update_parameters(self.model)
                 self.global_step += 1
                 loss_sum += loss.detach() * inputs.shape[0]
                 seen += inputs.shape[0]
@@ -1482,7 +1522,7 @@ class Trainer:
             images, targets = self._val
             with self._autocast():
                 logits = predict_logits(
-                    self.model,
+                    self.evaluated_model,
                     images,
                     batch_size=self.config.eval_batch_size,
                     tta=self.config.eval_tta,
@@ -1646,7 +1686,8 @@ class Trainer:
             # Only rank 0 writes best.safetensors: the other ranks skip the copy to the CPU.
             if self.is_main_process:
                 self._best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+                    k: v.detach().to("cpu", copy=True)
+                    for k, v in self.evaluated_model.state_dict().items()
                 }
                 self._save_best()
         else:
@@ -1738,6 +1779,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "ema": None if self._ema is None else self._ema.state_dict(),
             "rng": rng_states,
             "history": self.history.rows,
             "config": self.config.to_dict(),
@@ -1814,6 +1856,10 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler") is not None and self.scaler.is_enabled():
                 self.scaler.load_state_dict(state["scaler"])
+            if self._ema is not None:
+                if state.get("ema") is None:
+                    raise KeyError("it holds no weight average (it was trained without ema_decay)")
+                self._ema.load_state_dict(state["ema"])
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(
                 f"The optimizer or scheduler state in {path} does not fit this run ({exc}); "
