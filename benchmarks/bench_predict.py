@@ -3,8 +3,9 @@
 For every stem and backend, side by side in one run (measurements interleaved, so a change
 in machine load hits both sides alike):
 
-* one 48x48 face: p50 latency of the bare model forward (normalised input ready) and of
-  ``predict`` (uint8 array in, Prediction out), and predict's overhead in percent;
+* one 48x48 face, without test-time augmentation (``tta="none"``): p50 latency of the bare
+  model forward (normalised input ready) and of ``predict`` (uint8 array in, Prediction out),
+  and predict's overhead in percent;
 * 256 faces: throughput of the bare forward (one batch of 256) and of ``predict`` on the same
   faces (``batch_size=256``), and their ratio.
 
@@ -84,10 +85,12 @@ def measure(
 
     single = faces[0]
     stacked = torch.from_numpy(faces)[:, None]  # N x 1 x 48 x 48 uint8 batch
-    bare1, pred1 = interleaved(bare_one, lambda: recognizer.predict(single), args.repeat)
+    bare1, pred1 = interleaved(
+        bare_one, lambda: recognizer.predict(single, tta="none"), args.repeat
+    )
     bareb, predb = interleaved(
         bare_batch,
-        lambda: recognizer.predict(stacked, batch_size=args.batch),
+        lambda: recognizer.predict(stacked, batch_size=args.batch, tta="none"),
         args.batch_repeat,
         warmup=1,
     )
@@ -148,9 +151,11 @@ def own_cost(args: argparse.Namespace) -> tuple[float, float]:
     recognizer = EmotionRecognizer(_Zeros(), ModelConfig(), device="cpu")
     faces = np.random.default_rng(0).integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)
     stacked = torch.from_numpy(faces)[:, None]
-    one, _ = interleaved(lambda: recognizer.predict(faces[0]), lambda: None, 200)
+    one, _ = interleaved(lambda: recognizer.predict(faces[0], tta="none"), lambda: None, 200)
     many, _ = interleaved(
-        lambda: recognizer.predict(stacked, batch_size=args.batch), lambda: None, 20
+        lambda: recognizer.predict(stacked, batch_size=args.batch, tta="none"),
+        lambda: None,
+        20,
     )
     return statistics.median(one) * 1e3, statistics.median(many) * 1e3
 

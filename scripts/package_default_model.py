@@ -211,9 +211,7 @@ def main() -> None:
         f"{facts['hardware'].split(';')[0]}, in {facts['training time'].split(' (')[0]}."
     )
     source.metadata["training"] = facts
-    source.save_pretrained(
-        args.out, evaluation=reports, dtype="float16", name=args.folder.name
-    )
+    source.save_pretrained(args.out, evaluation=reports, dtype="float16", name=args.folder.name)
     for name in CARRIED:
         if (args.folder / name).is_file():
             shutil.copyfile(args.folder / name, args.out / name)

@@ -236,3 +236,11 @@ def test_train_logs_every_epoch_without_a_terminal(fer_csv: Path, tmp_path: Path
 def test_train_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["train", "--config", str(tmp_path / "none.toml")], capsys)
     assert code == 2 and "No recipe file" in err
+
+
+def test_cli_offers_every_test_time_augmentation_mode() -> None:
+    from emotionnet.cli import _TTA_CHOICES
+    from emotionnet.metrics import TTA_MODES
+
+    # The CLI keeps its own copy so that --help does not import torch; it must not drift.
+    assert _TTA_CHOICES == TTA_MODES

@@ -231,10 +231,11 @@ def test_streamlit_app_shows_the_faces_of_an_uploaded_photo(tiny_model: Path) ->
 
 def test_streamlit_app_offers_every_test_time_augmentation(tiny_model: Path) -> None:
     from emotionnet.metrics import TTA_MODES
+    from emotionnet.recognizer import DEFAULT_TTA
 
     app = _app(tiny_model)
     choice = app.sidebar.selectbox(key="tta")
-    assert tuple(choice.options) == TTA_MODES and choice.value == "none"
+    assert tuple(choice.options) == TTA_MODES and choice.value == DEFAULT_TTA
     choice.set_value("ten_crop")
     app.file_uploader[0].upload("astronaut.jpg", PHOTO.read_bytes(), "image/jpeg")
     app.run()

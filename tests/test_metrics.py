@@ -26,6 +26,7 @@ from emotionnet.errors import (
     UnsupportedInputError,
 )
 from emotionnet.metrics import (
+    TTA_MODES,
     ClassMetrics,
     EvaluationReport,
     evaluate,
@@ -245,7 +246,7 @@ def test_batch_size_does_not_change_predictions() -> None:
     assert torch.allclose(one_batch, direct.detach(), atol=1e-6)
 
 
-@pytest.mark.parametrize("tta", [False, True, "none", "flip", "flip_shift", "ten_crop"])
+@pytest.mark.parametrize("tta", [False, True, *TTA_MODES])
 def test_tta_output_shapes(tta: bool | str) -> None:
     images = _images(5)
     proba = predict_proba(_linear_model(), images, tta=tta, batch_size=2)
@@ -356,6 +357,22 @@ def test_ten_crop_views_are_pixel_exact_crops_and_their_probabilities_are_averag
     with torch.no_grad():
         mean = torch.softmax(probe.project(torch.cat(expected).flatten(1)), dim=1).mean(0)
     torch.testing.assert_close(proba[0], mean)
+
+
+def test_flip_crop_views_are_the_image_its_centre_crop_and_their_mirrors() -> None:
+    import torch.nn.functional as F
+
+    recorder = Recorder()
+    image = _images(1, seed=7)
+    predict_proba(recorder, image, tta="flip_crop")
+    base = normalize(image)
+    centre = F.interpolate(base[..., 2:46, 2:46], size=(48, 48), mode="bilinear")
+    mirror_centre = F.interpolate(base.flip(-1)[..., 2:46, 2:46], size=(48, 48), mode="bilinear")
+    expected = [base, base.flip(-1), centre, mirror_centre]
+    views = recorder.single_views()
+    assert len(views) == 4
+    for view, wanted in zip(views, expected, strict=True):
+        assert torch.equal(view, wanted)
 
 
 def test_tta_views_share_a_forward_pass_when_they_fit_the_batch_size() -> None:

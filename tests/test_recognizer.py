@@ -119,6 +119,25 @@ def test_predict_is_the_evaluation_pipeline(tiny: EmotionRecognizer) -> None:
         np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_the_default_test_time_augmentation_is_the_recognizers(
+    tiny: EmotionRecognizer, faces: np.ndarray
+) -> None:
+    from emotionnet.recognizer import DEFAULT_TTA
+
+    assert tiny.tta == DEFAULT_TTA == "flip_crop"
+    batch = list(faces[:3])
+    np.testing.assert_array_equal(
+        proba(tiny.predict(batch)), proba(tiny.predict(batch, tta=DEFAULT_TTA))
+    )
+    labels = torch.arange(3)
+    assert tiny.evaluate((torch.from_numpy(faces[:3]), labels)).tta == DEFAULT_TTA
+    fast = EmotionRecognizer(tiny.model, CONFIG, device="cpu", tta="none")
+    np.testing.assert_array_equal(proba(fast.predict(batch)), proba(tiny.predict(batch, tta=False)))
+    assert fast.evaluate((torch.from_numpy(faces[:3]), labels)).tta == "none"
+    with pytest.raises(InvalidArgumentError, match="flip_crop"):
+        EmotionRecognizer(tiny.model, CONFIG, device="cpu", tta="sideways")
+
+
 def test_inputs_of_every_type_agree(
     tiny: EmotionRecognizer, faces: np.ndarray, tmp_path: Path
 ) -> None:
@@ -157,7 +176,11 @@ def test_fer2013_parity_csv(recognizer: EmotionRecognizer, tmp_path: Path) -> No
         via_predict = recognizer.predict(path).probabilities
         np.testing.assert_array_equal(to_face_array(Image.open(path)), dataset.images[i].numpy())
         via_dataset = predict_proba(
-            recognizer.model, dataset.images[i : i + 1], mean=CONFIG.mean, std=CONFIG.std
+            recognizer.model,
+            dataset.images[i : i + 1],
+            tta=recognizer.tta,
+            mean=CONFIG.mean,
+            std=CONFIG.std,
         )[0].tolist()
         assert list(via_predict.values()) == pytest.approx(via_dataset, abs=1e-6)
 
@@ -182,7 +205,9 @@ def test_fer2013_parity_real_files(
     by_name = {p.name: p for p in files}
     ordered = [by_name[name] for name in sorted(by_name, key=lambda n: str(by_name[n]))]
     predictions = recognizer.predict(ordered)
-    expected = predict_proba(recognizer.model, dataset.images, mean=CONFIG.mean, std=CONFIG.std)
+    expected = predict_proba(
+        recognizer.model, dataset.images, tta=recognizer.tta, mean=CONFIG.mean, std=CONFIG.std
+    )
     for i, path in enumerate(ordered):
         with Image.open(path) as image:
             np.testing.assert_array_equal(to_face_array(image), dataset.images[i].numpy())

@@ -23,6 +23,11 @@ equally). The views of an ``H x W`` image (48x48 for FER2013) are:
     (-2, 0)}`` pixels (:data:`TTA_SHIFT`), each also mirrored. A shift moves the content and
     fills the uncovered border by repeating the edge pixels (replicate padding); the image
     size does not change.
+``"flip_crop"``
+    4 views: the image, its centre crop of ``round(H * 44 / 48) x round(W * 44 / 48)``
+    pixels resized back to ``H x W`` (the ``"ten_crop"`` centre view), and the mirrors of
+    both. On the bundled model it is as accurate as ``"ten_crop"`` on PublicTest for 4/10 of
+    the cost (``benchmarks/bench_tta.py``).
 ``"ten_crop"``
     10 views: :func:`torchvision.transforms.v2.functional.ten_crop` with crops of
     ``round(H * 44 / 48) x round(W * 44 / 48)`` pixels (44x44 for FER2013,
@@ -51,7 +56,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -92,7 +97,7 @@ __all__ = [
     "report_from_predictions",
 ]
 
-TTA_MODES: Final[tuple[str, ...]] = ("none", "flip", "flip_shift", "ten_crop")
+TTA_MODES: Final[tuple[str, ...]] = ("none", "flip", "flip_shift", "flip_crop", "ten_crop")
 """Names accepted by ``tta`` (besides ``False``, meaning ``"none"``, and ``True``, ``"flip"``)."""
 
 TTA_SHIFT: Final[int] = 2
@@ -193,15 +198,21 @@ def _tta_views(batch: torch.Tensor, mode: str) -> Iterator[torch.Tensor]:
         for dy, dx in ((0, 0), (0, TTA_SHIFT), (0, -TTA_SHIFT), (TTA_SHIFT, 0), (-TTA_SHIFT, 0)):
             yield _shift(batch, dy, dx)
             yield _shift(mirrored, dy, dx)
-    elif mode == "ten_crop":
-        from torchvision.transforms.v2.functional import ten_crop
+    elif mode in ("flip_crop", "ten_crop"):
+        from torchvision.transforms.v2.functional import center_crop, ten_crop
 
         height, width = batch.shape[-2:]
         crop = [
             max(1, round(height * TEN_CROP_SIZE / 48)),
             max(1, round(width * TEN_CROP_SIZE / 48)),
         ]
-        for view in ten_crop(batch, crop):
+        if mode == "flip_crop":
+            yield batch
+            yield mirrored
+            crops: Iterable[torch.Tensor] = (center_crop(batch, crop), center_crop(mirrored, crop))
+        else:
+            crops = ten_crop(batch, crop)
+        for view in crops:
             yield F.interpolate(view, size=(height, width), mode="bilinear", align_corners=False)
     else:  # pragma: no cover - _resolve_tta guards the modes
         raise InvalidArgumentError(f"Unknown TTA mode {mode!r}.")
@@ -250,7 +261,8 @@ def predict_logits(
         device: Where to run. ``None`` runs on the device of the model's parameters; otherwise
             the model is moved there in place (as :meth:`torch.nn.Module.to` does) and stays.
         tta: Test-time augmentation: ``False``/``"none"``, ``True``/``"flip"``,
-            ``"flip_shift"`` or ``"ten_crop"`` (views defined in :mod:`emotionnet.metrics`).
+            ``"flip_shift"``, ``"flip_crop"`` or ``"ten_crop"`` (views defined in
+            :mod:`emotionnet.metrics`).
         mean: Normalisation mean on the 0..1 scale, as the model was trained with.
         std: Normalisation standard deviation on the 0..1 scale.
         progress: Show a tqdm progress bar.
@@ -355,7 +367,8 @@ def predict_proba(
         images: ``uint8`` tensor or array shaped ``N x H x W`` or ``N x 1 x H x W``.
         batch_size: Images per forward pass.
         device: Where to run (``None``: the model's device).
-        tta: ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"`` or ``"ten_crop"``.
+        tta: ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"``, ``"flip_crop"``
+            or ``"ten_crop"``.
         mean: Normalisation mean on the 0..1 scale.
         std: Normalisation standard deviation on the 0..1 scale.
         progress: Show a tqdm progress bar.
@@ -960,7 +973,8 @@ def evaluate(
             arrays, or a data set yielding ``(image, label)``.
         batch_size: Images per forward pass.
         device: Where to run (``None``: the model's device; otherwise the model is moved).
-        tta: ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"`` or ``"ten_crop"``.
+        tta: ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"``, ``"flip_crop"``
+            or ``"ten_crop"``.
         mean: Normalisation mean on the 0..1 scale.
         std: Normalisation standard deviation on the 0..1 scale.
         labels: Class names, position = class index; the model must output one logit each.
