@@ -10,8 +10,8 @@ The script
 
 1. loads the folder with ``EmotionRecognizer.from_pretrained`` (strict) and evaluates exactly
    those weights on PublicTest with the library's ``evaluate``, for every TTA mode asked
-   (default: ``none``, ``flip`` and ``ten_crop``), and checks that the numbers equal the
-   folder's own reports (it stops if they do not);
+   (default: ``none``, ``flip``, ``flip_crop`` and ``ten_crop``), and checks that the numbers
+   equal the folder's own reports (it stops if they do not);
 2. writes the bundled folder (``src/emotionnet/weights/default``): the same weights (checked
    tensor for tensor), ``config.json`` and a model card that state the recipe, the epochs,
    the hardware, the training time and the command, the fresh reports
@@ -47,6 +47,7 @@ from safetensors.torch import load_file
 import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
 from emotionnet.metrics import TTA_MODES, plot_confusion_matrix
+from emotionnet.recognizer import DEFAULT_TTA
 from emotionnet.training import read_config_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,7 @@ TTA_NAMES = {
     "none": "single view",
     "flip": "flip TTA",
     "flip_shift": "flip+shift TTA",
+    "flip_crop": "flip+crop TTA",
     "ten_crop": "ten-crop TTA",
 }
 
@@ -135,6 +137,8 @@ def update_readme_results(reports: dict[str, EvaluationReport], note: str) -> No
     ]
     for report in reports.values():
         view = TTA_NAMES.get(report.tta or "none", str(report.tta))
+        if report.tta == DEFAULT_TTA:
+            view += " (the default)"
         rows.append(
             f"| emotionnet bundled model, one ResNet18, {view} | {report.accuracy:.2%} | "
             f"{report.macro_f1:.2f} | PublicTest (validation) |"
@@ -157,7 +161,9 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="model folder written by the Trainer")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/fer2013")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--tta", nargs="+", default=["none", "flip", "ten_crop"], choices=TTA_MODES)
+    parser.add_argument(
+        "--tta", nargs="+", default=["none", "flip", "flip_crop", "ten_crop"], choices=TTA_MODES
+    )
     parser.add_argument(
         "--figure-tta",
         default="none",

@@ -25,9 +25,15 @@ README = PROJECT_ROOT / "README.md"
 REPORTS = {
     "public_test": "evaluation_public_test.json",
     "public_test + TTA (flip)": "evaluation_public_test_flip.json",
+    "public_test + TTA (flip_crop)": "evaluation_public_test_flip_crop.json",
     "public_test + TTA (ten_crop)": "evaluation_public_test_ten_crop.json",
 }
-VIEWS = {"none": "single view", "flip": "flip TTA", "ten_crop": "ten-crop TTA"}
+VIEWS = {
+    "none": "single view",
+    "flip": "flip TTA",
+    "flip_crop": "flip+crop TTA (the default)",
+    "ten_crop": "ten-crop TTA",
+}
 
 
 def reports() -> dict[str, EvaluationReport]:
@@ -93,9 +99,8 @@ def test_reports_card_config_readme_and_results_page_agree(tmp_path: Path) -> No
         assert summaries[name]["macro_f1"] == report.macro_f1
         assert f"| {name} | {report.num_samples} | {report.accuracy:.2%} |" in card
         view = VIEWS[report.tta or "none"]
-        row = re.search(
-            rf"\| emotionnet bundled model, one ResNet18, {view} \| ([^|]+) \| ([^|]+) \|", table
-        )
+        name = re.escape(f"emotionnet bundled model, one ResNet18, {view}")
+        row = re.search(rf"\| {name} \| ([^|]+) \| ([^|]+) \|", table)
         assert row is not None, view
         assert row.groups() == (f"{report.accuracy:.2%}", f"{report.macro_f1:.2f}")
         assert f"``{report.tta}``" in page and f"{report.accuracy:.2%}" in page
