@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     train_data = subset(train_set, args.max_train_samples, train_config.seed)
     val_data = subset(val_set, args.max_val_samples, train_config.seed)
 
+    # The recipe's seed fixes the initial weights too, so a run is reproducible from its
+    # recipe alone (the Trainer seeds everything after the model exists).
+    torch.manual_seed(train_config.seed)
     model = build_model(model_config)
     trainer = Trainer(model, train_data, val_data, train_config, model_config=model_config)
     history = trainer.fit(resume=args.resume)

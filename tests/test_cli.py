@@ -11,6 +11,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import numpy as np
 import pytest
+import torch
 
 from emotionnet import EmotionRecognizer
 from emotionnet.cli import main
@@ -209,6 +210,23 @@ def test_train_then_resume(
     code, out, err = run([*argv, "--resume", "--no-progress"], capsys)
     assert code == 0, err
     assert "trained 1 epochs" in out
+
+
+@pytest.mark.slow
+def test_a_recipe_trains_the_same_weights_twice(
+    fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(RECIPE)
+    weights = []
+    for name in ("first", "second"):
+        torch.manual_seed(len(name))  # whatever the global RNG holds before
+        output = tmp_path / name
+        argv = ["train", "--config", str(recipe), "--data", str(fer_csv), "--output", str(output)]
+        code, _, err = run([*argv, "--no-progress"], capsys)
+        assert code == 0, err
+        weights.append((output / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]
 
 
 @pytest.mark.slow

@@ -244,6 +244,8 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _train(args: argparse.Namespace, out: TextIO) -> int:
+    import torch
+
     from .data import FER2013
     from .models import ModelConfig, build_model
     from .recognizer import EmotionRecognizer
@@ -274,6 +276,9 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     val_split = str(splits.get("val_split", "public_test"))
     train_set = FER2013(args.data, split=str(splits.get("train_split", "train")))
     val_set = FER2013(args.data, split=val_split)
+    # The recipe's seed fixes the initial weights too, so a run is reproducible from its
+    # recipe alone (the Trainer seeds everything after the model exists).
+    torch.manual_seed(train_config.seed)
     model = build_model(model_config)
     trainer = Trainer(model, train_set, val_set, train_config, model_config=model_config)
     history = trainer.fit(resume=args.resume)
