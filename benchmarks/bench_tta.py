@@ -1,8 +1,8 @@
 """Accuracy of test-time augmentation view sets on PublicTest, with their cost in forward passes.
 
-Every view (the image, its mirror, the ten 44 px crops of ``tta="ten_crop"``) is run once
-through a saved model; each view set's prediction is the mean of its views' softmax
-probabilities, as ``emotionnet.metrics`` averages them. So one run ranks cheap view sets
+Every view (the image, its mirror, the ten 44 px crops of ``tta="ten_crop"``, made by the same
+code as ``emotionnet.metrics``) is run once through a saved model; each view set's prediction
+is the mean of its views' softmax probabilities, as ``emotionnet.metrics`` averages them. So one run ranks cheap view sets
 against ``ten_crop`` on the same weights. The cost of a set is its number of forward passes
 (``benchmarks/bench_predict.py --tta`` times the modes ``predict`` offers).
 
@@ -19,10 +19,9 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from emotionnet import FER2013, EmotionRecognizer
-from emotionnet.metrics import TEN_CROP_SIZE
+from emotionnet.metrics import _tta_views
 from emotionnet.preprocessing import normalize
 
 CROPS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
@@ -39,26 +38,10 @@ VIEW_SETS: dict[str, tuple[str, ...]] = {
 
 
 def views(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every single view of a normalised N x 1 x 48 x 48 batch, by name."""
-    size = batch.shape[-1]
-    side = round(size * TEN_CROP_SIZE / 48)
-    far = size - side
-    corners = {
-        "top-left": (0, 0),
-        "top-right": (0, far),
-        "bottom-left": (far, 0),
-        "bottom-right": (far, far),
-        "centre": (far // 2, far // 2),
-    }
-    result: dict[str, torch.Tensor] = {}
-    for prefix, source in (("", batch), ("mirror ", batch.flip(-1))):
-        result["mirror" if prefix else "image"] = source
-        for name, (top, left) in corners.items():
-            crop = source[..., top : top + side, left : left + side]
-            result[f"{prefix}{name}"] = F.interpolate(
-                crop, size=(size, size), mode="bilinear", align_corners=False
-            )
-    return result
+    """Every single view of a normalised N x 1 x 48 x 48 batch, by name: the library's own."""
+    flip = zip(("image", "mirror"), _tta_views(batch, "flip"), strict=True)
+    ten = zip(VIEW_SETS["ten_crop"], _tta_views(batch, "ten_crop"), strict=True)
+    return {**dict(flip), **dict(ten)}
 
 
 def main() -> None:
