@@ -2,9 +2,10 @@
 
 Every view (the image, its mirror, the ten 44 px crops of ``tta="ten_crop"``, made by the same
 code as ``emotionnet.metrics``) is run once through a saved model; each view set's prediction
-is the mean of its views' softmax probabilities, as ``emotionnet.metrics`` averages them. So one run ranks cheap view sets
-against ``ten_crop`` on the same weights. The cost of a set is its number of forward passes
-(``benchmarks/bench_predict.py --tta`` times the modes ``predict`` offers).
+is the mean of its views' softmax probabilities, as ``emotionnet.metrics`` averages them. So
+one run ranks cheap view sets against ``ten_crop`` on the same weights. The cost of a set is
+its number of forward passes (``benchmarks/bench_predict.py --tta`` times the modes
+``predict`` offers).
 
     python benchmarks/bench_tta.py --model src/emotionnet/weights/default
     python benchmarks/bench_tta.py --model runs/fer2013_resnet18 --data ../shared/data/fer2013
