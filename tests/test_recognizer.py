@@ -138,6 +138,14 @@ def test_the_default_test_time_augmentation_is_the_recognizers(
         EmotionRecognizer(tiny.model, CONFIG, device="cpu", tta="sideways")
 
 
+def test_save_pretrained_names_the_model_card(tiny: EmotionRecognizer, tmp_path: Path) -> None:
+    tiny.save_pretrained(tmp_path / "folder", name="emotionnet-demo")
+    card = (tmp_path / "folder" / "README.md").read_text(encoding="utf-8")
+    assert "\n# emotionnet-demo\n" in card
+    tiny.save_pretrained(tmp_path / "untitled")
+    assert "\n# untitled\n" in (tmp_path / "untitled" / "README.md").read_text(encoding="utf-8")
+
+
 def test_inputs_of_every_type_agree(
     tiny: EmotionRecognizer, faces: np.ndarray, tmp_path: Path
 ) -> None:

@@ -1177,6 +1177,13 @@ class Trainer:
 
         The weight average when ``ema_decay`` is set (from the start of :meth:`fit`), else
         :attr:`model` itself.
+
+        Example:
+            >>> from torch import nn
+            >>> data = (torch.zeros(4, 48, 48, dtype=torch.uint8), torch.arange(4) % 2)
+            >>> model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 2))
+            >>> Trainer(model, data, data, TrainConfig(progress=False)).evaluated_model is model
+            True
         """
         return self.model if self._ema is None else self._ema.module
 
