@@ -90,7 +90,8 @@ def recipe_overrides(recipe: dict[str, Any]) -> str:
 
 def training_facts(
     folder: Path, metadata: dict[str, Any], hardware: str | None, command: str | None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str]:
+    """The card's Training table, and the one-line description under its title."""
     history = json.loads((folder / "history.json").read_text())
     train_config = json.loads((folder / "train_config.json").read_text())
     recorded = dict(metadata.get("training") or {})
@@ -105,7 +106,12 @@ def training_facts(
     best = max(history, key=lambda row: row.get(monitor) or float("-inf"))
     seconds = sum(row["seconds"] for row in history)
     speed = statistics.median(row["images_per_sec"] for row in history)
-    return {
+    description = (
+        "The model that `EmotionRecognizer.from_pretrained()` loads by default. Trained by "
+        "emotionnet's own Trainer from the committed recipe (`recipe.toml` here), "
+        f"{len(history)} epochs on {hardware.split(';')[0]}, in {seconds / 3600:.1f} h."
+    )
+    facts = {
         "made by": "emotionnet's Trainer, examples/train_fer2013.py",
         "recipe": "configs/fer2013_resnet18.toml, as run: recipe.toml in this folder",
         "changed from the committed recipe": recipe_overrides(
@@ -119,6 +125,7 @@ def training_facts(
         "command": command,
         "data": "FER2013 Training (28,709 faces) to train, PublicTest (3,589) to select",
     }
+    return facts, description
 
 
 def same_numbers(fresh: EvaluationReport, recorded: EvaluationReport) -> bool:
@@ -187,7 +194,7 @@ def main() -> None:
         .get("val_split", "public_test")
     )
     source = EmotionRecognizer.from_pretrained(args.folder, device="cpu", backend="torch")
-    facts = training_facts(args.folder, source.metadata, args.hardware, args.command)
+    facts, description = training_facts(args.folder, source.metadata, args.hardware, args.command)
 
     data = FER2013(args.data, split)
     reports: dict[str, EvaluationReport] = {}
@@ -210,12 +217,7 @@ def main() -> None:
     # A fresh folder: nothing of an earlier bundled model stays behind.
     if args.out.exists():
         shutil.rmtree(args.out)
-    source.metadata["description"] = (
-        "The model that `EmotionRecognizer.from_pretrained()` loads by default. Trained by "
-        "emotionnet's own Trainer from the committed recipe (`recipe.toml` here), "
-        f"{len(json.loads((args.folder / 'history.json').read_text()))} epochs on "
-        f"{facts['hardware'].split(';')[0]}, in {facts['training time'].split(' (')[0]}."
-    )
+    source.metadata["description"] = description
     source.metadata["training"] = facts
     source.save_pretrained(args.out, evaluation=reports, dtype="float16", name=args.folder.name)
     for name in CARRIED:
