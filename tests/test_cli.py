@@ -84,8 +84,6 @@ def test_predict_with_the_default_model(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["predict", "no-such-face.jpg"], "No image file at 'no-such-face.jpg'"),
-        (["predict", __file__], "not an image"),
         (["predict", FACE, "--model", "no/such-model"], "HF_HUB_OFFLINE"),
         (["predict", FACE, "--device", "cuda:7"], "device"),
     ],
@@ -106,6 +104,59 @@ def test_errors_are_one_line(
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_bad_files_become_error_records_and_the_rest_is_reported(
+    as_json: bool, model_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    fifo = tmp_path / "pipe.jpg"
+    names = [FACE, "no-such-face.jpg", __file__, str(broken)]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(fifo)
+        names.append(str(fifo))
+    names.append(PHOTO)
+    argv = ["predict", *names, "--model", str(model_dir), "--batch-size", "2"]
+    code, out, err = run([*argv, "--json"] if as_json else argv, capsys)
+    assert code == 1
+    failures = len(names) - 2
+    assert err.count("error: ") == failures and "No image file at 'no-such-face.jpg'" in err
+    if not as_json:
+        rows = out.strip().splitlines()[1:]
+        assert [row.split()[0] for row in rows] == names
+        assert sum(" error " in row for row in rows) == failures
+        return
+    records = json.loads(out)
+    assert [record["image"] for record in records] == names
+    good = [r for r in records if "error" not in r]
+    assert [r["image"] for r in good] == [FACE, PHOTO]
+    expected = EmotionRecognizer.from_pretrained(model_dir, device="cpu").predict([FACE, PHOTO])
+    assert [r["label"] for r in good] == [p.label for p in expected]
+    bad = {r["image"]: r for r in records if "error" in r}
+    assert bad["no-such-face.jpg"]["error_type"] == "ImageNotFoundError"
+    assert bad[str(broken)]["error_type"] == "CorruptImageError"
+    if hasattr(os, "mkfifo"):
+        assert "named pipe" in bad[str(fifo)]["error"]
+
+
+def test_faces_batch_with_a_bad_file_still_reports_the_photo(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["predict", "--faces", "--json", "missing.jpg", PHOTO, "--model", str(model_dir)]
+    code, out, err = run(argv, capsys)
+    assert code == 1 and err.startswith("error: No image file at 'missing.jpg'")
+    missing, photo = json.loads(out)
+    assert missing["error_type"] == "ImageNotFoundError" and len(photo["faces"]) == 1
+
+
+def test_json_is_always_valid_json() -> None:
+    from emotionnet.cli import _dumps
+
+    text = _dumps({"score": float("nan"), "values": [1.0, float("inf")], "ok": "x"})
+    assert json.loads(text) == {"score": None, "values": [1.0, None], "ok": "x"}
+    assert "NaN" not in text and "Infinity" not in text
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["predict"])
@@ -116,14 +167,24 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_dash_m_without_a_traceback(model_dir: Path) -> None:
+    command = [sys.executable, "-m", "emotionnet", "predict"]
     result = subprocess.run(
-        [sys.executable, "-m", "emotionnet", "predict", "missing.jpg", "--model", str(model_dir)],
+        [*command, "missing.jpg", "--model", str(model_dir)],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr == "error: No image file at 'missing.jpg'; check the path.\n"
+    result = subprocess.run(
+        [*command, FACE, "--model", "no/such-model"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
 
 
 def test_evaluate(

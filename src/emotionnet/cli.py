@@ -7,11 +7,14 @@
     emotionnet train --config FILE [--data DIR] [--output DIR] [--resume]
     emotionnet export --onnx OUT [--model NAME_OR_DIR]
 
-Results are printed as a table, or as JSON with ``--json``. An error emotionnet raises on
-purpose (a missing file, an image it cannot read, a model not in the cache while offline...)
-is printed as one line ``error: ...`` and the command exits with status 2. ``train`` logs
-one line per epoch on stderr (losses, validation accuracy and macro-F1, LR, images/s), with
-or without a terminal.
+Results are printed as a table, or as JSON with ``--json`` (always valid JSON: RFC 8259,
+no ``NaN``). ``predict`` carries on past an image it cannot read or predict: the image gets
+an error record (``{"image": ..., "error": ..., "error_type": ...}``, a table row, and an
+``error: ...`` line on stderr), the others are reported, and the exit status is 1. Any
+other error emotionnet raises on purpose (a model not in the cache while offline, a bad
+option value...) is printed as one line ``error: ...`` and the command exits with status 2.
+``train`` logs one line per epoch on stderr (losses, validation accuracy and macro-F1, LR,
+images/s), with or without a terminal.
 
 Example:
     >>> main(["predict", "no-such-file.jpg"])  # doctest: +SKIP
@@ -25,10 +28,11 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -188,37 +192,93 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         out.write("\n")
 
 
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    """JSON that every parser reads (RFC 8259): a non-finite number is written as null."""
+    return json.dumps(_json_safe(value), indent=2, allow_nan=False) + "\n"
+
+
+def _error_text(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _predict_each(recognizer: Any, args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
+    """Yield ``(image, result or exception)`` per named file, in order, chunk by chunk.
+
+    A file that cannot be read or predicted becomes its error; the others are predicted in
+    batches of ``--batch-size`` faces, so a long list never sits in memory as images.
+    """
+    from .images import load_image
+    from .preprocessing import to_face_array
+
+    size = recognizer.config.input_size
+    chunk = max(1, args.batch_size)
+    for start in range(0, len(args.images), chunk):
+        names = args.images[start : start + chunk]
+        if args.faces:
+            for name in names:
+                try:
+                    yield name, recognizer.predict(name, tta=args.tta, faces=True)
+                except (EmotionNetError, OSError) as error:
+                    yield name, error
+            continue
+        faces: list[Any] = []
+        errors: dict[int, BaseException] = {}
+        for index, name in enumerate(names):
+            try:
+                faces.append(to_face_array(load_image(name), size))
+            except (EmotionNetError, OSError) as error:
+                errors[index] = error
+        try:
+            predictions = iter(recognizer.predict(faces, batch_size=chunk, tta=args.tta))
+        except EmotionNetError as error:  # a model that cannot answer: every face fails
+            predictions = iter([error] * len(faces))
+        for index, name in enumerate(names):
+            yield name, errors[index] if index in errors else next(predictions)
+
+
 def _predict(args: argparse.Namespace, out: TextIO) -> int:
     recognizer = _load(args)
     k = min(max(args.top, 1), len(recognizer.labels))
-    results = recognizer.predict(
-        list(args.images), batch_size=args.batch_size, tta=args.tta, faces=args.faces
+    failed = 0
+    records: list[dict[str, Any]] = []
+    rows: list[list[str]] = (
+        [["image", "face (x,y,w,h)", "emotion", "score", f"top {k}"]]
+        if args.faces
+        else [["image", "emotion", "score", f"top {k}"]]
     )
-    if args.json:
-        records: list[dict[str, Any]] = []
-        for image, result in zip(args.images, results, strict=True):
-            if args.faces:
-                records.append({"image": image, "faces": [face.to_dict() for face in result]})
-            else:
-                records.append({"image": image, **result.to_dict()})
-        out.write(json.dumps(records, indent=2) + "\n")
-        return 0
-    rows: list[list[str]]
-    if args.faces:
-        rows = [["image", "face (x,y,w,h)", "emotion", "score", f"top {k}"]]
-        for image, found in zip(args.images, results, strict=True):
-            if not found:
+    for image, result in _predict_each(recognizer, args):
+        if isinstance(result, BaseException):
+            failed += 1
+            message = _error_text(result)
+            sys.stderr.write(f"error: {message}\n")
+            records.append({"image": image, "error": message, "error_type": type(result).__name__})
+            rows.append([image, *(["-"] if args.faces else []), "error", "-", message])
+        elif args.faces:
+            records.append({"image": image, "faces": [face.to_dict() for face in result]})
+            if not result:
                 rows.append([image, "no face found", "-", "-", "-"])
-            for face in found:
+            for face in result:
                 p = face.prediction
                 box = ",".join(str(v) for v in face.box)
                 rows.append([image, box, p.label, f"{p.score:.2f}", _format_top(p, k)])
+        else:
+            records.append({"image": image, **result.to_dict()})
+            rows.append([image, result.label, f"{result.score:.2f}", _format_top(result, k)])
+    if args.json:
+        out.write(_dumps(records))
     else:
-        rows = [["image", "emotion", "score", f"top {k}"]]
-        for image, p in zip(args.images, results, strict=True):
-            rows.append([image, p.label, f"{p.score:.2f}", _format_top(p, k)])
-    _table(rows, out)
-    return 0
+        _table(rows, out)
+    return 1 if failed else 0
 
 
 def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
@@ -234,7 +294,7 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
         plot_confusion_matrix(report, args.plot)
     if args.json:
-        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        out.write(_dumps(report.to_dict()))
     else:
         out.write(f"{recognizer.source} on {args.split} ({args.data})\n\n")
         out.write(report.to_markdown())
@@ -336,8 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments without the program name; ``None`` reads ``sys.argv``.
 
     Returns:
-        The exit status: 0 on success, 2 on a usage error or an error emotionnet reports
-        (printed as one line ``error: ...`` on stderr, without a traceback).
+        The exit status: 0 on success; 1 when ``predict`` could not read or predict some of
+        the named images (each has an error record, the others are reported); 2 on a usage
+        error or an error emotionnet reports (printed as one line ``error: ...`` on stderr,
+        without a traceback).
 
     Example:
         >>> main(["predict", "--json", "missing.jpg"])  # doctest: +SKIP
@@ -357,8 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args, sys.stdout)
     except (EmotionNetError, OSError) as error:
         # OSError covers what the OS refuses (permissions, a full disk, a missing recipe).
-        message = " ".join(str(error).split()) or type(error).__name__
-        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(f"error: {_error_text(error)}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

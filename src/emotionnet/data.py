@@ -66,15 +66,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import current_process
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ._atomic import atomic_write_bytes
+from ._io import open_regular_file
 from .errors import (
     CorruptImageError,
     DatasetNotFoundError,
@@ -86,6 +88,7 @@ from .errors import (
     UnknownEmotionError,
     UnsupportedInputError,
 )
+from .images import load_image
 from .labels import EMOTIONS, NUM_CLASSES, emotion_to_index
 from .preprocessing import IMAGE_SIZE, to_face_array
 
@@ -318,6 +321,13 @@ def _is_junk(name: str) -> bool:
     return name.startswith(".") or name.lower() in _JUNK_FILES
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop
+        return False
+
+
 def _list_split_folder(folder: Path, base: Path) -> list[_FileItem]:
     items: list[_FileItem] = []
     ignored: list[str] = []
@@ -325,7 +335,7 @@ def _list_split_folder(folder: Path, base: Path) -> list[_FileItem]:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if _is_junk(entry.name):
             continue
-        if not entry.is_dir():
+        if not _is_dir(entry):
             ignored.append(entry.name)
             continue
         try:
@@ -340,11 +350,20 @@ def _list_split_folder(folder: Path, base: Path) -> list[_FileItem]:
             if _is_junk(file.name):
                 continue
             extension = "." + file.name.rpartition(".")[2].lower()
-            if extension not in IMAGE_EXTENSIONS or not file.is_file():
+            if extension not in IMAGE_EXTENSIONS:
                 ignored.append(f"{entry.name}/{file.name}")
                 continue
-            stat = file.stat()
             relpath = f"{prefix}/{entry.name}/{file.name}"
+            try:
+                stat = file.stat()
+            except OSError:
+                # A dangling link or a link loop: kept, so that decoding reports it by name
+                # (raised, or skipped with on_error="skip") instead of aborting the listing.
+                items.append(_FileItem(relpath, label, -1, 0))
+                continue
+            if not S_ISREG(stat.st_mode):  # a folder, pipe, device: not an image file
+                ignored.append(f"{entry.name}/{file.name}")
+                continue
             items.append(_FileItem(relpath, label, stat.st_size, stat.st_mtime_ns))
     if ignored:
         logger.warning(
@@ -416,11 +435,10 @@ def _decode_image_files(paths: Sequence[str]) -> tuple[ImageArray, list[tuple[in
     errors: list[tuple[int, str]] = []
     for index, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                if "exif" in image.info:
-                    image = ImageOps.exif_transpose(image)
-                out[index] = to_face_array(image)
-        except Exception as error:  # any decoder failure is reported with its file name
+            # The one image door: regular files only, the decoder allow-list, the pixel
+            # limit and the EXIF orientation, as for predict.
+            out[index] = to_face_array(load_image(path))
+        except Exception as error:  # any failure is reported with its file name
             errors.append((index, f"{type(error).__name__}: {error}"))
     return out, errors
 
@@ -603,7 +621,7 @@ def _read_csv(
         flush()  # earlier rows first, so that on_error="raise" names the first bad line
         problems.report(f"{name} line {line_number}", message, MalformedDataError)
 
-    with open(path, "rb") as file:
+    with open_regular_file(path) as file:
         header_line = file.readline()
         header = [
             field.decode("utf-8-sig", errors="replace").strip().strip('"').lower()
@@ -751,7 +769,7 @@ def _verify_md5(path: Path | None, expected: str) -> None:
         )
         return
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as file:
+    with open_regular_file(path) as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     actual = digest.hexdigest()

@@ -107,6 +107,16 @@ def _input_channels(model: nn.Module) -> int:
     return 1
 
 
+def _highest_opset() -> int:
+    """The highest opset torch.onnx's TorchScript exporter (dynamo=False) writes."""
+    try:
+        from torch.onnx import _constants
+
+        return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET))
+    except ImportError:  # a PyTorch that moved its constants: the default is known to work
+        return DEFAULT_OPSET
+
+
 def onnx_bytes(
     model_or_recognizer: nn.Module | EmotionRecognizer,
     *,
@@ -131,6 +141,8 @@ def onnx_bytes(
     Raises:
         MissingDependencyError: If the ``onnx`` package is not installed.
         UnsupportedInputError: If the object is neither a model nor a recognizer.
+        InvalidArgumentError: If ``opset`` is not one the exporter writes (9 to 20 with
+            PyTorch 2.x).
 
     Example:
         >>> from emotionnet.models import ModelConfig, build_model
@@ -139,8 +151,12 @@ def onnx_bytes(
     """
     model, own_config = _unwrap(model_or_recognizer)
     config = config if config is not None else own_config
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 9:
-        raise InvalidArgumentError(f"opset must be an integer >= 9, got {opset!r}.")
+    highest = _highest_opset()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 9 <= opset <= highest:
+        raise InvalidArgumentError(
+            f"opset must be an integer from 9 to {highest} (the highest this PyTorch's "
+            f"exporter writes), got {opset!r}; the default {DEFAULT_OPSET} runs everywhere."
+        )
     onnx = _import_optional("onnx", "ONNX export")
     # Export a float32 CPU copy in eval mode: the caller's model keeps its device and mode.
     exported = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()

@@ -30,11 +30,12 @@ import numpy.typing as npt
 from PIL import Image
 
 from .errors import InvalidArgumentError, MissingDependencyError
-from .images import ImageInput, load_image
+from .images import ImageInput, load_image, original_size
 from .preprocessing import to_grayscale
 
 __all__ = [
     "DEFAULT_MARGIN",
+    "MAX_DETECTION_SIDE",
     "Box",
     "FaceDetector",
     "HaarCascadeDetector",
@@ -54,6 +55,15 @@ DEFAULT_MARGIN: Final[float] = 0.02
 Measured, not guessed: on FER2013 test faces upscaled onto a background, the Haar cascade's
 box is a centred square about 0.96 of the FER2013 crop, so a 2% margin per side reproduces
 the framing the models were trained on.
+"""
+
+MAX_DETECTION_SIDE: int = 2048
+"""Longest side, in pixels, of the image a face detector is given.
+
+A larger photo is reduced (bilinear) before detection and the boxes are mapped back to its
+pixels; the crops are cut from the full photo. This bounds the detector's time and memory
+(OpenCV's Haar cascade needs several bytes per pixel and pyramid level); faces smaller than
+``min_size`` times the reduction factor are not found.
 """
 
 _INSTALL_HINT: Final[str] = 'pip install "emotionnet[face]"'
@@ -153,7 +163,9 @@ class HaarCascadeDetector:
         )
 
 
-def _clip_box(raw: Sequence[Any], width: int, height: int) -> Box | None:
+def _clip_box(
+    raw: Sequence[Any], scale: tuple[float, float], width: int, height: int
+) -> Box | None:
     try:
         values = [float(v) for v in raw]
     except (TypeError, ValueError):
@@ -163,7 +175,8 @@ def _clip_box(raw: Sequence[Any], width: int, height: int) -> Box | None:
             f"The face detector returned {raw!r}; a detector must return (x, y, w, h) boxes "
             "of four finite numbers."
         )
-    x, y, w, h = (round(v) for v in values)
+    sx, sy = scale
+    x, y, w, h = (round(v * f) for v, f in zip(values, (sx, sy, sx, sy), strict=True))
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + w, width), min(y + h, height)
     if x1 <= x0 or y1 <= y0:
@@ -172,11 +185,36 @@ def _clip_box(raw: Sequence[Any], width: int, height: int) -> Box | None:
 
 
 def _detect_gray(gray: Image.Image, detector: FaceDetector) -> list[Box]:
-    pixels = np.asarray(gray, dtype=np.uint8)
-    boxes = [_clip_box(raw, gray.width, gray.height) for raw in detector(pixels)]
+    factor = max(gray.size) / MAX_DETECTION_SIDE
+    work = gray
+    if factor > 1.0:
+        # The detector sees a reduced copy; boxes are mapped back to the photo's pixels.
+        size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
+        work = gray.resize(size, Image.Resampling.BILINEAR)
+    scale = (gray.width / work.width, gray.height / work.height)
+    found = detector(np.asarray(work, dtype=np.uint8))
+    if found is None or isinstance(found, (str, bytes)) or not isinstance(found, Iterable):
+        raise InvalidArgumentError(
+            f"The face detector {detector!r} returned {type(found).__name__}; a detector must "
+            "return an iterable of (x, y, w, h) boxes (an empty list when there is no face)."
+        )
+    boxes = [_clip_box(raw, scale, gray.width, gray.height) for raw in found]
     kept = [box for box in boxes if box is not None]
     # Largest first; ties broken top-to-bottom, left-to-right so the order is deterministic.
     return sorted(kept, key=lambda b: (-b[2] * b[3], b[1], b[0]))
+
+
+def _to_original(boxes: list[Box], size: tuple[int, int], original: tuple[int, int]) -> list[Box]:
+    """Map boxes found in a reduced image to the pixels of the original one."""
+    if size == original:
+        return boxes
+    sx, sy = original[0] / size[0], original[1] / size[1]
+    mapped = []
+    for x, y, w, h in boxes:
+        x0, y0 = round(x * sx), round(y * sy)
+        x1, y1 = min(round((x + w) * sx), original[0]), min(round((y + h) * sy), original[1])
+        mapped.append((x0, y0, max(1, x1 - x0), max(1, y1 - y0)))
+    return mapped
 
 
 _default_detector: HaarCascadeDetector | None = None
@@ -201,7 +239,9 @@ def detect_faces(image: ImageInput, *, detector: FaceDetector | None = None) -> 
             defaults.
 
     Returns:
-        The boxes clipped to the image, largest first; an empty list when there is no face.
+        The boxes clipped to the image, largest first, in the pixels of the image (of the
+        file, when :func:`~emotionnet.images.load_image` reduced a very large one); an
+        empty list when there is no face.
 
     Raises:
         MissingDependencyError: If ``detector`` is ``None`` and OpenCV is not installed.
@@ -212,8 +252,10 @@ def detect_faces(image: ImageInput, *, detector: FaceDetector | None = None) -> 
         >>> detect_faces(np.zeros((50, 80), dtype=np.uint8), detector=lambda g: [(70, 40, 30, 30)])
         [(70, 40, 10, 10)]
     """
-    gray = to_grayscale(load_image(image))
-    return _detect_gray(gray, detector if detector is not None else _get_default_detector())
+    photo = load_image(image)
+    gray = to_grayscale(photo)
+    boxes = _detect_gray(gray, detector if detector is not None else _get_default_detector())
+    return _to_original(boxes, gray.size, original_size(photo))
 
 
 def crop_face(image: Image.Image, box: Box, *, margin: float = DEFAULT_MARGIN) -> Image.Image:

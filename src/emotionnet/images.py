@@ -23,9 +23,11 @@ grayscale faces (a slice of ``FER2013.images``) as one RGB(A) image. Pass faces 
 ``images.unsqueeze(1)`` or a list, and one colour image as ``image.unsqueeze(0)``, a PIL
 image or a channels-last array.
 
-Pixel values: ``uint8`` as is; ``uint16`` on the 16-bit scale (divided by 257); other
-integer types must hold 0..255; ``bool`` is black/white; floats must be finite and in
-``[0, 1]``.
+Pixel values follow one rule per type, never guessed from the values
+(:func:`~emotionnet.preprocessing.pixels_to_uint8`): ``uint8`` and PIL ``L``/``RGB`` as is;
+``uint16`` and PIL ``I;16`` on the 16-bit scale (divided by 257); other integer types and
+PIL ``I`` must hold 0..255; ``bool`` is black/white; floats and PIL ``F`` must be finite and
+in ``[0, 1]``. Values outside their type's range are an :class:`InvalidImageError`.
 
 Example:
     >>> import numpy as np
@@ -39,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -50,19 +53,22 @@ import numpy.typing as npt
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._io import NotARegularFileError, open_regular_file
 from .errors import (
     CorruptImageError,
     ImageNotFoundError,
     InvalidImageError,
     UnsupportedInputError,
 )
-from .preprocessing import IMAGE_SIZE, to_face_array
+from .preprocessing import IMAGE_SIZE, pixels_to_uint8, to_face_array
 
 __all__ = [
     "ACCEPTED_FORMATS",
     "MAX_IMAGE_PIXELS",
+    "MAX_WORKING_SIDE",
     "ImageInput",
     "load_image",
+    "original_size",
     "to_face_batch",
     "unbatch",
 ]
@@ -99,6 +105,16 @@ Checked from the file header before any pixel is decoded. Raise it (``emotionnet
 MAX_IMAGE_PIXELS = ...``) to accept larger photos.
 """
 
+MAX_WORKING_SIDE: int = 4096
+"""Longest side, in pixels, of an image decoded from a file or bytes.
+
+Larger images are reduced by an integer factor while they are decoded (JPEG: the decoder's
+own 1/2, 1/4 or 1/8 scaling, so the full-size pixels are never in memory) or right after
+(other formats: box averaging). A face crop is 48x48 pixels, so nothing the models see is
+lost; the memory and time of what follows (grayscale conversion, face detection) stay
+bounded. Images passed as arrays, tensors or PIL images are not reduced.
+"""
+
 _ACCEPTED_TYPES: Final[str] = (
     "a path (str or os.PathLike), encoded image bytes, a PIL image, a numpy array "
     "(H x W or H x W x 1/3/4) or a torch tensor (H x W or C x H x W)"
@@ -118,6 +134,75 @@ def _check_pixels(width: int, height: int, what: str) -> None:
         )
 
 
+_ORIENTATION: Final[int] = 0x0112
+_EXIF_TRANSPOSE: Final[dict[int, Image.Transpose]] = {  # as ImageOps.exif_transpose
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+_SWAPS_SIDES: Final[frozenset[Image.Transpose]] = frozenset(
+    {
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+    }
+)
+_DECODED_FROM: Final[str] = "emotionnet.decoded_from"
+"""``Image.info`` key of a reduced image: the size of the image in its file (upright)."""
+
+
+def original_size(image: Image.Image) -> tuple[int, int]:
+    """The size of an image in its file, also when decoding reduced it.
+
+    :func:`load_image` reduces files larger than :data:`MAX_WORKING_SIDE`; face boxes are
+    reported in the pixels of the file, so they are scaled from the reduced image by the
+    ratio of the two sizes.
+
+    Args:
+        image: An image returned by :func:`load_image` (any PIL image works).
+
+    Returns:
+        ``(width, height)`` of the upright image in its file; ``image.size`` when it was
+        not reduced.
+
+    Example:
+        >>> from PIL import Image
+        >>> original_size(Image.new("L", (30, 20)))
+        (30, 20)
+    """
+    size = image.info.get(_DECODED_FROM)
+    if isinstance(size, tuple) and len(size) == 2:
+        return (int(size[0]), int(size[1]))
+    return image.size
+
+
+def _reduction(size: tuple[int, int]) -> int:
+    """The integer factor that brings the longer side to at most MAX_WORKING_SIDE."""
+    return max(1, math.ceil(max(size) / MAX_WORKING_SIDE))
+
+
+def _reduced_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    return (math.ceil(size[0] / factor), math.ceil(size[1] / factor))
+
+
+def _reduce(image: Image.Image) -> Image.Image:
+    """Shrink an image whose longer side exceeds MAX_WORKING_SIDE by box averaging."""
+    factor = _reduction(image.size)
+    if factor == 1:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # modes Image.reduce does not handle: 1, P, PA, I;16
+        return image.resize(_reduced_size(image.size, factor), Image.Resampling.BOX)
+
+
 def _decode(source: IO[bytes], what: str) -> Image.Image:
     try:
         # Pillow's own bomb check warns at its limit and raises at twice it; ours replaces the
@@ -126,10 +211,28 @@ def _decode(source: IO[bytes], what: str) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source, formats=list(ACCEPTED_FORMATS)) as opened:
                 _check_pixels(opened.width, opened.height, what)
+                file_size = opened.size
+                factor = _reduction(file_size)
+                if factor > 1 and opened.format == "JPEG":
+                    # DCT scaling while decoding (1/2, 1/4 or 1/8): the full-size pixels
+                    # are never held in memory.
+                    opened.draft(opened.mode, _reduced_size(file_size, factor))
                 opened.load()
-                image: Image.Image = ImageOps.exif_transpose(opened)
-                if image is opened:
-                    image = opened.copy()
+                image: Image.Image = _reduce(opened)
+                if image is opened and opened.size == file_size:
+                    image = ImageOps.exif_transpose(opened)
+                    if image is opened:
+                        image = opened.copy()
+                else:  # the reduced copy has no EXIF data: apply the original's orientation
+                    if image is opened:
+                        image = opened.copy()
+                    method = _EXIF_TRANSPOSE.get(opened.getexif().get(_ORIENTATION, 1))
+                    width, height = file_size
+                    if method is not None:
+                        image = image.transpose(method)
+                        if method in _SWAPS_SIDES:
+                            width, height = height, width
+                    image.info[_DECODED_FROM] = (width, height)
     except Image.DecompressionBombError as error:
         raise InvalidImageError(
             f"{what} is too large to decode safely ({error}); downscale it first."
@@ -159,54 +262,18 @@ def _load_path(path: str | os.PathLike[str]) -> Image.Image:
             f"Cannot expand the home directory in {str(path)!r}; check the path."
         ) from None
     try:
-        is_dir = resolved.is_dir()
-        handle = None if is_dir else resolved.open("rb")
+        handle = open_regular_file(resolved)
     except FileNotFoundError:
         raise ImageNotFoundError(f"No image file at {str(path)!r}; check the path.") from None
+    except NotARegularFileError as error:
+        raise ImageNotFoundError(
+            f"{str(path)!r} is {error.strerror}, not an image file; pass a regular file."
+        ) from None
     except (OSError, ValueError) as error:  # too long a name, no permission, a NUL byte, ...
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise ImageNotFoundError(f"Cannot open the image file {str(path)!r}: {reason}.") from None
-    if handle is None:
-        raise ImageNotFoundError(f"{str(path)!r} is a directory; pass an image file.")
     with handle:
         return _decode(handle, f"The file {str(path)!r}")
-
-
-def _to_uint8(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.uint8]:
-    kind = array.dtype.kind
-    if kind == "b":
-        black_white: npt.NDArray[np.uint8] = array.astype(np.uint8) * np.uint8(255)
-        return black_white
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.uint16:
-        # Same 16-bit rule as preprocessing.to_grayscale for "I;16" images.
-        return np.rint(array.astype(np.float64) / 257.0).astype(np.uint8)
-    if kind in "iu":
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise InvalidImageError(
-                f"{what} has {array.dtype} pixels in {low}..{high}; integer images other than "
-                "uint16 must hold 0..255. Convert to uint8, uint16 or float in [0, 1]."
-            )
-        return array.astype(np.uint8)
-    if kind == "f":
-        values = array.astype(np.float64)
-        if not np.isfinite(values).all():
-            raise InvalidImageError(
-                f"{what} contains NaN or infinite values; pass finite pixel values in [0, 1]."
-            )
-        fmin, fmax = float(values.min()), float(values.max())
-        if fmin < 0.0 or fmax > 1.0:
-            raise InvalidImageError(
-                f"{what} has float pixels in [{fmin:g}, {fmax:g}]; float images must lie in "
-                "[0, 1] (divide 0..255 values by 255)."
-            )
-        return np.rint(values * 255.0).astype(np.uint8)
-    raise UnsupportedInputError(
-        f"{what} has dtype {array.dtype}, which is not a pixel type; pass uint8, uint16, "
-        "another integer type holding 0..255, bool or float in [0, 1]."
-    )
 
 
 def _array_to_pil(array: npt.NDArray[Any], what: str, layout: str) -> Image.Image:
@@ -222,13 +289,25 @@ def _array_to_pil(array: npt.NDArray[Any], what: str, layout: str) -> Image.Imag
             "4 (RGBA) channels. A batch is a list of images, or a 4-D array/tensor."
         )
     _check_pixels(int(array.shape[1]), int(array.shape[0]), what)
-    return Image.fromarray(np.ascontiguousarray(_to_uint8(array, what)), mode=mode)
+    return Image.fromarray(np.ascontiguousarray(pixels_to_uint8(array, what)), mode=mode)
 
 
 def _tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     what = f"The tensor of shape {tuple(tensor.shape)}"
     if tensor.is_complex():
         raise UnsupportedInputError(f"{what} is complex ({tensor.dtype}); pass real pixel values.")
+    if tensor.layout != torch.strided:
+        raise UnsupportedInputError(
+            f"{what} is a {tensor.layout} tensor; pass a dense one (tensor.to_dense())."
+        )
+    if tensor.is_quantized:
+        raise UnsupportedInputError(
+            f"{what} is quantized ({tensor.dtype}); pass tensor.dequantize() or uint8 pixels."
+        )
+    if tensor.is_meta:
+        raise UnsupportedInputError(
+            f"{what} is on the meta device and holds no pixel values; pass a tensor with data."
+        )
     if tensor.ndim == 3:
         if tensor.shape[0] not in (1, 3, 4):
             raise InvalidImageError(
@@ -289,8 +368,12 @@ def load_image(image: ImageInput) -> Image.Image:
             raise CorruptImageError("The given bytes are empty; pass the content of an image file.")
         return _decode(io.BytesIO(data), "The given bytes")
     if isinstance(image, np.ndarray):
+        # np.asarray drops ndarray subclasses (np.matrix indexes differently; a masked
+        # array's mask has no meaning for pixels).
         return _array_to_pil(
-            image, f"The array of shape {tuple(image.shape)}", "H x W or H x W x C (channels last)"
+            np.asarray(image),
+            f"The array of shape {tuple(image.shape)}",
+            "H x W or H x W x C (channels last)",
         )
     if isinstance(image, torch.Tensor):
         return _tensor_to_pil(image)
@@ -407,5 +490,5 @@ def _unchanged_by_the_rule(image: object, size: int) -> npt.NDArray[np.uint8] | 
         and image.dtype == np.uint8
         and image.shape in ((size, size), (size, size, 1))
     ):
-        return image.reshape(size, size)
+        return np.asarray(image).reshape(size, size)  # np.asarray: a plain array, not np.matrix
     return None

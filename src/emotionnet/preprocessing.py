@@ -4,10 +4,12 @@ A face becomes model input in two steps, the same everywhere in emotionnet:
 
 1. :func:`to_face_array`: any PIL image -> 8-bit grayscale ``size x size`` ``uint8`` array.
    Colour is converted with Pillow's ITU-R 601-2 luma transform (``L = R*299/1000 +
-   G*587/1000 + B*114/1000``); transparent pixels are composited onto white first; 16-bit and
-   float images are scaled to 0..255 (not clipped). An image that is not already ``size x size``
-   is resized as a whole (no crop, so a non-square image is stretched) with Pillow's
-   antialiased bilinear filter. FER2013 images are 48x48 and pass through unchanged.
+   G*587/1000 + B*114/1000``); transparent pixels are composited onto white first; 16-bit,
+   32-bit and float images are mapped to 0..255 by the rule of their type
+   (:func:`pixels_to_uint8`: ``I;16`` on the 16-bit scale, ``I`` must hold 0..255, ``F``
+   must lie in ``[0, 1]``; never guessed from the values). An image that is not already
+   ``size x size`` is resized as a whole (no crop, so a non-square image is stretched) with
+   Pillow's antialiased bilinear filter. FER2013 images are 48x48 and pass through unchanged.
 2. :func:`normalize`: ``uint8`` batch -> ``float32`` ``N x 1 x H x W`` tensor,
    ``(x / 255 - mean) / std`` with the model's mean and std.
 
@@ -25,7 +27,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +41,7 @@ __all__ = [
     "FER2013_STD",
     "IMAGE_SIZE",
     "normalize",
+    "pixels_to_uint8",
     "to_face_array",
     "to_grayscale",
 ]
@@ -60,29 +63,90 @@ _CONVERTIBLE_MODES: Final[str] = (
 """The PIL modes :func:`to_grayscale` converts (for the error message of the others)."""
 
 
-def _scale_to_uint8(values: npt.NDArray[np.floating], mode: str) -> Image.Image:
-    if not np.isfinite(values).all():
-        raise InvalidImageError(
-            f"The {mode!r} image contains NaN or infinite values; pass finite pixel values."
-        )
-    low, high = float(values.min()), float(values.max())
-    if low < 0:
-        raise InvalidImageError(
-            f"The {mode!r} image has negative pixel values (min {low:g}); pass values in "
-            "[0, 1] (float) or 0..255 / 0..65535 (integer)."
-        )
-    if high <= 1.0:
-        scaled = values * 255.0
-    elif high <= 255.0:
-        scaled = values
-    elif high <= 65535.0:
-        scaled = values / 257.0
-    else:
-        raise InvalidImageError(
-            f"The {mode!r} image has pixel values up to {high:g}, beyond 16 bits; rescale it "
-            "to [0, 1] or 0..255 first."
-        )
-    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
+_BAND_PIXELS: Final[int] = 1 << 20
+"""Pixels converted at once by :func:`to_grayscale` for 16-bit, 32-bit and float images, so
+that converting a large image needs no full-size temporary array."""
+
+
+def pixels_to_uint8(array: npt.NDArray[Any], what: str) -> npt.NDArray[np.uint8]:
+    """Map pixel values to 0..255 by the one rule of their dtype.
+
+    The scale follows the type, never the values: ``uint8`` as is; 16-bit unsigned on the
+    16-bit scale (rounded ``v / 257``); other integers must hold 0..255; ``bool`` is
+    black/white; floats must be finite and in ``[0, 1]`` (times 255, rounded). Values outside
+    the range of their type are an error, not clipped or rescaled, for every input type.
+
+    Args:
+        array: Pixels of any shape.
+        what: The image, for messages (``"The array of shape (2, 2)"``).
+
+    Returns:
+        A ``uint8`` array of the same shape.
+
+    Raises:
+        InvalidImageError: If values lie outside their type's range, or are NaN/infinite.
+        UnsupportedInputError: If the dtype is not a pixel type (complex, object, ...).
+
+    Example:
+        >>> import numpy as np
+        >>> pixels_to_uint8(np.array([0.0, 0.5, 1.0]), "x").tolist()
+        [0, 128, 255]
+        >>> pixels_to_uint8(np.array([0, 32896, 65535], dtype=np.uint16), "x").tolist()
+        [0, 128, 255]
+    """
+    kind = array.dtype.kind
+    if array.size == 0 and kind in "biuf":
+        return np.zeros(array.shape, dtype=np.uint8)
+    if kind == "b":
+        black_white: npt.NDArray[np.uint8] = array.astype(np.uint8) * np.uint8(255)
+        return black_white
+    if array.dtype == np.uint8:
+        return array
+    if kind == "u" and array.dtype.itemsize == 2:
+        # round(v / 257) in integers: v / 257 is never exactly k + 1/2 for an integer v.
+        wide = array.astype(np.uint32)
+        return ((wide * 2 + 257) // 514).astype(np.uint8)
+    if kind in "iu":
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise InvalidImageError(
+                f"{what} has {array.dtype} pixels in {low}..{high}; integer images other than "
+                "16-bit must hold 0..255. Convert to uint8, uint16 or float in [0, 1]."
+            )
+        return array.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(array).all():
+            raise InvalidImageError(
+                f"{what} contains NaN or infinite values; pass finite pixel values in [0, 1]."
+            )
+        fmin, fmax = float(array.min()), float(array.max())
+        if fmin < 0.0 or fmax > 1.0:
+            raise InvalidImageError(
+                f"{what} has float pixels in [{fmin:g}, {fmax:g}]; float images must lie in "
+                "[0, 1] (divide 0..255 values by 255)."
+            )
+        scaled = np.multiply(array, 255.0, dtype=np.float64 if array.itemsize > 4 else np.float32)
+        rounded: npt.NDArray[np.uint8] = np.rint(scaled, out=scaled).astype(np.uint8)
+        return rounded
+    raise UnsupportedInputError(
+        f"{what} has dtype {array.dtype}, which is not a pixel type; pass uint8, uint16, "
+        "another integer type holding 0..255, bool or float in [0, 1]."
+    )
+
+
+def _scaled_mode_to_l(image: Image.Image) -> Image.Image:
+    """Convert an ``I;16*``, ``I`` or ``F`` image to ``L`` by :func:`pixels_to_uint8`.
+
+    Band by band, so the only full-size buffer besides the image is the 8-bit result.
+    """
+    width, height = image.size
+    out = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, _BAND_PIXELS // max(width, 1))
+    what = f"The {image.mode!r} image"
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(top + rows, height)))
+        out[top : top + band.height] = pixels_to_uint8(np.asarray(band), what)
+    return Image.fromarray(out, mode="L")
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -95,8 +159,8 @@ def to_grayscale(image: Image.Image) -> Image.Image:
         The image in mode ``"L"``, same size.
 
     Raises:
-        InvalidImageError: If a 32-bit or float image holds NaN, infinite, negative or
-            out-of-range values.
+        InvalidImageError: If an ``I`` image holds values outside 0..255, or an ``F`` image
+            values outside ``[0, 1]`` or NaN/infinite ones (see :func:`pixels_to_uint8`).
         UnsupportedInputError: If Pillow cannot convert the mode to grayscale (``LAB``, ...).
 
     Example:
@@ -108,10 +172,7 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     if mode == "L":
         return image
     if mode in _SIXTEEN_BIT_MODES or mode in {"I", "F"}:
-        values = np.asarray(image, dtype=np.float64)
-        if mode in _SIXTEEN_BIT_MODES:
-            return Image.fromarray(np.rint(values / 257.0).astype(np.uint8), mode="L")
-        return _scale_to_uint8(values, mode)
+        return _scaled_mode_to_l(image)
     try:
         if mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (
             mode == "P" and "transparency" in image.info
