@@ -149,6 +149,66 @@ def test_faces_batch_with_a_bad_file_still_reports_the_photo(
     assert missing["error_type"] == "ImageNotFoundError" and len(photo["faces"]) == 1
 
 
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.open(FACE).save(folder / "b_face.png")
+    Image.open(FACE).save(folder / "a_face.JPG")
+    Image.open(FACE).save(folder / "sub" / "c_face.webp")
+    (folder / "README.md").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(b"junk")
+    return folder
+
+
+def test_folder_gives_rows_for_images_only(
+    image_folder: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import io
+
+    argv = ["predict", str(image_folder), "--model", str(model_dir), "--format", "csv"]
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "skipped 1 non-image file" in err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [Path(row["image"]).name for row in rows] == ["a_face.JPG", "b_face.png"]
+    recognizer = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
+    for row in rows:
+        expected = recognizer.predict(row["image"])
+        assert row["emotion"] == expected.label and row["error"] == ""
+        probabilities = [float(row[f"p_{label}"]) for label in expected.probabilities]
+        assert probabilities == pytest.approx(list(expected.probabilities.values()), abs=1e-5)
+    code, out, _ = run([*argv[:-2], "--recursive", "--format", "jsonl"], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [Path(r["image"]).name for r in lines] == ["a_face.JPG", "b_face.png", "c_face.webp"]
+
+
+def test_csv_per_face_with_boxes_and_output_file(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    target = tmp_path / "out.csv"
+    argv = ["predict", "--faces", PHOTO, "missing.jpg", "--model", str(model_dir)]
+    code, out, err = run([*argv, "--format", "csv", "--output", str(target)], capsys)
+    assert code == 1 and out == "" and f"to {target}" in err
+    photo, missing = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert photo["face"] == "0" and int(photo["w"]) > 0 and photo["emotion"]
+    assert sum(float(v) for k, v in photo.items() if k.startswith("p_")) == pytest.approx(1, 1e-4)
+    assert missing["emotion"] == "" and "No image file" in missing["error"]
+    assert None not in photo and None not in missing  # every row as long as the header
+
+
+def test_a_folder_without_images_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    code, out, err = run(["predict", str(tmp_path)], capsys)
+    assert code == 2 and out == "" and "No image files" in err
+
+
 def test_json_is_always_valid_json() -> None:
     from emotionnet.cli import _dumps
 

@@ -307,3 +307,48 @@ def test_fifo_in_a_data_set_does_not_block(tmp_path: Path) -> None:
     error = _in_thread(lambda: outcome.append(FER2013(root, "train", cache=False)))
     assert error is None
     assert len(outcome[0]) == 3  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Reports and exports
+
+
+@needs_fifo
+def test_report_from_a_fifo_does_not_block(tmp_path: Path) -> None:
+    from emotionnet.metrics import EvaluationReport
+
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    error = _in_thread(EvaluationReport.load_json, fifo)
+    assert isinstance(error, OSError) and "named pipe" in str(error)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b"[" * 200_000 + b"]" * 200_000])
+def test_report_that_is_not_utf8_or_nested_too_deep(content: bytes, tmp_path: Path) -> None:
+    from emotionnet.errors import MalformedDataError
+    from emotionnet.metrics import EvaluationReport
+
+    path = tmp_path / "report.json"
+    path.write_bytes(content)
+    with pytest.raises(MalformedDataError, match="report.json"):
+        EvaluationReport.load_json(path)
+
+
+@pytest.mark.parametrize("opset", [99999, 8, -1, True, 17.0])
+def test_export_opset_outside_the_exporters_range(opset: object) -> None:
+    from emotionnet.export import onnx_bytes
+
+    with pytest.raises(InvalidArgumentError, match="opset must be an integer from 9 to"):
+        onnx_bytes(torch.nn.Linear(2, 2), opset=opset)  # type: ignore[arg-type]
+
+
+def test_cli_export_opset_is_one_error_line(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emotionnet.cli import main
+
+    argv = ["export", "--onnx", str(tmp_path / "m.onnx"), "--opset", "99999"]
+    assert main([*argv, "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: opset must be") and err.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()

@@ -57,6 +57,11 @@ from .recognizer import EmotionRecognizer as EmotionRecognizer
 from .recognizer import FaceEmotion as FaceEmotion
 from .recognizer import Prediction as Prediction
 
+# isort: split
+from .batch import PathResult as PathResult
+from .batch import iter_image_paths as iter_image_paths
+from .batch import predict_paths as predict_paths
+
 __all__ = [
     "EMOTIONS",
     "FER2013",
@@ -73,6 +78,7 @@ __all__ = [
     "History",
     "ModelConfig",
     "OnnxClassifier",
+    "PathResult",
     "Prediction",
     "TrainConfig",
     "Trainer",
@@ -86,9 +92,11 @@ __all__ = [
     "evaluate",
     "export_onnx",
     "index_to_emotion",
+    "iter_image_paths",
     "normalize",
     "plot_confusion_matrix",
     "predict_logits",
+    "predict_paths",
     "predict_proba",
     "report_from_predictions",
     "resnet18_emotion",

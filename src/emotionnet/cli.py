@@ -2,7 +2,8 @@
 
 .. code-block:: text
 
-    emotionnet predict IMAGE... [--faces] [--json] [--model NAME_OR_DIR] [--device DEV] [--tta]
+    emotionnet predict PATH... [--recursive] [--faces] [--format table|json|jsonl|csv]
+                       [--output FILE] [--quiet] [--model NAME_OR_DIR] [--device DEV] [--tta]
     emotionnet evaluate --data DIR [--split public_test] [--model ...] [--tta] [--json] [--plot PNG]
     emotionnet train --config FILE [--data DIR] [--output DIR] [--resume]
     emotionnet export --onnx OUT [--model NAME_OR_DIR]
@@ -32,7 +33,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -108,11 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict the emotion of each image, taken as one face; with --faces, "
         "find the faces in each photo first.",
     )
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="PATH",
+        help="image files and folders (the images in a folder; other files are skipped)",
+    )
+    predict.add_argument(
+        "--recursive", "-r", action="store_true", help="also look in sub-folders of folders"
+    )
     predict.add_argument(
         "--faces", action="store_true", help="detect faces in the photos (needs emotionnet[face])"
     )
-    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument(
+        "--format",
+        choices=_FORMATS,
+        default="table",
+        help="table (default), json (one list), jsonl (one object per line, streamed) or csv "
+        "(one row per image, or per face with --faces: box and every probability)",
+    )
+    predict.add_argument("--json", action="store_true", help="same as --format json")
+    predict.add_argument("--output", "-o", metavar="FILE", help="write the results to FILE")
+    predict.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar (it shows only on a terminal)"
+    )
     predict.add_argument("--top", type=int, default=3, metavar="K", help="labels shown (3)")
     predict.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     _add_tta_option(predict)
@@ -202,53 +222,64 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: Any, indent: int | None = 2) -> str:
     """JSON that every parser reads (RFC 8259): a non-finite number is written as null."""
-    return json.dumps(_json_safe(value), indent=2, allow_nan=False) + "\n"
+    return json.dumps(_json_safe(value), indent=indent, allow_nan=False) + "\n"
 
 
 def _error_text(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _predict_each(recognizer: Any, args: argparse.Namespace) -> Iterator[tuple[str, Any]]:
-    """Yield ``(image, result or exception)`` per named file, in order, chunk by chunk.
+_FORMATS: Final[tuple[str, ...]] = ("table", "json", "jsonl", "csv")
 
-    A file that cannot be read or predicted becomes its error; the others are predicted in
-    batches of ``--batch-size`` faces, so a long list never sits in memory as images.
-    """
-    from .images import load_image
-    from .preprocessing import to_face_array
 
-    size = recognizer.config.input_size
-    chunk = max(1, args.batch_size)
-    for start in range(0, len(args.images), chunk):
-        names = args.images[start : start + chunk]
-        if args.faces:
-            for name in names:
-                try:
-                    yield name, recognizer.predict(name, tta=args.tta, faces=True)
-                except (EmotionNetError, OSError) as error:
-                    yield name, error
-            continue
-        faces: list[Any] = []
-        errors: dict[int, BaseException] = {}
-        for index, name in enumerate(names):
-            try:
-                faces.append(to_face_array(load_image(name), size))
-            except (EmotionNetError, OSError) as error:
-                errors[index] = error
-        try:
-            predictions = iter(recognizer.predict(faces, batch_size=chunk, tta=args.tta))
-        except EmotionNetError as error:  # a model that cannot answer: every face fails
-            predictions = iter([error] * len(faces))
-        for index, name in enumerate(names):
-            yield name, errors[index] if index in errors else next(predictions)
+def _csv_rows(result: Any, labels: Sequence[str], faces: bool) -> list[list[object]]:
+    """CSV rows of one path: one per image, or one per face (none found: one empty row)."""
+    empty = [""] * (7 + len(labels))  # face, x, y, w, h, emotion, score, p_*
+    if result.error is not None:
+        return [[result.path, *empty, result.to_dict()["error"]]]
+    if not faces:
+        p = result.prediction
+        probabilities = [f"{p.probabilities[label]:.6f}" for label in labels]
+        return [[result.path, "", "", "", "", "", p.label, f"{p.score:.6f}", *probabilities, ""]]
+    if not result.faces:
+        return [[result.path, *empty, ""]]
+    rows: list[list[object]] = []
+    for number, face in enumerate(result.faces):
+        p = face.prediction
+        probabilities = [f"{p.probabilities[label]:.6f}" for label in labels]
+        rows.append([result.path, number, *face.box, p.label, f"{p.score:.6f}", *probabilities, ""])
+    return rows
 
 
 def _predict(args: argparse.Namespace, out: TextIO) -> int:
+    from .batch import iter_image_paths, predict_paths
+
+    fmt = "json" if args.json else args.format
+    skipped: list[str] = []
+    paths = list(iter_image_paths(args.images, recursive=args.recursive, skipped=skipped))
+    if skipped:
+        sys.stderr.write(
+            f"note: skipped {len(skipped)} non-image file(s) in the folders given "
+            f"(e.g. {skipped[0]})\n"
+        )
+    if not paths:
+        raise InvalidArgumentError(
+            "No image files to predict: the folders given hold none (images are "
+            "recognised by their suffix: .jpg, .png, .webp, ...). Pass image files, or "
+            "--recursive to look inside sub-folders."
+        )
     recognizer = _load(args)
-    k = min(max(args.top, 1), len(recognizer.labels))
+    labels = tuple(recognizer.labels)
+    k = min(max(args.top, 1), len(labels))
+    if args.output:
+        target: TextIO = open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    else:
+        target = out
+    from tqdm.auto import tqdm
+
+    show = not args.quiet and sys.stderr.isatty() and len(paths) > 1
     failed = 0
     records: list[dict[str, Any]] = []
     rows: list[list[str]] = (
@@ -256,29 +287,61 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
         if args.faces
         else [["image", "emotion", "score", f"top {k}"]]
     )
-    for image, result in _predict_each(recognizer, args):
-        if isinstance(result, BaseException):
-            failed += 1
-            message = _error_text(result)
-            sys.stderr.write(f"error: {message}\n")
-            records.append({"image": image, "error": message, "error_type": type(result).__name__})
-            rows.append([image, *(["-"] if args.faces else []), "error", "-", message])
-        elif args.faces:
-            records.append({"image": image, "faces": [face.to_dict() for face in result]})
-            if not result:
-                rows.append([image, "no face found", "-", "-", "-"])
-            for face in result:
-                p = face.prediction
-                box = ",".join(str(v) for v in face.box)
-                rows.append([image, box, p.label, f"{p.score:.2f}", _format_top(p, k)])
-        else:
-            records.append({"image": image, **result.to_dict()})
-            rows.append([image, result.label, f"{result.score:.2f}", _format_top(result, k)])
-    if args.json:
-        out.write(_dumps(records))
-    else:
-        _table(rows, out)
+    try:
+        writer = None
+        if fmt == "csv":
+            import csv
+
+            writer = csv.writer(target)
+            writer.writerow(
+                ["image", "face", "x", "y", "w", "h", "emotion", "score"]
+                + [f"p_{label}" for label in labels]
+                + ["error"]
+            )
+        results = predict_paths(
+            recognizer, paths, faces=args.faces, batch_size=args.batch_size, tta=args.tta
+        )
+        for result in tqdm(
+            results, total=len(paths), disable=not show, file=sys.stderr, unit="image"
+        ):
+            if not result.ok:
+                failed += 1
+                tqdm.write(f"error: {result.to_dict()['error']}", file=sys.stderr)
+            if writer is not None:
+                writer.writerows(_csv_rows(result, labels, args.faces))
+            elif fmt == "jsonl":
+                target.write(_dumps(result.to_dict(), indent=None))
+            elif fmt == "json":
+                records.append(result.to_dict())
+            else:
+                rows.extend(_table_rows(result, k, args.faces))
+        if fmt == "json":
+            target.write(_dumps(records))
+        elif fmt == "table":
+            _table(rows, target)
+    finally:
+        if target is not out:
+            target.close()
+    if args.output:
+        sys.stderr.write(f"wrote {len(paths)} result(s) to {args.output}\n")
     return 1 if failed else 0
+
+
+def _table_rows(result: Any, k: int, faces: bool) -> list[list[str]]:
+    if not result.ok:
+        message = result.to_dict()["error"]
+        return [[result.path, *(["-"] if faces else []), "error", "-", message]]
+    if not faces:
+        p = result.prediction
+        return [[result.path, p.label, f"{p.score:.2f}", _format_top(p, k)]]
+    if not result.faces:
+        return [[result.path, "no face found", "-", "-", "-"]]
+    rows = []
+    for face in result.faces:
+        p = face.prediction
+        box = ",".join(str(v) for v in face.box)
+        rows.append([result.path, box, p.label, f"{p.score:.2f}", _format_top(p, k)])
+    return rows
 
 
 def _evaluate(args: argparse.Namespace, out: TextIO) -> int:

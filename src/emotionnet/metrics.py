@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._atomic import atomic_write_text
+from ._io import open_regular_file
 from .data import as_tensors
 from .errors import (
     InvalidArgumentError,
@@ -641,6 +642,8 @@ class EvaluationReport:
 
         Raises:
             FileNotFoundError: If the file does not exist.
+            OSError: If it is not a regular file (a folder, a pipe: never waited on) or
+                cannot be read.
             MalformedDataError: If the file is not a valid report.
 
         Example:
@@ -652,11 +655,14 @@ class EvaluationReport:
             1
         """
         source = Path(path)
+        with open_regular_file(source) as handle:
+            raw = handle.read()
         try:
-            data = json.loads(source.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise MalformedDataError(
-                f"{source} is not valid JSON ({exc}); write reports with "
+                f"{source} is not valid UTF-8 JSON ({reason}); write reports with "
                 "EvaluationReport.save_json."
             ) from None
         try:
