@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +34,14 @@ from emotionnet.errors import (
     ModelLoadError,
     WeightsNotFoundError,
 )
-from emotionnet.hub import CONFIG_NAME, MODEL_CARD_NAME, WEIGHTS_NAME, resolve_model_files
+from emotionnet.hub import (
+    CONFIG_NAME,
+    MODEL_CARD_NAME,
+    WEIGHTS_NAME,
+    load_weights,
+    read_config,
+    resolve_model_files,
+)
 from emotionnet.metrics import report_from_predictions
 from emotionnet.models import ModelConfig, build_model
 
@@ -259,8 +270,8 @@ def test_local_files_only_names_itself(tmp_path: Path, hub: HubServer) -> None:
 
 
 def test_unreachable_hub_without_cache_fails_at_once(tmp_path: Path) -> None:
-    # huggingface_hub alone would retry for ~20 s; the connection check answers at once.
-    with pytest.raises(WeightsNotFoundError, match=r"could not be downloaded.*cannot connect"):
+    # huggingface_hub alone would retry for ~20 s; a refused connection is final at once.
+    with pytest.raises(WeightsNotFoundError, match=r"could not be reached.*HF_HUB_OFFLINE=1"):
         EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path)
 
 
@@ -275,12 +286,18 @@ def test_unreachable_hub_with_a_cached_copy_uses_it(tmp_path: Path, model_dir: P
 
 @dataclass
 class HubServer:
-    """Serves ``/{repo}/resolve/{revision}/{file}`` like the Hub, for a few repositories."""
+    """Serves ``/{repo}/resolve/{revision}/{file}`` like the Hub, for a few repositories.
+
+    With ``stall`` set, a GET sends the headers and half the file, then nothing more until the
+    test ends: a download that starts and never finishes.
+    """
 
     commits: dict[str, dict[str, dict[str, bytes]]] = field(default_factory=dict)
     refs: dict[str, dict[str, str]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
+    stall: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def add(self, repo_id: str, commit: str, folder: Path, refs: list[str]) -> None:
         files = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -318,7 +335,11 @@ def _handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
-            if body:
+            if body and server.stall:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                server.stop.wait(120)
+            elif body:
                 self.wfile.write(data)
 
         def _error(self, status: int, code: str, body: bool, commit: str | None = None) -> None:
@@ -351,6 +372,7 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     monkeypatch.setenv("HF_ENDPOINT", state.url)
     yield state
+    state.stop.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -433,3 +455,391 @@ def test_push_to_hub_uploads_the_saved_layout(
     assert calls["create_repo"] == ("org/emotion", {"private": True, "exist_ok": True})
     assert calls["files"] == [MODEL_CARD_NAME, CONFIG_NAME, WEIGHTS_NAME]
     assert calls["upload"]["commit_message"] == "release"
+
+
+# --- models that load but would answer garbage ------------------------------------------------
+
+
+def _with_weights(model_dir: Path, folder: Path, change: dict[str, torch.Tensor]) -> Path:
+    shutil.copytree(model_dir, folder)
+    save_file({**load_file(model_dir / WEIGHTS_NAME), **change}, folder / WEIGHTS_NAME)
+    return folder
+
+
+def _nan_at_one(shape: torch.Size) -> torch.Tensor:
+    tensor = torch.zeros(shape)
+    tensor.view(-1)[0] = float("nan")
+    return tensor
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"conv1.weight": _nan_at_one(torch.Size([64, 1, 7, 7]))}, r"conv1\.weight has NaN"),
+        ({"fc.bias": torch.full((7,), float("inf"))}, r"fc\.bias has NaN or infinite"),
+        ({"bn1.running_var": -torch.ones(64)}, r"bn1\.running_var has negative values"),
+        (
+            {"layer1.0.bn2.running_var": torch.full((64,), -1e-3)},
+            r"layer1\.0\.bn2\.running_var has negative",
+        ),
+        ({"fc.weight": torch.ones(7, 512, dtype=torch.int64)}, r"fc\.weight is torch\.int64"),
+        ({"fc.bias": torch.ones(7, dtype=torch.bool)}, r"fc\.bias is torch\.bool, expected a fl"),
+        ({"conv1.weight": torch.ones(64, 1, 7, 7, dtype=torch.uint8)}, r"conv1\.weight is"),
+        # float64 beyond the float32 range becomes inf when load_state_dict casts it.
+        ({"fc.bias": torch.full((7,), 1e300, dtype=torch.float64)}, r"fc\.bias has NaN or inf"),
+        ({"fc.bias": torch.full((7,), 7e4, dtype=torch.float32).half()}, r"fc\.bias has NaN"),
+        (
+            {"bn1.num_batches_tracked": torch.tensor(float("nan"))},
+            r"bn1\.num_batches_tracked is torch\.float32 with values that are not integers",
+        ),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "negative-var",
+        "negative-var-deep",
+        "int",
+        "bool",
+        "uint8",
+        "float64-overflow",
+        "float16-overflow",
+        "nan-counter",
+    ],
+)
+def test_unusable_weights_are_refused_at_load(
+    tmp_path: Path, model_dir: Path, change: dict[str, torch.Tensor], match: str
+) -> None:
+    folder = _with_weights(model_dir, tmp_path / "bad", change)
+    with pytest.raises(ModelLoadError, match=match) as info:
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+    assert "unusable" in str(info.value) and "healthy model" in str(info.value)
+
+
+def test_every_unusable_tensor_is_listed(tmp_path: Path, model_dir: Path) -> None:
+    state = load_file(model_dir / WEIGHTS_NAME)
+    change = {
+        key: torch.full_like(value, float("nan"))
+        for key, value in state.items()
+        if "bn" in key and value.is_floating_point()
+    }
+    folder = _with_weights(model_dir, tmp_path / "bad", change)
+    with pytest.raises(ModelLoadError, match=rf"and {len(change) - 8} more\."):
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+
+
+def test_unusable_state_dicts_are_refused_by_from_state_dict(model_dir: Path) -> None:
+    state = load_file(model_dir / WEIGHTS_NAME)
+    state["fc.weight"] = torch.full_like(state["fc.weight"], float("nan"))
+    with pytest.raises(ModelLoadError, match=r"fc\.weight has NaN"):
+        EmotionRecognizer.from_state_dict(state, config=ModelConfig(stem="imagenet"))
+
+
+def _with_config(model_dir: Path, folder: Path, text: str) -> Path:
+    shutil.copytree(model_dir, folder)
+    (folder / CONFIG_NAME).write_text(text)
+    return folder
+
+
+def _changed_config(model_dir: Path, **changes: Any) -> str:
+    return json.dumps({**json.loads((model_dir / CONFIG_NAME).read_text()), **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"mean": [float("nan")]}, r"mean values must be finite"),
+        ({"mean": [float("inf")]}, r"mean values must be finite"),
+        ({"mean": [10**400]}, r"mean values must be finite"),
+        ({"std": [float("nan")]}, r"std values must be positive \(greater than 1e-06\)"),
+        ({"std": [float("inf")]}, r"std values must be positive"),
+        ({"std": [1e-9]}, r"std values must be positive \(greater than 1e-06\)"),
+        ({"std": [-0.2]}, r"std values must be positive"),
+        (
+            {"labels": ["a", "b", "a", "c", "d", "e", "b"]},
+            r"labels must name each class once, but \['a', 'b'\] appear",
+        ),
+        ({"labels": ["a", "b", "c", "d", "e", "f", " "]}, r"labels must not be empty names"),
+        ({"input_size": 20000}, r"input_size must be in 8\.\.1024, got 20000"),
+        ({"input_size": 4}, r"input_size must be in 8\.\.1024, got 4"),
+        ({"input_size": 48.0}, r"input_size must be a positive integer"),
+        ({"in_chans": 100000}, r"in_chans must be in 1\.\.64"),
+        ({"num_classes": 20000}, r"num_classes must be in 1\.\.10000"),
+        ({"dropout": float("nan")}, r"dropout must be a probability"),
+    ],
+    ids=lambda value: "-" if isinstance(value, str) else json.dumps(value)[:30],
+)
+def test_unusable_configs_are_refused_at_load(
+    tmp_path: Path, model_dir: Path, changes: dict[str, Any], match: str
+) -> None:
+    folder = _with_config(model_dir, tmp_path / "bad", _changed_config(model_dir, **changes))
+    with pytest.raises(ModelLoadError, match=rf"config .*is invalid: {match}"):
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+
+
+def test_deeply_nested_config_is_a_load_error(tmp_path: Path, model_dir: Path) -> None:
+    depth = 200_000
+    for text in ("[" * depth + "]" * depth, '{"metadata": ' + "[" * depth + "]" * depth + "}"):
+        folder = _with_config(model_dir, tmp_path / f"deep{len(text)}", text)
+        with pytest.raises(ModelLoadError, match="nested too deeply"):
+            EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+
+
+def test_oversized_and_non_utf8_configs_are_load_errors(tmp_path: Path, model_dir: Path) -> None:
+    folder = _with_config(model_dir, tmp_path / "big", " " * (17 * 1024 * 1024) + "{}")
+    with pytest.raises(ModelLoadError, match="larger than 16 MiB"):
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+    (folder / CONFIG_NAME).write_bytes(b'{"stem": "\xff"}')
+    with pytest.raises(ModelLoadError, match="not UTF-8"):
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+    (folder / CONFIG_NAME).write_text('{"input_size": ' + "9" * 5000 + "}")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.parametrize("name", [CONFIG_NAME, WEIGHTS_NAME])
+def test_a_fifo_in_place_of_a_model_file_is_refused_without_hanging(
+    tmp_path: Path, model_dir: Path, name: str
+) -> None:
+    folder = tmp_path / "fifo"
+    shutil.copytree(model_dir, folder)
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    with pytest.raises(ModelLoadError, match=r"is a named pipe \(FIFO\), not a regular file"):
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+    # The readers refuse it too when called directly (as for a Hub cache entry).
+    with pytest.raises(ModelLoadError, match=r"named pipe \(FIFO\), not a regular file"):
+        if name == CONFIG_NAME:
+            read_config(folder / name)
+        else:
+            load_weights(build_model(ModelConfig(stem="imagenet")), folder / name)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_model_config_load_refuses_a_fifo(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / CONFIG_NAME)
+    with pytest.raises(InvalidArgumentError, match="FIFO"):
+        ModelConfig.load(tmp_path)
+
+
+def test_a_directory_in_place_of_the_weights_is_refused(tmp_path: Path, model_dir: Path) -> None:
+    folder = tmp_path / "dir"
+    shutil.copytree(model_dir, folder)
+    (folder / WEIGHTS_NAME).unlink()
+    (folder / WEIGHTS_NAME).mkdir()
+    with pytest.raises(ModelLoadError, match="is a directory, not a regular file"):
+        EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+
+
+# --- Hub limits: ids and endpoints checked first, every call bounded in time ------------------
+
+
+@pytest.mark.parametrize(
+    "repo_id",
+    ["org/..", "a/b--c", "org/name.git", "org/-name", "org/name-", "org/" + "x" * 100],
+)
+def test_invalid_repo_ids_fail_before_any_network_call(
+    tmp_path: Path, hub: HubServer, repo_id: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="is not a valid Hub repo id"):
+        EmotionRecognizer.from_pretrained(repo_id, cache_dir=tmp_path)
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "huggingface.co",
+        "ftp://huggingface.co",
+        "http://",
+        "https://:443",
+        "http://host:port",
+        "http://host:99999",
+        "http://ho st",
+        "http://host/?q=1",
+        "http://host/#x",
+        "http://host\n",
+    ],
+)
+def test_malformed_endpoints_fail_before_any_network_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(InvalidArgumentError, match=r"HF_ENDPOINT=.* is not an http\(s\) URL"):
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path)
+
+
+def test_endpoint_with_a_path_and_trailing_slash_is_accepted(
+    tmp_path: Path, model_dir: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    monkeypatch.setenv("HF_ENDPOINT", hub.url + "/")
+    recognizer = EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path)
+    assert recognizer.config.stem == "imagenet"
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "30", True])
+def test_invalid_timeouts_are_refused(model_dir: Path, timeout: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="timeout must be a positive number"):
+        EmotionRecognizer.from_pretrained(model_dir, timeout=timeout)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf"])
+def test_invalid_timeout_variable_is_refused_before_any_network_call(
+    tmp_path: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("EMOTIONNET_HUB_TIMEOUT", value)
+    with pytest.raises(InvalidArgumentError, match="EMOTIONNET_HUB_TIMEOUT="):
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path)
+    assert hub.requests == []
+
+
+@pytest.fixture(scope="module")
+def silent_server() -> Iterator[str]:
+    """A server that accepts TCP connections and never answers (module-wide: retries that
+    outlive a test still reach it, not a port some other server reuses)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # the kernel completes the handshakes; nothing is ever read
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+class _Error500(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self) -> None:
+        message = b'{"error": "boom"}'
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(message)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(message)
+
+    do_GET = do_HEAD = _answer
+
+
+@pytest.fixture(scope="module")
+def error_server() -> Iterator[str]:
+    """A server (or proxy) that answers HTTP 500 to everything."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Error500)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _closed_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_a_hub_that_never_answers_fails_within_the_timeout(
+    tmp_path: Path, silent_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", silent_server)
+    with pytest.raises(WeightsNotFoundError) as info:
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=1.5)
+    message = str(info.value)
+    assert silent_server in message
+    assert "HF_HUB_OFFLINE=1" in message and "save_pretrained" in message
+
+
+def test_the_timeout_variable_bounds_the_hub_calls(
+    tmp_path: Path, silent_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", silent_server)
+    monkeypatch.setenv("EMOTIONNET_HUB_TIMEOUT", "1")
+    with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE=1"):
+        resolve_model_files("org/emotion", cache_dir=tmp_path)
+
+
+def test_a_hub_that_never_answers_falls_back_to_the_cache(
+    tmp_path: Path, model_dir: Path, silent_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_cache(tmp_path, "org/emotion", model_dir, COMMIT_A, ["main"])
+    monkeypatch.setenv("HF_ENDPOINT", silent_server)
+    files = resolve_model_files("org/emotion", cache_dir=tmp_path, timeout=1)
+    assert files.weights.read_bytes() == (model_dir / WEIGHTS_NAME).read_bytes()
+
+
+def test_a_hub_answering_http_500_fails_at_once(
+    tmp_path: Path, error_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", error_server)
+    with pytest.raises(WeightsNotFoundError, match=r"answered HTTP 500.*Try again later"):
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+
+
+def test_a_closed_port_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", _closed_port())
+    with pytest.raises(WeightsNotFoundError, match=r"could not be reached \(ConnectError"):
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+
+
+@pytest.fixture
+def fresh_hub_session() -> Iterator[None]:
+    """huggingface_hub reads proxy variables when it creates its HTTP client: a new one."""
+    huggingface_hub.close_session()
+    yield
+    huggingface_hub.close_session()
+
+
+@pytest.mark.parametrize("proxy", ["error", "closed"])
+def test_a_closed_port_behind_a_proxy_fails_within_the_timeout(
+    tmp_path: Path,
+    error_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    proxy: str,
+    fresh_hub_session: None,
+) -> None:
+    # A proxy that cannot reach the endpoint answers with an error (here HTTP 500); a proxy
+    # that is down refuses the connection. Neither may take huggingface_hub's ~24 s of retries.
+    monkeypatch.setenv("HF_ENDPOINT", _closed_port())
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, error_server if proxy == "error" else _closed_port())
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE=1"):
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+
+
+def test_a_download_that_stalls_fails_within_the_timeout(
+    tmp_path: Path, model_dir: Path, hub: HubServer
+) -> None:
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    hub.stall = True
+    with pytest.raises(WeightsNotFoundError, match=r"within 1\.5 s.*timeout=\.\.\. or EMOTION"):
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=1.5)
+
+
+def test_an_abandoned_download_does_not_delay_interpreter_exit(
+    tmp_path: Path, model_dir: Path, hub: HubServer
+) -> None:
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    hub.stall = True
+    script = (
+        "from emotionnet import EmotionRecognizer\n"
+        "from emotionnet.errors import WeightsNotFoundError\n"
+        "try:\n"
+        f"    EmotionRecognizer.from_pretrained('org/emotion', cache_dir={str(tmp_path)!r},"
+        " timeout=1)\n"
+        "except WeightsNotFoundError:\n"
+        "    print('refused')\n"
+    )
+    # The download thread is still blocked on the stalled body when the script ends, and
+    # would stay blocked for 10 minutes (huggingface_hub's read timeout) if exit waited for it.
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_DOWNLOAD_TIMEOUT": "600",
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "refused"
+    assert hub.gets() >= 1

@@ -16,7 +16,13 @@ from torchvision.models import resnet18
 
 from emotionnet.errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
 from emotionnet.labels import EMOTIONS
-from emotionnet.models import STEMS, ModelConfig, build_model, resnet18_emotion
+from emotionnet.models import (
+    STEMS,
+    ModelConfig,
+    build_model,
+    load_state_dict_strict,
+    resnet18_emotion,
+)
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 
@@ -204,6 +210,11 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def fake_imagenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
     state = {k: torch.randn_like(v.float()) for k, v in resnet18().state_dict().items()}
+    # As in the real file: variances are positive and batch counters integers.
+    state = {
+        k: v.abs() if k.endswith("running_var") else v.long() if "num_batches" in k else v
+        for k, v in state.items()
+    }
     folder = tmp_path / "torch_home" / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     torch.save(state, folder / IMAGENET_FILE)
@@ -274,3 +285,72 @@ def test_corrupt_imagenet_cache_is_reported_as_such(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ModelLoadError, match="delete the file so it downloads again"):
         resnet18_emotion(weights="imagenet")
+
+
+# ---- configs and weights that would answer garbage -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"mean": [float("nan")]}, "mean values must be finite"),
+        ({"std": [float("inf")]}, r"std values must be positive \(greater than 1e-06\) and fin"),
+        ({"std": [1e-6]}, r"std values must be positive \(greater than 1e-06\)"),
+        ({"input_size": 7}, r"input_size must be in 8\.\.1024, got 7"),
+        ({"input_size": 1025}, r"input_size must be in 8\.\.1024, got 1025"),
+        ({"in_chans": 65, "mean": [0.5] * 65, "std": [0.2] * 65}, r"in_chans must be in 1\.\.64"),
+        ({"num_classes": 10_001, "labels": [str(i) for i in range(10_001)]}, r"1\.\.10000"),
+        ({"num_classes": 2, "labels": ["x", "x"]}, r"but \['x'\] appear more than once"),
+        ({"num_classes": 2, "labels": ["x", ""]}, "labels must not be empty names"),
+    ],
+)
+def test_model_config_refuses_values_that_give_garbage(data: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        ModelConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("size", [8, 1024])
+def test_model_config_accepts_the_input_size_limits(size: int) -> None:
+    config = ModelConfig(stem="imagenet", input_size=size, std=(1e-5,))
+    assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_model_config_load_refuses_deep_nesting(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(InvalidArgumentError, match="nested too deeply"):
+        ModelConfig.load(tmp_path)
+
+
+def test_load_state_dict_strict_refuses_unusable_values_and_leaves_the_model_alone() -> None:
+    model = resnet18_emotion(stem="imagenet")
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    state = {key: value.clone() for key, value in before.items()}
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    state["bn1.running_var"][3] = -1.0
+    state["fc.bias"] = state["fc.bias"].to(torch.int32)
+    with pytest.raises(ModelLoadError) as info:
+        load_state_dict_strict(model, state, source="x")
+    message = str(info.value)
+    assert "conv1.weight has NaN or infinite values" in message
+    assert "bn1.running_var has negative values" in message
+    assert "fc.bias is torch.int32, expected a floating-point tensor" in message
+    after = model.state_dict()
+    assert all(torch.equal(after[key], before[key]) for key in before)
+
+
+def test_resnet18_emotion_refuses_a_weights_file_with_nan(tmp_path: Path) -> None:
+    state = resnet18_emotion(stem="small").state_dict()
+    state["fc.weight"] = torch.full_like(state["fc.weight"], float("nan"))
+    save_file(state, tmp_path / "w.safetensors")
+    with pytest.raises(ModelLoadError, match=r"fc\.weight has NaN"):
+        resnet18_emotion(stem="small", weights=tmp_path / "w.safetensors")
+
+
+def test_half_and_double_precision_weights_still_load() -> None:
+    model = resnet18_emotion(stem="imagenet")
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        state = {
+            key: value.to(dtype) if value.is_floating_point() else value
+            for key, value in model.state_dict().items()
+        }
+        load_state_dict_strict(model, state, source="x")

@@ -427,3 +427,35 @@ def test_custom_labels(faces: np.ndarray) -> None:
     config = ModelConfig(stem="imagenet", num_classes=3, labels=("neg", "neu", "pos"))
     p = EmotionRecognizer(build_model(config), config, device="cpu").predict(faces[0])
     assert list(p.probabilities) == ["neg", "neu", "pos"]
+
+
+# --- non-finite probabilities ----------------------------------------------------------------
+
+
+def _broken(value: float) -> EmotionRecognizer:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
+    with torch.no_grad():
+        if value == value:  # finite or inf: logits overflow to inf, softmax gives NaN
+            model[1].weight.fill_(value)
+        else:
+            model[1].bias[2] = value
+    return EmotionRecognizer(model, ModelConfig(), device="cpu")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 3e38])
+@pytest.mark.parametrize("tta", ["none", "flip_crop"])
+def test_non_finite_probabilities_are_an_error_never_a_result(
+    faces: np.ndarray, value: float, tta: str
+) -> None:
+    recognizer = _broken(value)
+    with pytest.raises(ModelLoadError, match=r"NaN or infinite probabilities for \d+ of 10"):
+        recognizer.predict(list(faces), tta=tta)
+    with pytest.raises(ModelLoadError, match="NaN or infinite probabilities for 1 of 1 faces"):
+        recognizer.predict(faces[0], tta=tta)
+
+
+def test_non_finite_probabilities_of_detected_faces_are_an_error(faces: np.ndarray) -> None:
+    recognizer = _broken(float("nan"))
+    recognizer.face_detector = lambda gray: [(0, 0, 24, 24), (10, 10, 30, 30)]
+    with pytest.raises(ModelLoadError, match="for 2 of 2 faces"):
+        recognizer.predict(faces[0], faces=True, tta="none")

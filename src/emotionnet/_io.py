@@ -10,11 +10,12 @@ sets, recipes, model configs) goes through it.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["NotARegularFileError", "open_regular_file"]
+__all__ = ["NotARegularFileError", "file_kind", "open_regular_file", "read_json_file"]
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -27,6 +28,19 @@ class NotARegularFileError(OSError):
     An :class:`OSError` so that callers that already turn ``OSError`` into their own error
     (with the path and a fix) handle it the same way; ``strerror`` is the reason.
     """
+
+
+def file_kind(path: str | os.PathLike[str]) -> str | None:
+    """``None`` if ``path`` is a regular file (after links), else what it is, for messages.
+
+    For readers that cannot take a file object (safetensors memory-maps a path): checked
+    just before they open the path.
+
+    Raises:
+        OSError: If the path cannot be examined (missing, no permission, a link loop).
+    """
+    mode = os.stat(path).st_mode
+    return None if stat.S_ISREG(mode) else _kind(mode)
 
 
 def _kind(mode: int) -> str:
@@ -81,3 +95,31 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_json_file(path: str | os.PathLike[str], *, max_bytes: int = 16 * 1024 * 1024) -> Any:
+    """Read a small JSON file: a regular file, at most ``max_bytes``, UTF-8, sanely nested.
+
+    Raises:
+        OSError: If the file cannot be opened (``FileNotFoundError`` when it is missing,
+            :class:`NotARegularFileError` for a folder, pipe or device).
+        InvalidArgumentError: If it is too large, not UTF-8, not valid JSON or nested too
+            deeply for Python's parser.
+    """
+    from .errors import InvalidArgumentError
+
+    with open_regular_file(path) as file:
+        raw = file.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise InvalidArgumentError(
+            f"{str(path)!r} is larger than {max_bytes // (1024 * 1024)} MiB, far more than any "
+            "config or report; it is not one."
+        )
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidArgumentError(f"{str(path)!r} is not UTF-8 text: {exc}.") from None
+    except RecursionError:
+        raise InvalidArgumentError(f"{str(path)!r} is not valid JSON: nested too deeply.") from None
+    except ValueError as exc:  # json.JSONDecodeError, and integers too long to convert
+        raise InvalidArgumentError(f"{str(path)!r} is not valid JSON: {exc}.") from None

@@ -11,7 +11,12 @@ A saved model is a folder in the layout of ``huggingface_hub``'s ``PyTorchModelH
 :meth:`~emotionnet.EmotionRecognizer.from_pretrained`: the default model shipped inside the
 package, a local folder, or a Hub repository downloaded (and cached) by ``huggingface_hub``.
 Offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) only the cache is looked at, so
-a missing model fails at once with :class:`~emotionnet.errors.WeightsNotFoundError`.
+a missing model fails at once with :class:`~emotionnet.errors.WeightsNotFoundError`. Online,
+the Hub calls are bounded in time (``timeout=``, or the ``EMOTIONNET_HUB_TIMEOUT``
+environment variable; 30 s by default), and a Hub that cannot be reached or answers with an
+error fails at once. Model files are checked before use: only regular files are opened, and
+configs and weights that would make the model answer NaN are refused with
+:class:`~emotionnet.errors.ModelLoadError`.
 
 Example:
     >>> import tempfile
@@ -25,24 +30,29 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import importlib.resources
 import json
+import logging
+import math
 import numbers
 import os
 import re
-import socket
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import torch
 from torch import nn
 
 from ._atomic import atomic_write_bytes, atomic_write_text
-from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
-from .models import ModelConfig, load_state_dict_strict
+from ._io import file_kind
+from .errors import EmotionNetError, InvalidArgumentError, ModelLoadError, WeightsNotFoundError
+from .models import ModelConfig, _read_config_json, load_state_dict_strict
 
 __all__ = [
     "CONFIG_NAME",
@@ -59,12 +69,17 @@ __all__ = [
     "save_model_files",
 ]
 
+logger = logging.getLogger(__name__)
+
 WEIGHTS_NAME: Final[str] = "model.safetensors"
 CONFIG_NAME: Final[str] = "config.json"
 MODEL_CARD_NAME: Final[str] = "README.md"
 
 _METADATA_KEY: Final[str] = "metadata"
-_PROBE_TIMEOUT_S: Final[float] = 3.0
+_TIMEOUT_ENV: Final[str] = "EMOTIONNET_HUB_TIMEOUT"
+_DEFAULT_TIMEOUT_S: Final[float] = 30.0
+# huggingface_hub's default per-request metadata timeout (HF_HUB_ETAG_TIMEOUT overrides it).
+_ETAG_TIMEOUT_S: Final[float] = 10.0
 _REPO_ID: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TRUE: Final[frozenset[str]] = frozenset({"1", "on", "yes", "true"})
 _SUMMARY_KEYS: Final[tuple[str, ...]] = (
@@ -141,38 +156,230 @@ def _hub_offline() -> bool:
     return env.strip().lower() in _TRUE or bool(constants.HF_HUB_OFFLINE)
 
 
-def _unreachable(endpoint: str) -> str | None:
-    """Say why the Hub endpoint cannot be reached, or ``None`` if a TCP connection opens.
-
-    huggingface_hub retries network errors for about 20 seconds when a file is not cached;
-    one quick connection attempt first turns "no network" into an immediate, clear error.
-    Behind a proxy a direct connection proves nothing, so then the check is skipped.
-    """
-    if any(
-        os.environ.get(name)
-        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+def _check_timeout(timeout: object) -> float | None:
+    """Validate the ``timeout`` argument: ``None`` or a positive, finite number of seconds."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, numbers.Real)
+        or not math.isfinite(float(timeout))
+        or float(timeout) <= 0
     ):
-        return None
-    url = urlsplit(endpoint)
-    if not url.hostname:
-        return None
-    port = url.port or (443 if url.scheme == "https" else 80)
+        raise InvalidArgumentError(
+            f"timeout must be a positive number of seconds, got {timeout!r}; pass e.g. 60, or "
+            f"None for {_TIMEOUT_ENV} (default {_DEFAULT_TIMEOUT_S:g} s)."
+        )
+    return float(timeout)
+
+
+def _hub_timeout(timeout: float | None) -> float:
+    """The time bound of the Hub calls: the argument, else EMOTIONNET_HUB_TIMEOUT, else 30 s."""
+    if timeout is not None:
+        return timeout
+    text = os.environ.get(_TIMEOUT_ENV, "").strip()
+    if not text:
+        return _DEFAULT_TIMEOUT_S
     try:
-        with socket.create_connection((url.hostname, port), timeout=_PROBE_TIMEOUT_S):
-            return None
-    except OSError as error:
-        return f"cannot connect to {url.hostname}:{port} ({error.strerror or error})"
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(
+            f"{_TIMEOUT_ENV}={text!r} is not a positive number of seconds; set it to e.g. 60, "
+            f"or unset it for the default ({_DEFAULT_TIMEOUT_S:g} s)."
+        )
+    return value
 
 
-def _download(
+def _hub_endpoint() -> str:
+    """The Hub URL (``HF_ENDPOINT``, read now), refused unless it is ``http(s)://host...``."""
+    from huggingface_hub import constants
+
+    raw = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    endpoint = raw.rstrip("/")
+    try:
+        url = urlsplit(endpoint)
+        _ = url.port  # raises ValueError for a port that is not a number in 0..65535
+        valid = (
+            url.scheme in ("http", "https")
+            and bool(url.hostname)
+            and not url.query
+            and not url.fragment
+            and not any(char.isspace() or not char.isprintable() for char in endpoint)
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidArgumentError(
+            f"HF_ENDPOINT={raw!r} is not an http(s) URL of a Hub server, such as "
+            "'https://huggingface.co' or 'http://mirror.example:8080'; fix it, or unset it to "
+            "use the Hugging Face Hub."
+        )
+    return endpoint
+
+
+def _check_repo_id(repo_id: str) -> None:
+    """Refuse, before any network call, what huggingface_hub would refuse as a repo id."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise InvalidArgumentError(
+            f"{repo_id!r} is not a valid Hub repo id ({error}). Repo ids look like "
+            "'org/name' (letters, digits, '-', '_' and '.'; no '--' or '..'); check the "
+            "spelling, or pass an existing local folder."
+        ) from None
+
+
+_T = TypeVar("_T")
+
+
+class _DeadlineExceeded(Exception):
+    """The Hub calls did not finish within the time bound."""
+
+
+class _Unreachable(Exception):
+    """The Hub did not answer at all (no connection, DNS failure, proxy error, timeout)."""
+
+
+@dataclass
+class _Attempt:
+    """What the download thread is doing, for messages: the current file, the last error."""
+
+    current: str = CONFIG_NAME
+    last_error: BaseException | None = None
+
+
+def _call_with_deadline(function: Callable[[], _T], seconds: float) -> _T:
+    """Run ``function`` in a daemon thread; return its result or raise its error in time.
+
+    huggingface_hub retries failed requests (for minutes against a server that accepts
+    connections and never answers), so its calls run in a thread that is waited for at most
+    ``seconds``. When they take longer, :class:`_DeadlineExceeded` is raised and the thread is
+    left to finish on its own: it is a daemon, so it never delays the interpreter's exit.
+    """
+    results: list[_T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(function())
+        except BaseException as error:  # handed to the waiting thread, which raises it
+            errors.append(error)
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(target,), name="emotionnet-hub-download", daemon=True
+    )
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise _DeadlineExceeded
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def _request_timeout(deadline: float) -> float:
+    """Timeout of one metadata request: huggingface_hub's own, at most the time left."""
+    from huggingface_hub import constants
+
+    own = float(getattr(constants, "HF_HUB_ETAG_TIMEOUT", _ETAG_TIMEOUT_S) or _ETAG_TIMEOUT_S)
+    return max(0.1, min(own, deadline - time.monotonic()))
+
+
+def _status(error: BaseException) -> int | None:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _cached_files(repo_id: str, revision: str | None, cache_path: Path | None) -> list[Path] | None:
+    """The cached ``config.json`` and weights of a revision, or ``None`` unless both are."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [
+        try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
+        for name in (CONFIG_NAME, WEIGHTS_NAME)
+    ]
+    return (
+        [Path(path) for path in found if isinstance(path, str)]
+        if all(isinstance(path, str) for path in found)
+        else None
+    )
+
+
+def _fetch(
     repo_id: str,
     *,
     revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    local_files_only: bool,
+    cache_path: Path | None,
     token: str | bool | None,
-) -> ModelFiles:
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    endpoint: str,
+    deadline: float,
+    attempt: _Attempt,
+) -> list[Path]:
+    """Download (or find in the cache) both files; runs in the download thread."""
+    from huggingface_hub import (
+        get_hf_file_metadata,
+        hf_hub_download,
+        hf_hub_url,
+        try_to_load_from_cache,
+    )
+    from huggingface_hub.errors import HfHubHTTPError
+
+    paths: list[Path] = []
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        attempt.current = name
+        cached = try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
+        if not isinstance(cached, str):
+            # Not cached: one metadata request without retries first, through huggingface_hub
+            # (its proxies, token and offline mode). A server that cannot be reached or
+            # answers with an error fails at once instead of being retried for minutes.
+            url = hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint)
+            try:
+                get_hf_file_metadata(url, token=token, timeout=_request_timeout(deadline))
+            except HfHubHTTPError as error:
+                attempt.last_error = error
+                raise
+            except Exception as error:  # no HTTP answer: refused, DNS, proxy, timeout, TLS
+                attempt.last_error = error
+                raise _Unreachable(error) from error
+        path = hf_hub_download(
+            repo_id,
+            name,
+            revision=revision,
+            cache_dir=cache_path,
+            token=token,
+            endpoint=endpoint,
+            etag_timeout=_request_timeout(deadline),
+        )
+        paths.append(Path(path))
+    return paths
+
+
+def _describe(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _hub_error(
+    error: BaseException,
+    *,
+    repo_id: str,
+    revision: str | None,
+    where: str,
+    cache: str,
+    endpoint: str,
+    local_files_only: bool,
+    offline: bool,
+    missing: str,
+) -> EmotionNetError:
+    """Translate an error of huggingface_hub into emotionnet's, with what to do about it."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -184,88 +391,149 @@ def _download(
         RevisionNotFoundError,
     )
 
+    fixes = (
+        f"Check the network connection, proxy settings and HF_ENDPOINT ({endpoint}); set "
+        "HF_HUB_OFFLINE=1 to use only models already in the cache; or pass a local folder "
+        "written by save_pretrained."
+    )
+    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline:
+        why = (
+            "local_files_only=True was passed"
+            if local_files_only
+            else "offline mode is on (HF_HUB_OFFLINE=1)"
+        )
+        return WeightsNotFoundError(
+            f"The model {where!r} is not in the Hugging Face cache ({cache}) and {why}, "
+            "so it was not downloaded. Download it once with network access (unset "
+            "HF_HUB_OFFLINE and pass local_files_only=False), point cache_dir/HF_HUB_CACHE "
+            "at a cache that holds it, or pass a local folder written by save_pretrained."
+        )
+    if isinstance(error, _Unreachable):
+        cause = error.__cause__ or error
+        return WeightsNotFoundError(
+            f"The model {where!r} is not in the Hugging Face cache ({cache}) and the Hub at "
+            f"{endpoint} could not be reached ({_describe(cause)}). {fixes}"
+        )
+    if isinstance(error, GatedRepoError):
+        return WeightsNotFoundError(
+            f"The Hub repository {repo_id!r} is gated: accept its conditions on the Hub and "
+            "pass token=... (or log in with `hf auth login`)."
+        )
+    if isinstance(error, RepositoryNotFoundError):
+        return WeightsNotFoundError(
+            f"There is no Hub repository {repo_id!r} (or it is private: pass token=...). "
+            "Check the name, or pass a local folder written by save_pretrained."
+        )
+    if isinstance(error, RevisionNotFoundError):
+        return WeightsNotFoundError(
+            f"The Hub repository {repo_id!r} has no revision {revision!r}; pass an existing "
+            "branch, tag or commit hash."
+        )
+    if isinstance(error, EntryNotFoundError) and not isinstance(error, LocalEntryNotFoundError):
+        return WeightsNotFoundError(
+            f"The Hub repository {where!r} has no {missing}, so it does not hold an "
+            f"emotionnet model (expected {WEIGHTS_NAME} and {CONFIG_NAME}, as save_pretrained "
+            "writes them)."
+        )
+    if isinstance(error, HFValidationError):
+        return InvalidArgumentError(f"{repo_id!r} is not a valid Hub repo id: {error}")
+    if isinstance(error, HfHubHTTPError):
+        status = _status(error)
+        answer = f"answered HTTP {status}" if status is not None else "failed"
+        retry = " Try again later, or" if status is None or status >= 500 or status == 429 else ""
+        return WeightsNotFoundError(
+            f"Downloading {where!r}: the Hub at {endpoint} {answer} ({_describe(error)}), and "
+            f"the model is not in the cache ({cache}).{retry} {fixes}"
+        )
+    return WeightsNotFoundError(
+        f"The model {where!r} could not be downloaded from {endpoint} ({_describe(error)}) and "
+        f"is not in the Hugging Face cache ({cache}). {fixes} If the cache folder is not "
+        "writable, point cache_dir or HF_HUB_CACHE at one that is."
+    )
+
+
+def _download(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    token: str | bool | None,
+    timeout: float | None,
+) -> ModelFiles:
+    from huggingface_hub import constants, hf_hub_download
+
     offline = local_files_only or _hub_offline()
     where = f"{repo_id}@{revision}" if revision else repo_id
     cache_path = None if cache_dir is None else Path(cache_dir)
     cache = str(cache_path) if cache_path is not None else constants.HF_HUB_CACHE
-    # The endpoint is read now, not when huggingface_hub was imported.
-    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
-    if not offline and not all(
-        isinstance(
-            try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision), str
-        )
-        for name in (CONFIG_NAME, WEIGHTS_NAME)
-    ):
-        reason = _unreachable(endpoint)
-        if reason is not None:
-            raise WeightsNotFoundError(
-                f"The model {where!r} could not be downloaded from {endpoint} ({reason}) and "
-                f"is not in the Hugging Face cache ({cache}). Check the network connection "
-                "(or HF_ENDPOINT), or pass a local folder written by save_pretrained."
-            )
-    paths: list[Path] = []
+    attempt = _Attempt()
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT  # validated when used
+    seconds = 0.0
     try:
-        for filename in (CONFIG_NAME, WEIGHTS_NAME):
-            paths.append(
-                Path(
-                    hf_hub_download(
-                        repo_id,
-                        filename,
-                        revision=revision,
-                        cache_dir=cache_path,
-                        local_files_only=offline,
-                        token=token,
-                        endpoint=endpoint,
-                    )
-                )
-            )
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
         if offline:
-            why = (
-                "local_files_only=True was passed"
-                if local_files_only
-                else "offline mode is on (HF_HUB_OFFLINE=1)"
-            )
-            message = (
-                f"The model {where!r} is not in the Hugging Face cache ({cache}) and {why}, "
-                "so it was not downloaded. Download it once with network access (unset "
-                "HF_HUB_OFFLINE and pass local_files_only=False), point cache_dir/HF_HUB_CACHE "
-                "at a cache that holds it, or pass a local folder written by save_pretrained."
-            )
+            paths = []
+            for name in (CONFIG_NAME, WEIGHTS_NAME):
+                attempt.current = name
+                found = hf_hub_download(
+                    repo_id,
+                    name,
+                    revision=revision,
+                    cache_dir=cache_path,
+                    local_files_only=True,
+                    token=token,
+                )
+                paths.append(Path(found))
         else:
-            message = (
-                f"The model {where!r} could not be downloaded from the Hugging Face Hub "
-                f"({error}) and is not in the cache ({cache}). Check the network connection "
-                "(or HF_ENDPOINT), or pass a local folder written by save_pretrained."
+            # Both read now, not when huggingface_hub was imported, and checked before any
+            # network call.
+            endpoint = _hub_endpoint()
+            seconds = _hub_timeout(timeout)
+            deadline = time.monotonic() + seconds
+            paths = _call_with_deadline(
+                lambda: _fetch(
+                    repo_id,
+                    revision=revision,
+                    cache_path=cache_path,
+                    token=token,
+                    endpoint=endpoint,
+                    deadline=deadline,
+                    attempt=attempt,
+                ),
+                seconds,
             )
-        raise WeightsNotFoundError(message) from None
-    except GatedRepoError:
+    except _DeadlineExceeded:
+        cached = _cached_files(repo_id, revision, cache_path)
+        if cached is not None:
+            logger.warning(
+                "The Hub at %s did not answer within %g s; using the cached copy of %r.",
+                endpoint,
+                seconds,
+                where,
+            )
+            return ModelFiles(config=cached[0], weights=cached[1], source=where)
+        last = f"; last error: {_describe(attempt.last_error)}" if attempt.last_error else ""
         raise WeightsNotFoundError(
-            f"The Hub repository {repo_id!r} is gated: accept its conditions on the Hub and "
-            "pass token=... (or log in with `hf auth login`)."
+            f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
+            f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}{last}), and it is not "
+            f"in the Hugging Face cache ({cache}). Check the network connection, proxy settings "
+            "and HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; "
+            "pass a local folder written by save_pretrained; or, on a slow connection, allow "
+            f"more time with timeout=... or {_TIMEOUT_ENV}=..."
         ) from None
-    except RepositoryNotFoundError:
-        raise WeightsNotFoundError(
-            f"There is no Hub repository {repo_id!r} (or it is private: pass token=...). "
-            "Check the name, or pass a local folder written by save_pretrained."
-        ) from None
-    except RevisionNotFoundError:
-        raise WeightsNotFoundError(
-            f"The Hub repository {repo_id!r} has no revision {revision!r}; pass an existing "
-            "branch, tag or commit hash."
-        ) from None
-    except EntryNotFoundError:
-        missing = (CONFIG_NAME, WEIGHTS_NAME)[len(paths)]
-        raise WeightsNotFoundError(
-            f"The Hub repository {where!r} has no {missing}, so it does not hold an "
-            f"emotionnet model (expected {WEIGHTS_NAME} and {CONFIG_NAME}, as save_pretrained "
-            "writes them)."
-        ) from None
-    except HFValidationError as error:
-        raise InvalidArgumentError(f"{repo_id!r} is not a valid Hub repo id: {error}") from None
-    except HfHubHTTPError as error:
-        raise WeightsNotFoundError(
-            f"Downloading {where!r} from the Hugging Face Hub failed: {error}"
+    except EmotionNetError:
+        raise
+    except Exception as error:  # huggingface_hub's and the HTTP client's, translated
+        raise _hub_error(
+            error,
+            repo_id=repo_id,
+            revision=revision,
+            where=where,
+            cache=cache,
+            endpoint=endpoint,
+            local_files_only=local_files_only,
+            offline=offline,
+            missing=attempt.current,
         ) from None
     config_path, weights_path = paths
     return ModelFiles(config=config_path, weights=weights_path, source=where)
@@ -278,8 +546,17 @@ def resolve_model_files(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     token: str | bool | None = None,
+    timeout: float | None = None,
 ) -> ModelFiles:
     """Find ``config.json`` and ``model.safetensors`` of a model, downloading them if needed.
+
+    Hub calls are bounded in time: after ``timeout`` seconds (default: the
+    ``EMOTIONNET_HUB_TIMEOUT`` environment variable, else 30) the download is abandoned and
+    :class:`~emotionnet.errors.WeightsNotFoundError` says what to do, unless the model is in
+    the cache, which is then used. A Hub that cannot be reached at all (connection refused,
+    unknown host) or answers with an error fails at once, without retries. huggingface_hub's
+    per-request settings (``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) still apply
+    within that bound.
 
     Args:
         name_or_path: ``None`` for the bundled default model; an existing local folder
@@ -289,21 +566,31 @@ def resolve_model_files(
         local_files_only: Only look in the cache, never on the network (Hub only). Implied
             by ``HF_HUB_OFFLINE=1``.
         token: Hub access token for private or gated repositories.
+        timeout: Most seconds spent on the Hub in all (Hub only): a positive number, or
+            ``None`` for ``EMOTIONNET_HUB_TIMEOUT`` (default 30). Raise it to download a
+            large model over a slow connection.
 
     Returns:
         The local paths of the files.
 
     Raises:
         WeightsNotFoundError: If the folder or repository does not hold a model, or the
-            model is neither cached nor downloadable.
-        InvalidArgumentError: If ``name_or_path`` is neither a folder nor a repo id.
+            model is neither cached nor downloadable (in time).
+        InvalidArgumentError: If ``name_or_path`` is neither a folder nor a valid repo id,
+            ``timeout``, ``revision``, ``EMOTIONNET_HUB_TIMEOUT`` or ``HF_ENDPOINT`` is
+            invalid (checked before any network call).
 
     Example:
         >>> resolve_model_files("no/such-model", local_files_only=True)
         Traceback (most recent call last):
         ...
         emotionnet.errors.WeightsNotFoundError: The model 'no/such-model' is not in the Hugging Face cache ...
+        >>> resolve_model_files("org/a--b", timeout=5)
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.InvalidArgumentError: 'org/a--b' is not a valid Hub repo id ...
     """  # noqa: E501
+    timeout = _check_timeout(timeout)
     if name_or_path is None:
         folder = bundled_model_dir()
         return ModelFiles(folder / CONFIG_NAME, folder / WEIGHTS_NAME, "the bundled default model")
@@ -316,13 +603,20 @@ def resolve_model_files(
     path = Path(text).expanduser()
     if path.is_dir():
         weights, config = path / WEIGHTS_NAME, path / CONFIG_NAME
-        missing = [p.name for p in (weights, config) if not p.is_file()]
+        missing = [p.name for p in (weights, config) if not p.exists()]
         if missing:
             raise WeightsNotFoundError(
                 f"The folder {text!r} has no {' or '.join(missing)}; expected a folder "
                 "written by EmotionRecognizer.save_pretrained. For a .pt/.pth state dict use "
                 "EmotionRecognizer.from_state_dict(path, config=...)."
             )
+        for file in (weights, config):
+            kind = file_kind(file)
+            if kind is not None:
+                raise ModelLoadError(
+                    f"{str(file)!r} is {kind}, not a regular file; a model folder holds the "
+                    "files written by EmotionRecognizer.save_pretrained."
+                )
         return ModelFiles(config, weights, text)
     if path.exists():
         raise InvalidArgumentError(
@@ -335,17 +629,26 @@ def resolve_model_files(
             f"{text!r} is neither an existing folder nor a Hub repo id like 'org/name'; "
             "check the path."
         )
+    _check_repo_id(text)
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise InvalidArgumentError(
+            f"revision must be None or a branch, tag or commit hash, got {revision!r}."
+        )
     return _download(
         text,
         revision=revision,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         token=token,
+        timeout=timeout,
     )
 
 
 def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
     """Read a ``config.json``: the model config and the metadata saved with it.
+
+    Only a regular file is opened (a FIFO or device named ``config.json`` is refused at
+    once), of at most 16 MiB.
 
     Args:
         path: The ``config.json`` file.
@@ -355,7 +658,8 @@ def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, An
         the file has none, as for a bare ``ModelConfig.save``).
 
     Raises:
-        ModelLoadError: If the file is not JSON or not a valid model config.
+        ModelLoadError: If the file is not a regular file, not JSON (or nested too deeply),
+            or not a valid model config.
 
     Example:
         >>> import tempfile
@@ -365,8 +669,8 @@ def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, An
         'small'
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = _read_config_json(Path(path))
+    except (OSError, InvalidArgumentError) as error:
         raise ModelLoadError(f"Cannot read the model config {str(path)!r}: {error}") from None
     if not isinstance(data, dict):
         raise ModelLoadError(
@@ -391,8 +695,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str 
         source: Where the file came from, for messages.
 
     Raises:
-        ModelLoadError: If the file is not a safetensors file, or a tensor is missing,
-            unexpected or mis-shaped (the message lists them).
+        ModelLoadError: If the file is not a regular safetensors file, or a tensor is
+            missing, unexpected, mis-shaped, of the wrong kind (integer or bool where the
+            model has floats) or holds unusable values (NaN, infinity, a negative batch-norm
+            variance); the message lists them.
 
     Example:
         >>> import tempfile
@@ -408,6 +714,18 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str 
     from safetensors.torch import load_file
 
     what = source or str(path)
+    try:
+        kind = file_kind(path)
+    except OSError as error:
+        raise ModelLoadError(
+            f"Cannot read the weights of {what} ({error}); expected a safetensors file as "
+            "save_pretrained writes it."
+        ) from None
+    if kind is not None:
+        raise ModelLoadError(
+            f"The weights of {what} ({str(path)!r}) are {kind}, not a regular file; expected "
+            "a safetensors file as save_pretrained writes it."
+        )
     try:
         state = load_file(str(path), device="cpu")
     except Exception as error:  # safetensors raises its own error types, no common base

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from ._atomic import atomic_write_text
 from ._config import config_values
+from ._io import NotARegularFileError, read_json_file
 from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
 from .labels import EMOTIONS, NUM_CLASSES
 from .preprocessing import FER2013_MEAN, FER2013_STD, IMAGE_SIZE
@@ -66,6 +68,25 @@ CONFIG_FILENAME: Final[str] = "config.json"
 _IMAGENET_WEIGHTS: Final = ResNet18_Weights.IMAGENET1K_V1
 _STRIP_PREFIXES: Final[tuple[str, ...]] = ("module.", "_orig_mod.")
 
+# Limits of a config (documented in ModelConfig): beyond them a config.json of a few
+# kilobytes would make build_model or predict allocate gigabytes.
+_MIN_INPUT_SIZE: Final[int] = 8
+_MAX_INPUT_SIZE: Final[int] = 1024
+_MAX_CLASSES: Final[int] = 10_000
+_MAX_CHANNELS: Final[int] = 64
+_MIN_STD: Final[float] = 1e-6
+_PROBLEMS_SHOWN: Final[int] = 8
+
+
+def _read_config_json(path: Path) -> Any:
+    try:
+        return read_json_file(path)
+    except NotARegularFileError as error:
+        raise InvalidArgumentError(
+            f"{str(path)!r} is {error.strerror}, not a regular file; a config is a JSON file "
+            "as ModelConfig.save and save_pretrained write it."
+        ) from None
+
 
 class _InputDropout:
     """Forward pre-hook applying dropout to a module's input while it trains.
@@ -85,6 +106,11 @@ def _check_positive_int(name: str, value: object, hint: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}; {hint}.")
     return value
+
+
+def _check_range(name: str, value: int, low: int, high: int, hint: str) -> None:
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"{name} must be in {low}..{high}, got {value}; {hint}.")
 
 
 def _check_stem(stem: object) -> str:
@@ -223,7 +249,9 @@ def load_state_dict_strict(
         source: Where the tensors came from, for messages.
 
     Raises:
-        ModelLoadError: If the names or shapes do not match the model exactly.
+        ModelLoadError: If the names or shapes do not match the model exactly, or a tensor
+            is unusable: integer or bool where the model has floats, NaN or infinite values,
+            a negative batch-norm ``running_var`` (the message names each tensor).
 
     Example:
         >>> from torch import nn
@@ -255,7 +283,46 @@ def load_state_dict_strict(
             "model with the stem, num_classes and in_chans the weights were trained with (the "
             "config.json saved next to them records them)."
         )
+    unusable = _unusable_tensors(expected, state)
+    if unusable:
+        shown = "; ".join(unusable[:_PROBLEMS_SHOWN])
+        more = len(unusable) - _PROBLEMS_SHOWN
+        raise ModelLoadError(
+            f"The weights of {source} are unusable: {shown}"
+            f"{f' and {more} more' if more > 0 else ''}. The file is corrupt or comes from a "
+            "training run that diverged; load weights saved from a healthy model."
+        )
     model.load_state_dict(state, strict=True)
+
+
+def _unusable_tensors(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """Describe the tensors of ``state`` whose kind or values would make the model answer NaN.
+
+    Floating-point tensors of the model must come as finite floating-point values (checked
+    after the cast ``load_state_dict`` does, so a float64 value that overflows float32 counts
+    as infinite), and batch-norm variances must not be negative. Integer buffers (batch-norm
+    ``num_batches_tracked``) are cast as ``load_state_dict`` does; only complex, NaN or
+    infinite values are refused there.
+    """
+    problems = []
+    for key, reference in expected.items():
+        tensor = state[key].detach()
+        if reference.is_floating_point():
+            if not tensor.is_floating_point():
+                problems.append(f"{key} is {tensor.dtype}, expected a floating-point tensor")
+                continue
+            values = tensor if tensor.dtype == reference.dtype else tensor.to(reference.dtype)
+            if not bool(torch.isfinite(values).all()):
+                problems.append(f"{key} has NaN or infinite values")
+            elif key.rsplit(".", 1)[-1] == "running_var" and bool((values < 0).any()):
+                problems.append(f"{key} has negative values (a variance is never negative)")
+        elif tensor.is_complex() or (
+            tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ):
+            problems.append(f"{key} is {tensor.dtype} with values that are not integers")
+    return problems
 
 
 def _apply_imagenet_weights(model: ResNet, in_chans: int, progress: bool) -> None:
@@ -367,7 +434,12 @@ def _as_float_tuple(name: str, value: object) -> tuple[float, ...]:
         raise InvalidArgumentError(
             f"{name} must be a non-empty sequence of numbers (one per channel), got {value!r}."
         )
-    return tuple(float(v) for v in items)
+    try:
+        return tuple(float(v) for v in items)
+    except OverflowError:  # an integer beyond the float range
+        raise InvalidArgumentError(
+            f"{name} values must be finite numbers (0..1 scale), got {value!r}."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -377,12 +449,13 @@ class ModelConfig:
     Attributes:
         architecture: Network family; only ``"resnet18"`` for now.
         stem: One of :data:`STEMS`.
-        num_classes: Number of output logits.
-        in_chans: Number of input channels.
-        input_size: Side of the square input image in pixels.
-        mean: Per-channel mean on the 0..1 scale used by :func:`~emotionnet.normalize`.
-        std: Per-channel standard deviation on the 0..1 scale.
-        labels: Class names, index ``i`` naming logit ``i``.
+        num_classes: Number of output logits, 1 to 10,000.
+        in_chans: Number of input channels, 1 to 64.
+        input_size: Side of the square input image in pixels, 8 to 1024.
+        mean: Per-channel mean on the 0..1 scale used by :func:`~emotionnet.normalize`;
+            finite.
+        std: Per-channel standard deviation on the 0..1 scale; finite and above 1e-6.
+        labels: Class names, index ``i`` naming logit ``i``; distinct and not empty.
         dropout: Dropout before the classifier during training.
 
     Example:
@@ -411,8 +484,17 @@ class ModelConfig:
             )
         _check_stem(self.stem)
         _check_positive_int("num_classes", self.num_classes, "e.g. 7 for FER2013")
+        _check_range("num_classes", self.num_classes, 1, _MAX_CLASSES, "e.g. 7 for FER2013")
         _check_positive_int("in_chans", self.in_chans, "1 for grayscale, 3 for RGB")
+        _check_range("in_chans", self.in_chans, 1, _MAX_CHANNELS, "1 for grayscale, 3 for RGB")
         _check_positive_int("input_size", self.input_size, "48 for FER2013")
+        _check_range(
+            "input_size",
+            self.input_size,
+            _MIN_INPUT_SIZE,
+            _MAX_INPUT_SIZE,
+            "the side of the square input in pixels, 48 for FER2013",
+        )
         _check_dropout(self.dropout)
         mean = _as_float_tuple("mean", self.mean)
         std = _as_float_tuple("std", self.std)
@@ -421,8 +503,15 @@ class ModelConfig:
                 f"mean {mean} and std {std} need one value per input channel "
                 f"(in_chans={self.in_chans})."
             )
-        if any(s <= 0 for s in std):
-            raise InvalidArgumentError(f"std values must be positive, got {std}.")
+        if not all(math.isfinite(m) for m in mean):
+            raise InvalidArgumentError(
+                f"mean values must be finite numbers (0..1 scale), got {mean}."
+            )
+        if not all(math.isfinite(s) and s > _MIN_STD for s in std):
+            raise InvalidArgumentError(
+                f"std values must be positive (greater than {_MIN_STD:g}) and finite, got "
+                f"{std}; the pixels are divided by them."
+            )
         if isinstance(self.labels, str) or not all(isinstance(x, str) for x in self.labels):
             raise InvalidArgumentError(
                 f"labels must be a sequence of class names, got {self.labels!r}."
@@ -432,6 +521,14 @@ class ModelConfig:
             raise InvalidArgumentError(
                 f"labels has {len(labels)} names but num_classes is {self.num_classes}; "
                 "give one name per class."
+            )
+        if not all(label.strip() for label in labels):
+            raise InvalidArgumentError(f"labels must not be empty names, got {list(labels)}.")
+        repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
+        if repeated:
+            raise InvalidArgumentError(
+                f"labels must name each class once, but {repeated} appear more than once in "
+                f"{list(labels)}."
             )
         # Lists from JSON become tuples so configs compare, hash and stay immutable.
         object.__setattr__(self, "mean", mean)
@@ -515,8 +612,8 @@ class ModelConfig:
 
         Raises:
             FileNotFoundError: If the file does not exist.
-            InvalidArgumentError: If the file is not valid JSON or has unknown keys or
-                invalid values.
+            InvalidArgumentError: If the file is not a regular file, not valid JSON (or
+                nested too deeply), or has unknown keys or invalid values.
 
         Example:
             >>> import tempfile, pathlib
@@ -525,12 +622,7 @@ class ModelConfig:
             ...     ModelConfig.load(folder).stem
             'small'
         """
-        target = _config_path(path)
-        try:
-            data = json.loads(target.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"{target} is not valid JSON: {exc}.") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(_read_config_json(_config_path(path)))
 
 
 def _config_path(path: str | os.PathLike[str]) -> Path:

@@ -52,7 +52,7 @@ from .errors import (
     UnsupportedInputError,
     WeightsNotFoundError,
 )
-from .faces import DEFAULT_MARGIN, Box, FaceDetector, _detect_gray, crop_face
+from .faces import DEFAULT_MARGIN, Box, FaceDetector, _detect_gray, _to_original, crop_face
 from .hub import (
     load_state_dict_strict,
     load_weights,
@@ -60,7 +60,7 @@ from .hub import (
     resolve_model_files,
     save_model_files,
 )
-from .images import ImageInput, load_image, to_face_batch, unbatch
+from .images import ImageInput, load_image, original_size, to_face_batch, unbatch
 from .metrics import predict_proba
 from .models import ModelConfig, build_model
 from .preprocessing import to_face_array, to_grayscale
@@ -469,11 +469,16 @@ class EmotionRecognizer:
         device: torch.device | str | None = None,
         backend: str = "auto",
         tta: bool | str = DEFAULT_TTA,
+        timeout: float | None = None,
     ) -> EmotionRecognizer:
         """Load a saved model: the bundled default, a local folder or a Hub repository.
 
-        Loading is strict: a missing, unexpected or mis-shaped tensor is an error. Weights
-        saved in half precision are cast to ``float32``.
+        Loading is strict: a missing, unexpected or mis-shaped tensor is an error, and so are
+        weights that could only give garbage (NaN or infinite values, integer or bool
+        tensors where the model has floats, a negative batch-norm variance) and a config
+        outside the documented ranges (see :class:`~emotionnet.models.ModelConfig`). Weights
+        saved in half precision are cast to ``float32``. Hub downloads are bounded in time
+        (``timeout``).
 
         Args:
             name_or_path: ``None`` for the default model shipped with emotionnet (no network
@@ -489,15 +494,27 @@ class EmotionRecognizer:
                 else eager PyTorch), ``"torch"`` or ``"onnx"`` (see :data:`BACKENDS`).
             tta: The default test-time augmentation of :meth:`predict` and :meth:`evaluate`
                 (:data:`DEFAULT_TTA`).
+            timeout: Most seconds spent on the Hub in all (Hub only): a positive number, or
+                ``None`` for the ``EMOTIONNET_HUB_TIMEOUT`` environment variable (default
+                30). When it runs out, a cached copy is used if there is one, else
+                :class:`~emotionnet.errors.WeightsNotFoundError` is raised.
 
         Returns:
             The recognizer.
 
         Raises:
-            WeightsNotFoundError: If the model is not found, or not cached while offline
-                (the message says how to fix it).
-            ModelLoadError: If the files are not a valid model or do not match its config.
-            InvalidArgumentError: If an argument is invalid.
+            WeightsNotFoundError: If the model is not found, not cached while offline, or
+                not downloaded within ``timeout`` (the message says how to fix it).
+            ModelLoadError: If the files are not a valid model, do not match its config or
+                hold unusable values (the message names the field or tensor).
+            InvalidArgumentError: If an argument, ``HF_ENDPOINT`` or
+                ``EMOTIONNET_HUB_TIMEOUT`` is invalid (checked before any network call).
+
+        Example:
+            >>> EmotionRecognizer.from_pretrained("org/a..b", timeout=10)
+            Traceback (most recent call last):
+            ...
+            emotionnet.errors.InvalidArgumentError: 'org/a..b' is not a valid Hub repo id ...
         """
         files = resolve_model_files(
             name_or_path,
@@ -505,6 +522,7 @@ class EmotionRecognizer:
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             token=token,
+            timeout=timeout,
         )
         config, metadata = read_config(files.config)
         model = build_model(config)
@@ -699,6 +717,17 @@ class EmotionRecognizer:
                 f"The model outputs {proba.shape[1]} classes but its config names "
                 f"{len(labels)} labels; pass the config the model was trained with."
             )
+        finite = torch.isfinite(proba).all(dim=1)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().flatten().tolist()
+            shown = ", ".join(str(i) for i in bad[:8]) + (" ..." if len(bad) > 8 else "")
+            raise ModelLoadError(
+                f"The model gave NaN or infinite probabilities for {len(bad)} of "
+                f"{proba.shape[0]} faces (positions {shown} of this batch), so it cannot be "
+                "trusted. Its weights or its config's mean/std are broken (NaN, infinite or "
+                "overflowing in this dtype); load a healthy model, e.g. with from_pretrained, "
+                "which refuses such weights."
+            )
         rows = proba.double().numpy()
         indices = rows.argmax(axis=1)
         return [
@@ -728,9 +757,12 @@ class EmotionRecognizer:
         for item in items:
             # Crops come from the grayscale photo: conversion is per pixel, so this equals
             # converting the colour crop, without converting the photo twice.
-            gray = to_grayscale(load_image(item))
+            photo = load_image(item)
+            gray = to_grayscale(photo)
             boxes = _detect_gray(gray, detector)
-            boxes_per_image.append(boxes)
+            # Boxes are reported in the file's pixels (a very large file is reduced when
+            # decoded); the crops come from the decoded image.
+            boxes_per_image.append(_to_original(boxes, gray.size, original_size(photo)))
             crops.extend(
                 to_face_array(crop_face(gray, box, margin=self.face_margin), size) for box in boxes
             )
@@ -866,6 +898,8 @@ class EmotionRecognizer:
                 cannot be converted to grayscale.
             InvalidArgumentError: If ``batch_size`` or ``tta`` is invalid.
             MissingDependencyError: If ``faces=True`` without OpenCV and without a detector.
+            ModelLoadError: If the model gives NaN or infinite probabilities (broken
+                weights): an error, never a prediction.
 
         Example:
             >>> import torch
