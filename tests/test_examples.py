@@ -150,18 +150,6 @@ def test_webcam_reads_a_video_file_and_smooths(tmp_path: Path, tiny_model: Path)
     assert cv2.VideoCapture(str(output)).read()[0], "no annotated video written"
 
 
-def test_webcam_smoother_blends_frames_of_the_same_face() -> None:
-    webcam = load_example("webcam")
-    smoother = webcam.Smoother(alpha=0.25)
-    first = np.array([1.0, 0.0])
-    second = np.array([0.0, 1.0])
-    smoother.update([((10, 10, 50, 50), first)])
-    (track,) = smoother.update([((12, 10, 50, 50), second)])  # same face, moved 2 px
-    np.testing.assert_allclose(track.probabilities, [0.75, 0.25])
-    tracks = smoother.update([((300, 300, 50, 50), second)])  # someone else
-    np.testing.assert_allclose(tracks[0].probabilities, second)
-
-
 def test_train_fer2013_writes_a_loadable_model_folder(tmp_path: Path, tiny_fer2013: Path) -> None:
     output = tmp_path / "run"
     out = run_example(

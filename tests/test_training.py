@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import inspect
 import json
+import logging
+import math
 import os
+import random
+import re
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+import zipfile
 from dataclasses import replace as dataclass_replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -19,7 +29,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 from emotionnet.augmentation import AugmentConfig
-from emotionnet.errors import CheckpointError, InvalidArgumentError, UnsupportedInputError
+from emotionnet.errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    NonFiniteLossError,
+    UnsupportedInputError,
+)
 from emotionnet.models import ModelConfig
 from emotionnet.training import (
     Callback,
@@ -683,6 +698,8 @@ def test_train_config_round_trips_through_json_and_toml(tmp_path: Path) -> None:
         ({"device": "tpu:x"}, "device must be"),
         ({"class_weights": "balance"}, "'balance' for argument class_weights"),
         ({"eval_tta": "flp"}, r"'flp' for argument eval_tta\. Valid values are False, True"),
+        ({"max_nonfinite_steps": -1}, "max_nonfinite_steps must be an integer >= 0"),
+        ({"max_nonfinite_steps": 1.5}, "max_nonfinite_steps must be an integer >= 0"),
     ],
 )
 def test_train_config_rejects_bad_values(data: dict[str, object], match: str) -> None:
@@ -715,6 +732,509 @@ def test_history_exports(tmp_path: Path) -> None:
     assert history.best("accuracy") is None
 
 
+# ---- checkpoint integrity ------------------------------------------------------------------
+
+
+def flip_bit(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def resume_after_one_epoch(config: TrainConfig) -> Trainer:
+    return Trainer(model_with_seed(seed=7), TRAIN, VAL, dataclass_replace(config, max_epochs=2))
+
+
+def test_checkpoints_carry_a_digest_that_any_zip_reader_ignores(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "last.ckpt"
+    with zipfile.ZipFile(checkpoint) as archive:
+        assert archive.comment.startswith(b"emotionnet-sha256:")
+        assert archive.testzip() is None
+    expected = hashlib.sha256(checkpoint.read_bytes()[: -len(archive.comment) - 2]).hexdigest()
+    assert archive.comment.decode().endswith(expected)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "where", ["first byte", "tensor data", "zip directory", "digest", "truncated", "appended"]
+)
+def test_a_damaged_checkpoint_is_refused_on_resume(
+    trained: Trainer, tmp_path: Path, where: str
+) -> None:
+    checkpoint = tmp_path / "last.ckpt"
+    data = checkpoint.read_bytes()
+    model_bytes = trained.model.state_dict()["fc.weight"].numpy().tobytes()
+    offsets = {
+        "first byte": 0,
+        "tensor data": data.index(model_bytes) + 5,
+        "zip directory": len(data) - 200,
+        "digest": len(data) - 1,
+    }
+    if where in offsets:
+        flip_bit(checkpoint, offsets[where])
+    elif where == "truncated":
+        checkpoint.write_bytes(data[: len(data) // 2])
+    else:
+        checkpoint.write_bytes(data + b"\0")
+    damaged = checkpoint.read_bytes()
+    resumed = resume_after_one_epoch(trained.config)
+    with pytest.raises(CheckpointError, match="is corrupt") as info:
+        resumed.fit(resume=True)
+    message = str(info.value)
+    assert str(checkpoint) in message and "Delete it" in message and "resume=False" in message
+    assert len(resumed.history) == 0 and resumed.global_step == 0
+    assert checkpoint.read_bytes() == damaged  # refused, not overwritten
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        load_checkpoint(checkpoint)
+
+
+def test_a_checkpoint_without_a_digest_still_resumes_with_a_warning(
+    trained: Trainer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What emotionnet wrote before checkpoints carried a digest: torch.save's plain zip.
+    old = tmp_path / "old.ckpt"
+    torch.save(load_checkpoint(tmp_path / "last.ckpt"), old)
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+        state = load_checkpoint(old)
+    assert state["epoch"] == 1 and "nonfinite_steps" in state
+    assert "has no integrity digest" in caplog.text and str(old) in caplog.text
+    del state["nonfinite_steps"]  # older checkpoints also lack the newest key
+    torch.save(state, old)
+    resumed = resume_after_one_epoch(trained.config)
+    assert len(resumed.fit(resume=old)) == 2
+    with zipfile.ZipFile(tmp_path / "last.ckpt") as archive:  # the new one has a digest
+        assert archive.comment.startswith(b"emotionnet-sha256:")
+
+
+class Payload:
+    """Pickles to a call that creates a file: proof of code run while loading."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_code_in_a_checkpoint_never_runs_even_with_a_matching_digest(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    from emotionnet.training import _save_checkpoint_file
+
+    marker = tmp_path / "code-ran"
+    state = {**load_checkpoint(tmp_path / "last.ckpt"), "extra": Payload(marker)}
+    signed = tmp_path / "signed.ckpt"  # the digest proves integrity, not trustworthiness
+    with signed.open("wb") as handle:
+        _save_checkpoint_file(state, handle)
+    plain = tmp_path / "plain.ckpt"
+    torch.save(state, plain)
+    for path in (signed, plain):
+        with pytest.raises(CheckpointError, match="Could not read the checkpoint"):
+            resume_after_one_epoch(trained.config).fit(resume=path)
+    assert not marker.exists()
+
+
+def test_checkpoints_with_missing_or_malformed_keys_raise_checkpoint_errors(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    state = load_checkpoint(tmp_path / "last.ckpt")
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "missing": ({k: v for k, v in state.items() if k != "history"}, r"lacks the keys \["),
+        "wrong type": ({**state, "best": 3}, "best is of type int, expected dict"),
+        "bad rng": ({**state, "rng": [{}]}, "malformed"),
+        "bad history": ({**state, "history": [1, 2]}, "malformed"),
+    }
+    for name, (broken, match) in cases.items():
+        path = tmp_path / f"{name}.ckpt"
+        torch.save(broken, path)
+        with pytest.raises(CheckpointError, match=match):
+            resume_after_one_epoch(trained.config).fit(resume=path)
+
+
+def test_best_weights_carry_a_digest_and_damaged_ones_are_refused(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+
+    best = tmp_path / "best.safetensors"
+    with safe_open(str(best), "pt") as handle:
+        assert len(handle.metadata()["emotionnet.sha256"]) == 64
+
+    def reloaded() -> Trainer:
+        # A resumed trainer keeps no best weights in memory: load_best reads the file.
+        trainer = Trainer(model_with_seed(seed=7), TRAIN, VAL, trained.config)
+        trainer.fit(resume=True)
+        return trainer
+
+    assert_same_weights(reloaded().load_best(), trained.load_best())
+    data = best.read_bytes()
+    damaged = {
+        "tensor data": (bytes([*data[:-3], data[-3] ^ 1, *data[-2:]]), "does not match"),
+        "truncated": (data[:-10], "corrupt"),
+        "not safetensors": (b"junk", "corrupt or not a safetensors file"),
+    }
+    for content, match in damaged.values():
+        best.write_bytes(content)
+        with pytest.raises(CheckpointError, match=match) as info:
+            reloaded().load_best()
+        assert str(best) in str(info.value)
+    from safetensors.torch import save_file
+
+    save_file({"other.weight": torch.zeros(2)}, str(best))  # intact, but another model's
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        reloaded().load_best()
+
+
+KILL_SCRIPT = """
+import sys
+import torch
+from torch import nn
+torch.set_num_threads(1)
+from emotionnet.training import TrainConfig, Trainer
+
+torch.manual_seed(0)
+# About 8 MB of weights and momentum: a write takes long enough to be killed half-way.
+model = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 4096), nn.Linear(4096, 4))
+images = torch.randint(0, 256, (32, 16, 16), dtype=torch.uint8)
+data = (images, torch.arange(32) % 4)
+config = TrainConfig(max_epochs=1, batch_size=16, progress=False, device="cpu",
+                     schedule="constant", checkpoint_dir=sys.argv[1])
+trainer = Trainer(model, data, data, config)
+trainer.fit()
+while True:
+    trainer.epoch += 1
+    trainer.save_checkpoint()
+    print(trainer.epoch, flush=True)
+"""
+
+
+def kill_while_writing(script: Path, folder: Path, seed: int) -> int:
+    """Run the writer until it has written twice, SIGKILL it at a random moment; its pid."""
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    for _ in range(2):
+        assert process.stdout.readline(), "the writer died before writing"
+    time.sleep(random.Random(seed).uniform(0.0, 0.3))
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    process.stdout.close()
+    return process.pid
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_sigkill_at_a_random_moment_leaves_a_verified_checkpoint(tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(KILL_SCRIPT)
+    folder = tmp_path / "run"
+    pid = kill_while_writing(script, folder, seed=0)
+    assert load_checkpoint(folder / "last.ckpt")["epoch"] >= 3  # the digest matches
+    leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert all(p.name.startswith(f".last.ckpt.{pid}.") for p in leftovers)
+    for leftover in leftovers:  # as if the kill happened a while ago
+        os.utime(leftover, (time.time() - 3600,) * 2)
+    # The next process's writes remove what the killed one left behind; killed in turn, it
+    # leaves a checkpoint that verifies again.
+    kill_while_writing(script, folder, seed=1)
+    assert not [p for p in folder.iterdir() if f".{pid}." in p.name]
+    assert load_checkpoint(folder / "last.ckpt")["epoch"] >= 3
+
+
+# ---- stale temporary files -----------------------------------------------------------------
+
+DEAD_PID = 2**22 + 1  # above any Linux pid_max: no process can have it
+
+
+def stale(folder: Path, name: str, *, age: float = 3600.0) -> Path:
+    path = folder / name
+    path.write_bytes(b"half of a killed write")
+    os.utime(path, (time.time() - age,) * 2)
+    return path
+
+
+def test_the_next_checkpoint_write_removes_a_killed_writes_temporary_file(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    leftover = stale(tmp_path, f".last.ckpt.{DEAD_PID}.0123abcd.tmp")
+    trained.save_checkpoint()
+    assert not leftover.exists()
+    assert load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process liveness is checked on POSIX")
+def test_only_this_targets_stale_temporaries_of_gone_processes_are_removed(
+    tmp_path: Path,
+) -> None:
+    from emotionnet._atomic import atomic_write, atomic_write_bytes
+
+    gone = [
+        stale(tmp_path, f".a.bin.{DEAD_PID}.0123abcd.tmp"),
+        # This process's id, not being written by it: left by an earlier process with the
+        # same id (a restarted container).
+        stale(tmp_path, f".a.bin.{os.getpid()}.89abcdef.tmp"),
+    ]
+    kept = [
+        stale(tmp_path, f".a.bin.{DEAD_PID}.00000000.tmp", age=1.0),  # maybe still written
+        stale(tmp_path, f".a.bin.{os.getppid()}.11111111.tmp"),  # its writer is alive
+        stale(tmp_path, f".b.bin.{DEAD_PID}.22222222.tmp"),  # another file's
+        stale(tmp_path, f".a.bin.{DEAD_PID}.33333333.tmp.bak"),  # not our name
+        stale(tmp_path, f"a.bin.{DEAD_PID}.44444444.tmp"),
+        stale(tmp_path, f".a.bin.x{DEAD_PID}.55555555.tmp"),
+    ]
+    folder = tmp_path / f".a.bin.{DEAD_PID}.66666666.tmp"
+    folder.mkdir()  # not a regular file
+    link = tmp_path / f".a.bin.{DEAD_PID}.77777777.tmp"
+    link.symlink_to(tmp_path / "elsewhere")
+    kept += [folder, link]
+
+    def nested_write(handle: Any) -> None:
+        # A write of the same file from this process while an older one is in flight (as
+        # from another thread) must not remove the in-flight temporary file.
+        own_name = re.compile(rf"\.a\.bin\.{os.getpid()}\.[0-9a-f]{{8}}\.tmp")
+        (own,) = [p for p in tmp_path.iterdir() if own_name.fullmatch(p.name)]
+        os.utime(own, (time.time() - 3600,) * 2)
+        atomic_write_bytes(tmp_path / "a.bin", b"inner")
+        assert own.exists()
+        handle.write(b"outer")
+
+    atomic_write(tmp_path / "a.bin", nested_write)
+    assert (tmp_path / "a.bin").read_bytes() == b"outer"
+    assert [p.name for p in gone if p.exists()] == []
+    assert [p.name for p in kept if not os.path.lexists(p)] == []
+
+
+# ---- non-finite losses ---------------------------------------------------------------------
+
+
+class Poisoned(TinyNet):
+    """TinyNet with NaN logits (or NaN gradients) at chosen (epoch, batch) training steps."""
+
+    def __init__(self, steps: set[tuple[int, int]], *, gradients: bool = False) -> None:
+        torch.manual_seed(0)  # the weights of model_with_seed()
+        super().__init__()
+        self.steps = steps
+        self.gradients = gradients
+        self.epoch = self.batch = 0
+        self.states: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        key = (self.epoch, self.batch)
+        self.batch += 1
+        self.states[key] = {k: v.clone() for k, v in self.state_dict().items()}
+        logits = super().forward(x)
+        if key in self.steps:
+            if self.gradients:
+                logits.register_hook(lambda grad: grad * float("nan"))
+            else:
+                logits = logits * float("nan")
+        return logits
+
+
+class Clock(Callback):
+    """Tells a Poisoned model which epoch it is in."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        model = cast(Poisoned, trainer.model)
+        model.epoch, model.batch = epoch, 0
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_nan_loss_stops_the_run_and_the_last_checkpoint_resumes_exactly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = quick(max_nonfinite_steps=2, mixup_alpha=0.2, checkpoint_dir=str(tmp_path / "a"))
+    straight = model_with_seed()
+    history = Trainer(straight, TRAIN, VAL, config).fit()
+
+    poisoned_config = dataclass_replace(config, checkpoint_dir=str(tmp_path / "b"))
+    checkpoint = tmp_path / "b" / "last.ckpt"
+    model = Poisoned({(2, b) for b in range(6)})  # epoch 2 diverges from its first batch
+    trainer = Trainer(model, TRAIN, VAL, poisoned_config, callbacks=[Clock()])
+    stopped = pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 3/6: the loss is nan")
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"), stopped as info:
+        trainer.fit()
+    assert isinstance(info.value, FloatingPointError)
+    message = str(info.value)
+    assert "3 steps in a row (max_nonfinite_steps=2)" in message
+    assert f"The last checkpoint, {checkpoint}, is intact" in message
+    assert caplog.text.count("the step is skipped") == 2
+    # The bad steps changed nothing: not the weights, not the batch-norm statistics.
+    assert_same_state(model.state_dict(), model.states[(2, 0)])
+    assert trainer.global_step == 6 + 2 and len(trainer.history) == 1
+    assert load_checkpoint(checkpoint)["epoch"] == 1
+    assert len(History.from_json(tmp_path / "b" / "history.json")) == 1
+
+    # After the error the checkpoint resumes, here with the divergence gone, exactly.
+    resumed_model = model_with_seed(seed=99)
+    resumed = Trainer(resumed_model, TRAIN, VAL, poisoned_config)
+    assert without_timing(resumed.fit(resume=True)) == without_timing(history)
+    assert_same_weights(resumed_model, straight)
+
+
+def test_isolated_nonfinite_steps_are_skipped_and_training_goes_on(tmp_path: Path) -> None:
+    config = quick(max_nonfinite_steps=2, ema_decay=0.9, checkpoint_dir=str(tmp_path))
+    model = Poisoned({(1, 2), (1, 3), (2, 5)})
+    trainer = Trainer(model, TRAIN, VAL, config, callbacks=[Clock()])
+    history = trainer.fit()
+    assert len(history) == 3 and all(math.isfinite(row["train_loss"]) for row in history)
+    assert_same_state(model.states[(1, 2)], model.states[(1, 4)])  # 2 and 3 were skipped
+    assert not torch.equal(model.states[(1, 1)]["fc.weight"], model.states[(1, 2)]["fc.weight"])
+    assert trainer.global_step == 18
+    # The LR schedule still follows the position in the run.
+    clean = Trainer(model_with_seed(), TRAIN, VAL, dataclass_replace(config, checkpoint_dir=None))
+    assert clean.fit().column("lr") == history.column("lr")
+    assert load_checkpoint(tmp_path / "last.ckpt")["nonfinite_steps"] == 0
+
+
+def test_nonfinite_gradients_are_skipped_too_when_they_are_clipped() -> None:
+    config = quick(max_nonfinite_steps=0, grad_clip=1.0)
+    model = Poisoned({(1, 1)}, gradients=True)
+    trainer = Trainer(model, TRAIN, VAL, config, callbacks=[Clock()])
+    with pytest.raises(
+        NonFiniteLossError, match="batch 2/6: the gradient norm is not finite"
+    ) as info:
+        trainer.fit()
+    assert_same_state(model.state_dict(), model.states[(1, 1)])
+    assert "No checkpoint_dir is set, so there is no checkpoint" in str(info.value)
+
+
+def test_the_count_of_nonfinite_steps_in_a_row_survives_a_resume(tmp_path: Path) -> None:
+    # The last batch of epoch 1 and the first of epoch 2 are bad: two in a row, one too many.
+    steps = {(1, 5), (2, 0)}
+    config = quick(max_nonfinite_steps=1, checkpoint_dir=str(tmp_path / "straight"))
+    with pytest.raises(NonFiniteLossError, match="epoch 2, batch 1/6"):
+        Trainer(Poisoned(steps), TRAIN, VAL, config, callbacks=[Clock()]).fit()
+    killed = dataclass_replace(config, checkpoint_dir=str(tmp_path / "killed"))
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(Poisoned(steps), TRAIN, VAL, killed, callbacks=[Clock(), Kill(1)]).fit()
+    assert load_checkpoint(tmp_path / "killed" / "last.ckpt")["nonfinite_steps"] == 1
+    with pytest.raises(NonFiniteLossError, match="epoch 2, batch 1/6"):
+        Trainer(Poisoned(steps), TRAIN, VAL, killed, callbacks=[Clock()]).fit(resume=True)
+
+
+# ---- files and folders that are not what they should be ------------------------------------
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(tmp_path: Path) -> None:
+    file = tmp_path / "runs"
+    file.write_text("not a folder")
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(checkpoint_dir=str(file)))
+    with pytest.raises(InvalidArgumentError, match=r"checkpoint_dir .*runs is a file"):
+        trainer.fit()
+    with pytest.raises(InvalidArgumentError, match="is a file"):
+        trainer.fit(resume=True)
+    assert trainer.global_step == 0
+    below = Trainer(model_with_seed(), TRAIN, VAL, quick(checkpoint_dir=str(file / "sub")))
+    with pytest.raises(CheckpointError, match="Not a directory"):
+        below.fit()
+
+
+def test_a_read_only_checkpoint_dir_raises_a_checkpoint_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_CREAT and Path(path).parent == folder:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(checkpoint_dir=str(folder)))
+    with pytest.raises(CheckpointError, match=r"train_config\.json \(.*Read-only file system"):
+        trainer.fit()
+    assert trainer.global_step == 0  # refused before the first epoch
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_checkpoint_dir_without_write_permission_raises_a_checkpoint_error(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(checkpoint_dir=str(folder)))
+        with pytest.raises(CheckpointError, match="Permission denied"):
+            trainer.fit()
+    finally:
+        folder.chmod(0o755)
+
+
+def test_config_files_that_are_not_utf8_text_raise_invalid_argument_errors(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "latin1.toml").write_bytes("name = 'Söze'\n".encode("latin-1"))
+    with pytest.raises(InvalidArgumentError, match=r"latin1\.toml is not UTF-8 .*offset 9"):
+        TrainConfig.from_file(tmp_path / "latin1.toml")
+    (tmp_path / "utf16.json").write_text('{"max_epochs": 3}', encoding="utf-16")
+    with pytest.raises(InvalidArgumentError, match="not UTF-8"):
+        read_config_file(tmp_path / "utf16.json")
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(InvalidArgumentError, match="is a directory, not a regular file"):
+        read_config_file(tmp_path / "folder.toml")
+    with pytest.raises(FileNotFoundError):
+        read_config_file(tmp_path / "missing.toml")
+    (tmp_path / "history.json").write_bytes(b'[{"note": "\xff"}]')
+    with pytest.raises(InvalidArgumentError, match="not UTF-8"):
+        History.from_json(tmp_path / "history.json")
+    (tmp_path / "history.json").write_text("[{")
+    with pytest.raises(InvalidArgumentError, match="Could not parse the history JSON"):
+        History.from_json(tmp_path / "history.json")
+
+
+def test_config_files_nested_too_deeply_or_too_large_raise_invalid_argument_errors(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 100_000 + "]" * 100_000)
+    for name in ("deep.json", "deep.toml"):
+        with pytest.raises(InvalidArgumentError, match="nested too deeply"):
+            read_config_file(tmp_path / name)
+    with pytest.raises(InvalidArgumentError, match="nested too deeply"):
+        History.from_json(tmp_path / "deep.json")
+    with (tmp_path / "huge.toml").open("wb") as file:
+        file.truncate(17 << 20)  # sparse: nothing is written
+    with pytest.raises(InvalidArgumentError, match="larger than 16 MiB"):
+        read_config_file(tmp_path / "huge.toml")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_config_file_that_is_a_named_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
+    pipe = tmp_path / "recipe.toml"
+    os.mkfifo(pipe)
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_config_file(pipe)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # blocked in open(): give it a writer so the thread can end
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("read_config_file waited for a writer on a named pipe")
+    (error,) = outcome
+    assert isinstance(error, InvalidArgumentError)
+    assert "named pipe (FIFO), not a regular file" in str(error)
+
+
 # ---- distributed ---------------------------------------------------------------------------
 
 DDP_SCRIPT = """
@@ -729,8 +1249,23 @@ from emotionnet.training import Trainer, TrainConfig
 
 out = Path(sys.argv[1])
 rank = int(os.environ["RANK"])
+
+
+class Flaky(TinyNet):
+    # Rank 1's loss is NaN at its third training step: every rank must skip that step.
+    steps = 0
+
+    def forward(self, x):
+        logits = super().forward(x)
+        if self.training:
+            self.steps += 1
+            if rank == 1 and self.steps == 3:
+                logits = logits * float("nan")
+        return logits
+
+
 torch.manual_seed(rank)  # different init per rank: DDP must broadcast rank 0's weights
-model = TinyNet(dropout=0.2)
+model = Flaky(dropout=0.2)
 config = TrainConfig(
     max_epochs=2, batch_size=8, lr=0.05, progress=False, device="cpu", num_workers=0,
     mixup_alpha=0.2, checkpoint_dir=str(out / f"run_rank{{rank}}"),
@@ -804,6 +1339,9 @@ def test_ddp_with_gloo_on_two_cpu_processes(tmp_path: Path) -> None:
         [{k: v for k, v in row.items() if k not in TIMING} for row in r["history"]] for r in results
     ]
     assert strip[0] == strip[1] and strip[0][-1]["val_accuracy"] is not None
+    # Rank 1's NaN loss made both ranks skip the step (rank 0 alone logs).
+    assert "epoch 1, batch 3/4: the loss is not finite; the step is skipped" in outputs[0]
+    assert all(math.isfinite(row["train_loss"]) for row in strip[0])
     assert (tmp_path / "run_rank0" / "last.ckpt").is_file()
     assert not (tmp_path / "run_rank1").exists()  # only rank 0 writes
     checkpoint = load_checkpoint(tmp_path / "run_rank0" / "last.ckpt")

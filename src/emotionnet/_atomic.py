@@ -5,20 +5,39 @@ dataset cache, ONNX graphs) goes through :func:`atomic_write`: the bytes go to a
 file in the destination's folder (same file system, so the rename is atomic), are flushed to
 disk, and the temporary file is renamed over the destination. On any error, a crash or a
 ``KeyboardInterrupt`` included, the temporary file is removed and the previous file is intact.
+
+A process killed outright (``SIGKILL``, power loss) cannot remove its temporary file. The next
+write of the same destination removes such leftovers: files named like this module's
+temporaries of that destination, older than a minute, whose writing process is gone (a
+temporary named with this process's id but not being written by it was left by an earlier
+process that had the same id, as after a container restart). Where a process's liveness cannot
+be checked (Windows), only this process's own leftovers are removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
 
 _DEFAULT_MODE = 0o666
+# A live writer keeps writing to its temporary file; one untouched for this long whose process
+# is gone is a leftover. The age also spares writers whose process id means nothing here
+# (another host or PID namespace on a shared file system) while they are writing.
+_STALE_AFTER_S: Final[float] = 60.0
+_TEMPORARY: Final[str] = r"\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp"
+# Temporary files this process is writing now (any thread).
+_in_flight: set[str] = set()
+_in_flight_lock = threading.Lock()
 
 
 def atomic_write(
@@ -47,21 +66,28 @@ def atomic_write(
         (b'hi', ['a.bin'])
     """
     target = Path(path)
+    remove_stale_temporaries(target)
     # Unique per process and call: concurrent writers (DDP ranks, two trainers) never share
     # a temporary file. The leading dot keeps it out of globs such as ``*.json``.
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     # os.open with O_EXCL, not tempfile.mkstemp: mkstemp always creates 0o600 files.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    descriptor = os.open(temporary, flags, mode)
+    with _in_flight_lock:
+        _in_flight.add(temporary.name)
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        descriptor = os.open(temporary, flags, mode)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(temporary.name)
     _fsync_folder(target.parent)
     return target
 
@@ -78,6 +104,77 @@ def atomic_write_text(
 ) -> Path:
     """Write ``text`` to ``path`` atomically as UTF-8, see :func:`atomic_write`."""
     return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed writes of ``path`` left behind.
+
+    Only files in ``path``'s folder named exactly as :func:`atomic_write` names the
+    temporaries of ``path`` (``.NAME.PID.XXXXXXXX.tmp``) are considered, and only regular
+    files (never links), not modified for a minute, whose writing process is gone. Errors
+    (a folder that cannot be listed, a file that cannot be removed) are ignored: cleaning up
+    never fails a write. :func:`atomic_write` calls this before every write.
+
+    Args:
+        path: The destination file whose leftovers to remove.
+
+    Returns:
+        The files removed.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     # Named with this process's id, but this process is not writing it: left by
+        ...     # an earlier process that had the same id, untouched since 1970.
+        ...     stale = Path(folder, f".a.bin.{os.getpid()}.0123abcd.tmp")
+        ...     _ = stale.write_bytes(b"half a file")
+        ...     os.utime(stale, (0, 0))
+        ...     remove_stale_temporaries(Path(folder, "a.bin")) == [stale], stale.exists()
+        (True, False)
+    """
+    target = Path(path)
+    pattern = re.compile(re.escape(f".{target.name}") + _TEMPORARY)
+    prefix = f".{target.name}."
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        with os.scandir(target.parent) as listing:
+            entries = list(listing)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < _STALE_AFTER_S:
+                continue
+            if _writer_alive(int(match["pid"]), entry.name):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _writer_alive(pid: int, name: str) -> bool:
+    """Whether the process that names its temporary file ``name`` may still be writing it."""
+    if pid == os.getpid():
+        with _in_flight_lock:
+            return name in _in_flight
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):
+        return True  # another user's process, or a pid this system cannot hold: keep the file
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -15,7 +15,16 @@ import os
 import stat
 from typing import Any, BinaryIO
 
-__all__ = ["NotARegularFileError", "file_kind", "open_regular_file", "read_json_file"]
+__all__ = [
+    "NotARegularFileError",
+    "file_kind",
+    "open_regular_file",
+    "read_json_file",
+    "read_text_file",
+]
+
+_MAX_BYTES = 16 << 20
+"""Largest config, recipe, history or report file read (16 MiB): far more than any is."""
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -97,29 +106,59 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
-def read_json_file(path: str | os.PathLike[str], *, max_bytes: int = 16 * 1024 * 1024) -> Any:
-    """Read a small JSON file: a regular file, at most ``max_bytes``, UTF-8, sanely nested.
+def read_text_file(path: str | os.PathLike[str], what: str, *, max_bytes: int = _MAX_BYTES) -> str:
+    """Read a small UTF-8 text file; refuse pipes, devices and folders at once.
 
     Raises:
-        OSError: If the file cannot be opened (``FileNotFoundError`` when it is missing,
-            :class:`NotARegularFileError` for a folder, pipe or device).
-        InvalidArgumentError: If it is too large, not UTF-8, not valid JSON or nested too
-            deeply for Python's parser.
+        FileNotFoundError: If nothing is at ``path``.
+        InvalidArgumentError: If it is not a regular file, cannot be read, is larger than
+            ``max_bytes`` (16 MiB) or is not UTF-8.
     """
     from .errors import InvalidArgumentError
 
-    with open_regular_file(path) as file:
-        raw = file.read(max_bytes + 1)
-    if len(raw) > max_bytes:
+    try:
+        with open_regular_file(path) as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise
+    except NotARegularFileError as exc:
+        kind = exc.strerror if exc.strerror != "not a regular file" else "a special file"
         raise InvalidArgumentError(
-            f"{str(path)!r} is larger than {max_bytes // (1024 * 1024)} MiB, far more than any "
-            "config or report; it is not one."
+            f"The {what} {path} is {kind}, not a regular file; pass the path of a regular file."
+        ) from exc
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"Could not read the {what} {path} ({exc.strerror or exc}); check its permissions."
+        ) from exc
+    if len(data) > max_bytes:
+        raise InvalidArgumentError(
+            f"The {what} {path} is larger than {max_bytes >> 20} MiB, far more than any "
+            f"{what}; pass the right file."
         )
     try:
-        return json.loads(raw.decode("utf-8"))
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidArgumentError(f"{str(path)!r} is not UTF-8 text: {exc}.") from None
+        raise InvalidArgumentError(
+            f"The {what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save it with the UTF-8 encoding."
+        ) from exc
+
+
+def read_json_file(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    """Read a small JSON file (see :func:`read_text_file`), refusing one nested too deeply.
+
+    Raises:
+        FileNotFoundError: If nothing is at ``path``.
+        InvalidArgumentError: As :func:`read_text_file`, or if the text is not valid JSON.
+    """
+    from .errors import InvalidArgumentError
+
+    text = read_text_file(path, what)
+    try:
+        return json.loads(text)
     except RecursionError:
-        raise InvalidArgumentError(f"{str(path)!r} is not valid JSON: nested too deeply.") from None
+        raise InvalidArgumentError(
+            f"The {what} {path} is not valid JSON: nested too deeply."
+        ) from None
     except ValueError as exc:  # json.JSONDecodeError, and integers too long to convert
-        raise InvalidArgumentError(f"{str(path)!r} is not valid JSON: {exc}.") from None
+        raise InvalidArgumentError(f"The {what} {path} is not valid JSON: {exc}.") from None

@@ -6,6 +6,8 @@
                        [--output FILE] [--quiet] [--model NAME_OR_DIR] [--device DEV] [--tta]
     emotionnet evaluate --data DIR [--split public_test] [--model ...] [--tta] [--json] [--plot PNG]
     emotionnet train --config FILE [--data DIR] [--output DIR] [--resume]
+    emotionnet video FILE [--every N | --fps R] [--smoothing S] [--format csv|jsonl|json]
+                     [--output FILE] [--annotate OUT.mp4]
     emotionnet export --onnx OUT [--model NAME_OR_DIR]
 
 Results are printed as a table, or as JSON with ``--json`` (always valid JSON: RFC 8259,
@@ -33,7 +35,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -177,6 +179,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--device", help="override the training device")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    video = commands.add_parser(
+        "video",
+        help="emotions of the faces in a video, frame by frame (needs emotionnet[face])",
+        description="Find the faces in a video's frames and predict their emotions: one "
+        "record per face per analysed frame (frame number, time in seconds, track, box, "
+        "probabilities), then a summary (the share of each emotion over time).",
+    )
+    video.add_argument("video", metavar="FILE", help="a video file OpenCV can read")
+    rate = video.add_mutually_exclusive_group()
+    rate.add_argument("--every", type=int, metavar="N", help="analyse every N-th frame (1)")
+    rate.add_argument("--fps", type=float, metavar="R", help="analyse about R frames a second")
+    video.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="weight of a face's history in its probabilities, 0 <= S < 1 (0: none)",
+    )
+    video.add_argument("--max-frames", type=int, metavar="N", help="stop after N analysed frames")
+    video.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "json"),
+        default="csv",
+        help="csv (one row per face per frame; default), jsonl (one frame per line) or json "
+        "(frames and summary)",
+    )
+    video.add_argument("--output", "-o", metavar="FILE", help="write the results to FILE")
+    video.add_argument(
+        "--annotate", metavar="OUT", help="also write the frames with boxes and labels (.mp4/.avi)"
+    )
+    video.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
+    _add_tta_option(video)
+    _add_model_options(video)
 
     export = commands.add_parser(
         "export",
@@ -435,6 +471,78 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _video(args: argparse.Namespace, out: TextIO) -> int:
+    from .video import analyze_video, summarize_video
+
+    recognizer = _load(args)
+    labels = tuple(recognizer.labels)
+    frames = analyze_video(
+        args.video,
+        recognizer,
+        every=args.every,
+        fps=args.fps,
+        smoothing=args.smoothing,
+        max_frames=args.max_frames,
+        tta=args.tta,
+        annotate=args.annotate,
+    )
+    target: TextIO = (
+        open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        if args.output
+        else out
+    )
+    kept: list[Any] = []  # the frames, for --format json only: csv/jsonl are streamed
+    try:
+        writer = None
+        if args.format == "csv":
+            import csv
+
+            writer = csv.writer(target)
+            writer.writerow(
+                ["frame", "time", "track", "x", "y", "w", "h", "emotion", "score"]
+                + [f"p_{label}" for label in labels]
+            )
+
+        def written(frames: Any) -> Iterator[Any]:
+            for frame in frames:
+                if args.format == "json":
+                    kept.append(frame)
+                elif writer is not None:
+                    time = f"{frame.timestamp:.3f}"
+                    if not frame.faces:
+                        writer.writerow([frame.index, time] + [""] * (7 + len(labels)))
+                    for face in frame.faces:
+                        p = face.prediction
+                        writer.writerow(
+                            [frame.index, time, face.track, *face.box, p.label, f"{p.score:.6f}"]
+                            + [f"{p.probabilities[label]:.6f}" for label in labels]
+                        )
+                else:
+                    target.write(_dumps(frame.to_dict(), indent=None))
+                yield frame
+
+        summary = summarize_video(written(frames))
+        if args.format == "json":
+            target.write(
+                _dumps({"frames": [f.to_dict() for f in kept], "summary": summary.to_dict()})
+            )
+    finally:
+        if target is not out:
+            target.close()
+    if not args.quiet:
+        shares = ", ".join(
+            f"{label} {share:.0%}"
+            for label, share in sorted(summary.emotion_share.items(), key=lambda kv: -kv[1])
+            if share > 0
+        )
+        sys.stderr.write(
+            f"{summary.frames} frames analysed ({summary.duration:.1f} s), "
+            f"{summary.frames_with_faces} with faces, {summary.tracks} face track(s)"
+            f"{': ' + shares if shares else ''}\n"
+        )
+    return 0
+
+
 def _export(args: argparse.Namespace, out: TextIO) -> int:
     from .export import export_onnx
 
@@ -449,6 +557,7 @@ _COMMANDS: Final = {
     "evaluate": _evaluate,
     "train": _train,
     "export": _export,
+    "video": _video,
 }
 
 

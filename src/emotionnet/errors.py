@@ -27,6 +27,7 @@ __all__ = [
     "MissingDependencyError",
     "MissingLabelsError",
     "ModelLoadError",
+    "NonFiniteLossError",
     "SplitNotAvailableError",
     "UnknownEmotionError",
     "UnsupportedInputError",
@@ -87,8 +88,24 @@ class WeightsNotFoundError(EmotionNetError, FileNotFoundError):
 
 
 class ModelLoadError(EmotionNetError, RuntimeError):
-    """Weights do not match the model: missing, unexpected or mis-shaped tensors."""
+    """A model cannot be used: unreadable or mismatched files (missing, unexpected or
+    mis-shaped tensors), unusable values (NaN weights, a config outside its ranges), or
+    outputs that are not finite probabilities."""
 
 
 class CheckpointError(EmotionNetError, RuntimeError):
     """A training checkpoint is missing, corrupt or belongs to another run."""
+
+
+class NonFiniteLossError(EmotionNetError, FloatingPointError):
+    """Training stopped: the loss was NaN or infinite for too many steps in a row.
+
+    Raised by :meth:`emotionnet.training.Trainer.fit` after more than
+    :attr:`~emotionnet.training.TrainConfig.max_nonfinite_steps` consecutive bad steps. The
+    bad steps were skipped (the weights never saw them) and the last checkpoint on disk is
+    the one written before them.
+
+    Example:
+        >>> issubclass(NonFiniteLossError, (EmotionNetError, FloatingPointError))
+        True
+    """

@@ -44,7 +44,7 @@ from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from ._atomic import atomic_write_text
 from ._config import config_values
-from ._io import NotARegularFileError, read_json_file
+from ._io import read_json_file
 from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
 from .labels import EMOTIONS, NUM_CLASSES
 from .preprocessing import FER2013_MEAN, FER2013_STD, IMAGE_SIZE
@@ -79,13 +79,7 @@ _PROBLEMS_SHOWN: Final[int] = 8
 
 
 def _read_config_json(path: Path) -> Any:
-    try:
-        return read_json_file(path)
-    except NotARegularFileError as error:
-        raise InvalidArgumentError(
-            f"{str(path)!r} is {error.strerror}, not a regular file; a config is a JSON file "
-            "as ModelConfig.save and save_pretrained write it."
-        ) from None
+    return read_json_file(path, "model config")
 
 
 class _InputDropout:

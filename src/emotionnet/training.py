@@ -27,7 +27,17 @@ Checkpoints (``checkpoint_dir``):
     :class:`~emotionnet.models.ModelConfig`, when given), ``train_config.json``,
     ``history.json`` and ``history.csv``. Every file is written to a temporary file in the
     same folder, flushed to disk and renamed over the old one, so a kill at any moment leaves
-    the previous version intact.
+    the previous version intact (the next write removes a killed write's temporary file).
+    ``last.ckpt`` and ``best.safetensors`` carry a SHA-256 digest of their content, written
+    with them; a file that no longer matches it (a flipped bit, a truncated copy) is refused
+    with :class:`~emotionnet.errors.CheckpointError` instead of being resumed from or loaded.
+
+Non-finite losses:
+    A step whose loss is NaN or infinite (or, with ``grad_clip``, whose gradient norm is) is
+    skipped: neither the weights, the optimizer, the batch-norm statistics nor the weight
+    average see it. More than :attr:`TrainConfig.max_nonfinite_steps` such steps in a row stop
+    the run with :class:`~emotionnet.errors.NonFiniteLossError`; the last checkpoint is the
+    one written before them.
 
 Distributed training:
     Started with ``torchrun``, the trainer reads ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``,
@@ -53,6 +63,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import io
 import json
@@ -60,13 +71,16 @@ import logging
 import math
 import os
 import random
+import string
+import struct
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import IO, Any, Final, Literal, cast
 
 import numpy as np
 import torch
@@ -78,11 +92,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from ._config import config_values
+from ._io import open_regular_file, read_text_file
 from .augmentation import AugmentConfig, augment_batch, mix_batch
 from .errors import (
     CheckpointError,
     InvalidArgumentError,
     MissingDependencyError,
+    NonFiniteLossError,
     UnsupportedInputError,
 )
 from .labels import EMOTIONS
@@ -146,8 +162,39 @@ LAST_CHECKPOINT: Final[str] = "last.ckpt"
 BEST_WEIGHTS: Final[str] = "best.safetensors"
 # Differences in these settings are expected when resuming and not worth a warning.
 _RESUME_FREE_KEYS: Final[frozenset[str]] = frozenset(
-    {"checkpoint_dir", "progress", "num_workers", "num_threads", "device", "max_epochs", "compile"}
+    {
+        "checkpoint_dir",
+        "progress",
+        "num_workers",
+        "num_threads",
+        "device",
+        "max_epochs",
+        "compile",
+        "max_nonfinite_steps",
+    }
 )
+# Keys every checkpoint holds, with their types (the others are optional, see load_checkpoint).
+_CHECKPOINT_KEYS: Final[dict[str, type]] = {
+    "epoch": int,
+    "global_step": int,
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "rng": list,
+    "history": list,
+    "config": dict,
+    "best": dict,
+    "bad_epochs": int,
+}
+# last.ckpt is the zip file torch.save writes, with a SHA-256 digest of everything before the
+# zip comment in the comment: any zip reader (torch.load too) still reads it.
+_ZIP_END: Final[bytes] = b"PK\x05\x06"  # signature of the zip end-of-central-directory record
+_ZIP_END_SIZE: Final[int] = 22  # that record without its comment
+_DIGEST_TAG: Final[bytes] = b"emotionnet-sha256:"
+_DIGEST_COMMENT_SIZE: Final[int] = len(_DIGEST_TAG) + 64
+# best.safetensors holds the SHA-256 of its tensor data under this metadata key.
+_WEIGHTS_DIGEST_KEY: Final[str] = "emotionnet.sha256"
+_READ_CHUNK: Final[int] = 1 << 20
 # Schedules whose LR at each step depends on the run's length: a resumed run must keep it.
 _LENGTH_BOUND_SCHEDULES: Final[frozenset[str]] = frozenset({"cosine", "onecycle"})
 
@@ -223,18 +270,21 @@ def _toml_loads(text: str, source: Path) -> object:
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a JSON or TOML config file into a dict.
 
-    TOML needs Python 3.11+ (``tomllib``) or the ``tomli`` package on 3.10.
+    TOML needs Python 3.11+ (``tomllib``) or the ``tomli`` package on 3.10. Only a regular
+    file is opened: a named pipe, a device or a folder is refused at once (reading a pipe
+    would wait for a writer).
 
     Args:
-        path: A ``.json`` or ``.toml`` file.
+        path: A ``.json`` or ``.toml`` file, UTF-8 encoded.
 
     Returns:
         The parsed top-level table.
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        InvalidArgumentError: If the suffix is neither ``.json`` nor ``.toml``, or the file
-            does not parse to a table.
+        InvalidArgumentError: If the suffix is neither ``.json`` nor ``.toml``, the path is
+            not a regular file or cannot be read, the file is larger than 16 MiB or not
+            UTF-8, or it does not parse to a table.
         MissingDependencyError: For TOML on Python 3.10 without ``tomli``.
 
     Example:
@@ -251,12 +301,16 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidArgumentError(
             f"Config file {target} has the suffix {target.suffix!r}; use a .json or .toml file."
         )
-    text = target.read_text(encoding="utf-8")
+    text = read_text_file(target, "config file")
     data: object
     try:
         data = json.loads(text) if suffix == ".json" else _toml_loads(text, target)
     except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
         raise InvalidArgumentError(f"Could not parse {target}: {exc}.") from exc
+    except RecursionError as exc:
+        raise InvalidArgumentError(
+            f"Could not parse {target}: it is nested too deeply to be a config file."
+        ) from exc
     if not isinstance(data, dict):
         raise InvalidArgumentError(
             f"{target} must hold a table of settings, got {type(data).__name__}."
@@ -300,6 +354,14 @@ class TrainConfig:
         mix_off_epochs: Train the last this many epochs without mixup and cutmix, so the
             model ends on the images as they are.
         grad_clip: Maximum gradient norm, or ``None``.
+        max_nonfinite_steps: How many optimizer steps in a row may have a NaN or infinite
+            loss (or, with ``grad_clip``, gradient norm); such steps are skipped, as if their
+            batch did not exist (the LR schedule still advances). One more stops the run with
+            :class:`~emotionnet.errors.NonFiniteLossError`, leaving the last checkpoint as it
+            was; 0 stops at the first one. A diverged run, whose every step is non-finite,
+            thus stops within ``max_nonfinite_steps + 1`` steps. (Under ``amp="fp16"`` the
+            gradient scaler skips steps with overflowing gradients itself; those do not
+            count.)
         ema_decay: Keep an exponential moving average of the weights and the batch-norm
             buffers, updated after every optimizer step with this decay (``0.999`` averages
             over about the last 1,000 steps); validation, best-checkpoint selection,
@@ -368,6 +430,7 @@ class TrainConfig:
     mix_switch_prob: float = 0.5
     mix_off_epochs: int = 0
     grad_clip: float | None = None
+    max_nonfinite_steps: int = 3
     ema_decay: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -452,6 +515,10 @@ class TrainConfig:
             if not _is_number(self.grad_clip) or not self.grad_clip > 0:
                 raise _fail("grad_clip", self.grad_clip, "None or a positive number")
             set_(self, "grad_clip", float(self.grad_clip))
+        if not _is_int(self.max_nonfinite_steps) or self.max_nonfinite_steps < 0:
+            raise _fail(
+                "max_nonfinite_steps", self.max_nonfinite_steps, "an integer >= 0 (0 stops at once)"
+            )
         if not _is_int(self.seed) or self.seed < 0:
             raise _fail("seed", self.seed, "a non-negative integer")
         if not isinstance(self.device, str):
@@ -721,14 +788,23 @@ class History(Sequence[Row]):
         Returns:
             The history.
 
+        Raises:
+            FileNotFoundError: If ``source`` names a file that does not exist.
+            InvalidArgumentError: If the file cannot be read, is not UTF-8, or the JSON is
+                not a list of objects.
+
         Example:
             >>> History.from_json('[{"epoch": 1}]')[0]
             {'epoch': 1}
         """
         text = str(source)
         if not text.lstrip().startswith("["):
-            text = Path(source).read_text(encoding="utf-8")
-        rows = json.loads(text)
+            text = read_text_file(Path(source), "history file")
+        try:
+            rows = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise InvalidArgumentError(f"Could not parse the history JSON: {reason}.") from exc
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise InvalidArgumentError("A history must be a JSON list of objects (one per epoch).")
         return cls(rows)
@@ -796,19 +872,135 @@ def _write_text(path: Path, text: str) -> Path:
     return atomic_write_text(path, text)
 
 
+class _DigestWriter:
+    """The file object :func:`torch.save` writes ``last.ckpt`` through.
+
+    The bytes go on to ``handle`` and into a SHA-256 digest, except the last
+    :data:`_ZIP_END_SIZE`, held back until :meth:`finish` has checked that they are the zip
+    end record: its comment length is then set and the digest appended as the comment.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+        self._tail = b""
+
+    def _emit(self, chunk: bytes | memoryview) -> None:
+        if len(chunk):
+            self._digest.update(chunk)
+            self._handle.write(chunk)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if view.nbytes >= _ZIP_END_SIZE:
+            self._emit(self._tail)
+            self._emit(view[:-_ZIP_END_SIZE])
+            self._tail = bytes(view[-_ZIP_END_SIZE:])
+        else:
+            joined = self._tail + bytes(view)
+            self._emit(joined[:-_ZIP_END_SIZE])
+            self._tail = joined[-_ZIP_END_SIZE:]
+        return view.nbytes
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def finish(self) -> None:
+        tail = self._tail
+        if len(tail) != _ZIP_END_SIZE or not tail.startswith(_ZIP_END) or tail[-2:] != b"\0\0":
+            raise CheckpointError(
+                "torch.save did not end the checkpoint with a plain zip end record, so no "
+                "integrity digest can be added; this torch version is not supported by this "
+                "emotionnet."
+            )
+        self._emit(tail[:-2])  # the digest covers everything up to the comment length
+        comment = _DIGEST_TAG + self._digest.hexdigest().encode("ascii")
+        self._handle.write(struct.pack("<H", len(comment)) + comment)
+
+
+def _save_checkpoint_file(state: Mapping[str, Any], handle: IO[bytes]) -> None:
+    """Write ``state`` with :func:`torch.save` and its SHA-256 digest to ``handle``."""
+    writer = _DigestWriter(handle)
+    torch.save(state, cast(Any, writer))
+    writer.finish()
+
+
+def _corrupt(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"The checkpoint {path} is corrupt: {reason}. Resuming from it would continue from "
+        "damaged weights, so it is refused. Delete it (or move it away) and resume from a copy "
+        f"you trust, or start afresh (resume=False), for example from the weights in "
+        f"{BEST_WEIGHTS}."
+    )
+
+
+def _check_checkpoint_digest(handle: IO[bytes], path: Path) -> bool:
+    """Check ``last.ckpt``'s digest: ``True`` if it matches, ``False`` for a file without one.
+
+    Raises:
+        CheckpointError: If the file does not match its digest, or ends neither in a digest
+            nor in the plain zip end record of a checkpoint written before digests.
+    """
+    size = os.fstat(handle.fileno()).st_size
+    if size >= _ZIP_END_SIZE:
+        handle.seek(size - _ZIP_END_SIZE)
+        end = handle.read(_ZIP_END_SIZE)
+        if end.startswith(_ZIP_END) and end[-2:] == b"\0\0":
+            return False  # written by an emotionnet version without digests
+    trailer_size = _ZIP_END_SIZE + _DIGEST_COMMENT_SIZE
+    if size < trailer_size:
+        raise _corrupt(path, f"it is only {size} bytes long (truncated)")
+    handle.seek(size - trailer_size)
+    trailer = handle.read(trailer_size)
+    comment = trailer[_ZIP_END_SIZE:]
+    expected = comment[len(_DIGEST_TAG) :].decode("ascii", "replace")
+    if (
+        not trailer.startswith(_ZIP_END)
+        or struct.unpack("<H", trailer[_ZIP_END_SIZE - 2 : _ZIP_END_SIZE])[0]
+        != _DIGEST_COMMENT_SIZE
+        or not comment.startswith(_DIGEST_TAG)
+        or not set(expected) <= set(string.hexdigits.lower())
+    ):
+        raise _corrupt(path, "its end (the zip end record and the SHA-256 digest) is damaged")
+    digest = hashlib.sha256()
+    handle.seek(0)
+    remaining = size - _DIGEST_COMMENT_SIZE - 2
+    while remaining > 0:
+        chunk = handle.read(min(_READ_CHUNK, remaining))
+        if not chunk:
+            raise _corrupt(path, "it changed while it was read")
+        digest.update(chunk)
+        remaining -= len(chunk)
+    if digest.hexdigest() != expected:
+        raise _corrupt(
+            path,
+            f"its content does not match the SHA-256 digest written with it (expected "
+            f"{expected[:12]}..., found {digest.hexdigest()[:12]}...)",
+        )
+    return True
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
     """Load a training checkpoint written by :class:`Trainer` (``last.ckpt``).
 
-    Loading uses ``torch.load(weights_only=True)``: a checkpoint holds only tensors and
-    plain containers. Its keys: ``format``, ``version``, ``epoch`` (completed epochs),
+    The file is first checked against the SHA-256 digest written with it (the zip comment
+    of the file :func:`torch.save` writes), so a flipped bit or a truncated copy is refused
+    rather than resumed from. Checkpoints written by earlier emotionnet versions, which
+    have no digest, still load, with a logged warning. Loading uses
+    ``torch.load(weights_only=True)``: a checkpoint holds only tensors and plain
+    containers, and no code in it is ever run.
+
+    Its keys: ``format``, ``version``, ``epoch`` (completed epochs),
     ``global_step``, ``model`` (state dict), ``optimizer``, ``scheduler``, ``scaler`` (or
     ``None``), ``ema`` (the weight average's state dict, or ``None``; older checkpoints lack
     it), ``rng`` (per-rank torch/CUDA/numpy/python RNG states as tensors), ``history``
     (list of rows), ``config`` (:meth:`TrainConfig.to_dict`), ``model_config`` (dict or
-    ``None``), ``best`` (``metric``, ``value``, ``epoch``), ``bad_epochs`` and
-    ``should_stop`` (the run stopped early; older checkpoints lack it).
+    ``None``), ``best`` (``metric``, ``value``, ``epoch``), ``bad_epochs``,
+    ``should_stop`` (the run stopped early; older checkpoints lack it) and
+    ``nonfinite_steps`` (non-finite steps in a row at the end of the last epoch; older
+    checkpoints lack it).
 
     Args:
         path: The checkpoint file.
@@ -818,7 +1010,8 @@ def load_checkpoint(
         The checkpoint dict.
 
     Raises:
-        CheckpointError: If the file is missing, unreadable or not an emotionnet checkpoint.
+        CheckpointError: If the file is missing, unreadable, does not match its digest, is
+            not an emotionnet checkpoint or lacks some of its keys.
 
     Example:
         >>> load_checkpoint("no/such/last.ckpt")
@@ -833,7 +1026,13 @@ def load_checkpoint(
             "checkpoint_dir), or resume=False to start afresh."
         )
     try:
-        data = torch.load(target, map_location=map_location, weights_only=True)
+        # One open file for the check and the load: both see the same bytes.
+        with open_regular_file(target) as handle:
+            verified = _check_checkpoint_digest(handle, target)
+            handle.seek(0)
+            data = torch.load(handle, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as exc:  # pickle, zip and torch errors share no base class
         raise CheckpointError(
             f"Could not read the checkpoint {target} ({exc}); it is corrupt or not a "
@@ -849,7 +1048,99 @@ def load_checkpoint(
             f"{target} has checkpoint version {data.get('version')!r}; this emotionnet reads "
             f"version {CHECKPOINT_VERSION}."
         )
+    missing = [key for key in _CHECKPOINT_KEYS if key not in data]
+    if missing:
+        raise CheckpointError(
+            f"The checkpoint {target} lacks the keys {missing}: it was not written whole by "
+            "Trainer.save_checkpoint. Resume from another checkpoint, or start afresh "
+            "(resume=False)."
+        )
+    wrong = [
+        f"{key} is of type {type(data[key]).__name__}, expected {kind.__name__}"
+        for key, kind in _CHECKPOINT_KEYS.items()
+        if not isinstance(data[key], kind)
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"The checkpoint {target} is malformed ({'; '.join(wrong)}). Resume from another "
+            "checkpoint, or start afresh (resume=False)."
+        )
+    if not verified:
+        logger.warning(
+            "%s has no integrity digest (it was written by an older emotionnet), so it "
+            "cannot be checked for corruption; the next checkpoint written will have one",
+            target,
+        )
     return data
+
+
+def _weights_digest(data: bytes | memoryview) -> tuple[dict[str, str], str]:
+    """Return the metadata of a safetensors file's bytes and the SHA-256 of its tensor data.
+
+    Raises:
+        ValueError: If the header is not a safetensors header.
+    """
+    view = memoryview(data)
+    if view.nbytes < 8:
+        raise ValueError(f"{view.nbytes} bytes is too short for a safetensors file")
+    size = int.from_bytes(view[:8], "little")
+    if size > view.nbytes - 8:
+        raise ValueError(f"its header claims {size} bytes but the file has {view.nbytes}")
+    header = json.loads(bytes(view[8 : 8 + size]))
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("its metadata is not a JSON object")
+    return metadata, hashlib.sha256(view[8 + size :]).hexdigest()
+
+
+def _weights_file_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """Serialise ``tensors`` as safetensors, with the SHA-256 of the tensor data in metadata."""
+    from safetensors.torch import save
+
+    first = save(dict(tensors), metadata=dict(metadata))
+    _, digest = _weights_digest(first)
+    # The tensor data does not depend on the metadata: the same bytes, now with their digest.
+    return save(dict(tensors), metadata={**metadata, _WEIGHTS_DIGEST_KEY: digest})
+
+
+def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read ``best.safetensors``, refusing a file that does not match its digest."""
+    from safetensors.torch import load
+
+    hint = (
+        f"Delete the file (or move it away): the next improvement of the monitored metric "
+        f"writes a new one; the latest weights are in {LAST_CHECKPOINT}."
+    )
+    try:
+        with open_regular_file(path) as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise CheckpointError(f"Could not read the best weights {path} ({exc}). {hint}") from exc
+    try:
+        metadata, digest = _weights_digest(data)
+        expected = metadata.get(_WEIGHTS_DIGEST_KEY)
+        if expected is not None and expected != digest:
+            raise CheckpointError(
+                f"The best weights {path} are corrupt: their tensor data does not match the "
+                f"SHA-256 digest written with them (expected {str(expected)[:12]}..., found "
+                f"{digest[:12]}...). {hint}"
+            )
+        state = load(data)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # JSON, safetensors and value errors share no base class
+        raise CheckpointError(
+            f"The best weights {path} are corrupt or not a safetensors file ({exc}). {hint}"
+        ) from exc
+    if expected is None:
+        logger.warning(
+            "%s has no integrity digest (it was written by an older emotionnet), so it "
+            "cannot be checked for corruption",
+            path,
+        )
+    return state
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -1162,6 +1453,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
         self._bad_epochs = 0
+        self._nonfinite_steps = 0
         self._ema: AveragedModel | None = None
 
     # ---- setup -------------------------------------------------------------------------------
@@ -1366,6 +1658,10 @@ class Trainer:
             None if self.class_weights is None else self.class_weights.to(self.device)
         )
 
+        # Skipped (non-finite) steps restore the buffers their forward pass updated.
+        self._model_buffers = list(self.model.buffers())
+        self._buffer_backup = [buffer.detach().clone() for buffer in self._model_buffers]
+
         self._ema = None
         if config.ema_decay is not None:
             average = get_ema_multi_avg_fn(config.ema_decay)  # type: ignore[no-untyped-call]
@@ -1467,15 +1763,18 @@ class Trainer:
             disable=not (config.progress and self.is_main_process),
         )
         start = time.perf_counter()
+        check_norm = config.grad_clip is not None and not self.scaler.is_enabled()
         with bar:
-            for inputs, targets in self._batches(epoch):
+            for index, (inputs, targets) in enumerate(self._batches(epoch)):
                 inputs = inputs.to(self.device, non_blocking=True)
                 targets = targets.to(self.device, non_blocking=True)
                 if self.channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 self._plateau_warmup()
-                if seen == 0:
+                if index == 0:
                     first_lr = float(self.optimizer.param_groups[0]["lr"])
+                if self._model_buffers:
+                    torch._foreach_copy_(self._buffer_backup, self._model_buffers)
                 with self._autocast():
                     logits = module(inputs)
                 loss = F.cross_entropy(
@@ -1484,20 +1783,29 @@ class Trainer:
                     weight=self._loss_weights,
                     label_smoothing=config.label_smoothing,
                 )
-                self.optimizer.zero_grad(set_to_none=True)
-                torch.autograd.backward(self.scaler.scale(loss))
-                if config.grad_clip is not None:
-                    self.scaler.unscale_(self.optimizer)
-                    nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                if per_step_schedule:
-                    self.scheduler.step()
-                if self._ema is not None:
-                    self._ema.update_parameters(self.model)
+                finite = loss_finite = self._all_finite(loss)
+                if finite:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    torch.autograd.backward(self.scaler.scale(loss))
+                    if config.grad_clip is not None:
+                        self.scaler.unscale_(self.optimizer)
+                        norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+                        # DDP all-reduced the gradients: every rank sees the same norm.
+                        finite = not check_norm or bool(torch.isfinite(norm))
+                if finite:
+                    self._nonfinite_steps = 0
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    if per_step_schedule:
+                        self.scheduler.step()
+                    if self._ema is not None:
+                        self._ema.update_parameters(self.model)
+                    loss_sum += loss.detach() * inputs.shape[0]
+                    seen += inputs.shape[0]
+                else:
+                    reason = self._nonfinite_reason(loss, loss_finite)
+                    self._skip_step(reason, epoch, index, per_step_schedule)
                 self.global_step += 1
-                loss_sum += loss.detach() * inputs.shape[0]
-                seen += inputs.shape[0]
                 bar.update(1)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -1507,6 +1815,60 @@ class Trainer:
             dist.all_reduce(totals)
             self._sync_buffers()
         return float(totals[0] / totals[1]), int(totals[1]), seconds, first_lr
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (collective under DDP)."""
+        bad = (~torch.isfinite(loss.detach())).to(torch.float32)
+        if self.world_size > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return not bool(bad)
+
+    def _nonfinite_reason(self, loss: torch.Tensor, loss_finite: bool) -> str:
+        if loss_finite:
+            return "the gradient norm is not finite"
+        value = float(loss.detach())
+        return f"the loss is {value}" if not math.isfinite(value) else "the loss is not finite"
+
+    def _skip_step(self, reason: str, epoch: int, index: int, per_step_schedule: bool) -> None:
+        """Undo what the forward pass of a non-finite step changed, count it, maybe stop."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self._model_buffers:
+            torch._foreach_copy_(self._model_buffers, self._buffer_backup)
+        if per_step_schedule:
+            # The schedule follows the position in the run, skipped batches included.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", Warning)
+                self.scheduler.step()
+        self._nonfinite_steps += 1
+        limit = self.config.max_nonfinite_steps
+        place = f"epoch {epoch + 1}, batch {index + 1}/{self.steps_per_epoch}"
+        if self._nonfinite_steps <= limit:
+            if self.is_main_process:
+                logger.warning(
+                    "%s: %s; the step is skipped (%d in a row; max_nonfinite_steps=%d)",
+                    place,
+                    reason,
+                    self._nonfinite_steps,
+                    limit,
+                )
+            return
+        folder = self.checkpoint_dir
+        last = None if folder is None else folder / LAST_CHECKPOINT
+        if last is not None and last.is_file():
+            kept = (
+                f"The last checkpoint, {last}, is intact: after changing the settings, "
+                "continue from it with fit(resume=True) (--resume in the CLI)."
+            )
+        elif last is not None:
+            kept = f"No checkpoint was written yet in {folder}; start afresh."
+        else:
+            kept = "No checkpoint_dir is set, so there is no checkpoint to resume from."
+        raise NonFiniteLossError(
+            f"Training stopped at {place}: {reason}, for {self._nonfinite_steps} steps in a row "
+            f"(max_nonfinite_steps={limit}). The weights have not changed since the last "
+            f"finite step. {kept} A lower lr, a longer warm-up (warmup_epochs), gradient "
+            "clipping (grad_clip) or amp='off' usually keep the loss finite."
+        )
 
     def _sync_buffers(self) -> None:
         # DDP broadcasts buffers before each forward, so after the last batch each rank holds
@@ -1579,11 +1941,17 @@ class Trainer:
             The :class:`History`, one row per epoch (including resumed ones).
 
         Raises:
-            CheckpointError: If the checkpoint to resume from is missing, unreadable or does
-                not fit the model, it was trained for another ``max_epochs`` with the cosine
-                or one-cycle schedule, or a checkpoint cannot be written.
-            InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``, or the
-                one-cycle warm-up is shorter than 2 optimizer steps.
+            CheckpointError: If the checkpoint to resume from is missing, unreadable, corrupt
+                (it does not match the digest written with it) or does not fit the model, it
+                was trained for another ``max_epochs`` with the cosine or one-cycle
+                schedule, or a file in ``checkpoint_dir`` cannot be written (a read-only
+                folder, a full disk).
+            InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``, the
+                ``checkpoint_dir`` is a file, or the one-cycle warm-up is shorter than 2
+                optimizer steps.
+            NonFiniteLossError: If more than ``config.max_nonfinite_steps`` steps in a row had
+                a NaN or infinite loss; those steps were skipped, and the last checkpoint is
+                intact to resume from once the settings are fixed.
         """
         owned_group = self._init_distributed()
         threads = torch.get_num_threads()
@@ -1593,6 +1961,7 @@ class Trainer:
         # Every training batch has the same shape: let cuDNN pick its fastest kernels.
         torch.backends.cudnn.benchmark = benchmark or self.device.type == "cuda"
         try:
+            self._check_checkpoint_dir()
             self._setup()
             if resume is False:
                 self._start_fresh()
@@ -1634,7 +2003,26 @@ class Trainer:
         self.best_epoch = None
         self._best_state = None
         self._bad_epochs = 0
+        self._nonfinite_steps = 0
         self.should_stop = False
+
+    def _check_checkpoint_dir(self) -> None:
+        folder = self.checkpoint_dir
+        if folder is not None and self.is_main_process and folder.exists() and not folder.is_dir():
+            raise InvalidArgumentError(
+                f"checkpoint_dir {folder} is a file, not a folder; pass the path of a folder "
+                "(it is created if missing), or move the file away."
+            )
+
+    def _write_output(self, path: Path, write: Callable[[Path], object]) -> None:
+        """Run ``write(path)`` for a file in ``checkpoint_dir``; OS errors become ours."""
+        try:
+            write(path)
+        except OSError as exc:
+            raise CheckpointError(
+                f"Could not write {path} ({exc}); the previous file there is intact. Make "
+                "checkpoint_dir a folder you can write to, with free space, or choose another."
+            ) from exc
 
     def _loop(self) -> History:
         from tqdm.auto import tqdm
@@ -1643,12 +2031,12 @@ class Trainer:
         main = self.is_main_process
         folder = self.checkpoint_dir
         if main and folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            config.save(folder / "train_config.json")
+            self._write_output(folder, lambda path: path.mkdir(parents=True, exist_ok=True))
+            self._write_output(folder / "train_config.json", config.save)
             if self.model_config is not None:
-                atomic_write_text(
-                    folder / "config.json",
-                    json.dumps(self.model_config.to_dict(), indent=2) + "\n",
+                text = json.dumps(self.model_config.to_dict(), indent=2) + "\n"
+                self._write_output(
+                    folder / "config.json", lambda path: atomic_write_text(path, text)
                 )
         self._run_callbacks("on_fit_start")
         epochs_bar = tqdm(
@@ -1715,8 +2103,8 @@ class Trainer:
         if self.checkpoint_dir is not None and (last or self.epoch % config.save_every == 0):
             self.save_checkpoint()
         if self.is_main_process and self.checkpoint_dir is not None:
-            self.history.to_json(self.checkpoint_dir / "history.json")
-            self.history.to_csv(self.checkpoint_dir / "history.csv")
+            self._write_output(self.checkpoint_dir / "history.json", self.history.to_json)
+            self._write_output(self.checkpoint_dir / "history.csv", self.history.to_csv)
         self._run_callbacks("on_epoch_end", row)
         if self.world_size > 1:
             flag = torch.tensor(float(self.should_stop), device=self.device)
@@ -1743,8 +2131,6 @@ class Trainer:
         folder = self.checkpoint_dir
         if not self.is_main_process or folder is None or self._best_state is None:
             return
-        from safetensors.torch import save
-
         tensors = {k: v.contiguous() for k, v in self._best_state.items()}
         metadata = {
             "format": "pt",
@@ -1752,7 +2138,7 @@ class Trainer:
             "monitor": self.config.monitor,
             "value": repr(self.best_value),
         }
-        data = save(tensors, metadata=metadata)
+        data = _weights_file_bytes(tensors, metadata)
         try:
             atomic_write_bytes(folder / BEST_WEIGHTS, data)
         except Exception as exc:
@@ -1798,10 +2184,14 @@ class Trainer:
             },
             "bad_epochs": self._bad_epochs,
             "should_stop": self.should_stop,
+            "nonfinite_steps": self._nonfinite_steps,
         }
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path | None:
         """Write the resume state atomically (rank 0 only; collective under DDP).
+
+        The file is :func:`torch.save`'s zip with a SHA-256 digest of its content as the zip
+        comment, which :func:`load_checkpoint` checks.
 
         Args:
             path: Target file; ``None`` writes ``checkpoint_dir/last.ckpt``.
@@ -1826,7 +2216,7 @@ class Trainer:
             return None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, lambda handle: torch.save(state, handle))
+            atomic_write(target, lambda handle: _save_checkpoint_file(state, handle))
         except Exception as exc:
             raise CheckpointError(
                 f"Could not write the checkpoint {target} ({exc}); the previous checkpoint "
@@ -1836,6 +2226,16 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path)
+        try:
+            self._apply_checkpoint(path, state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise CheckpointError(
+                f"The checkpoint {path} is malformed ({type(exc).__name__}: {exc}); it was not "
+                "written whole by Trainer.save_checkpoint. Resume from another checkpoint, or "
+                "start afresh (resume=False)."
+            ) from exc
+
+    def _apply_checkpoint(self, path: Path, state: Mapping[str, Any]) -> None:
         self._check_resumable_length(path, dict(state["config"]))
         try:
             self.model.load_state_dict(state["model"])
@@ -1880,6 +2280,7 @@ class Trainer:
         self.best_value = best.get("value") if same_metric else None
         self.best_epoch = best.get("epoch") if same_metric else None
         self._bad_epochs = int(state["bad_epochs"]) if same_metric else 0
+        self._nonfinite_steps = int(state.get("nonfinite_steps", 0))
         self._best_state = None
         # A run that stopped early stays stopped; checkpoints without the flag recompute it.
         patience = self.config.early_stopping_patience
@@ -1928,16 +2329,17 @@ class Trainer:
             The model, now holding the best epoch's weights.
 
         Raises:
-            CheckpointError: If no epoch has been evaluated yet, or on a rank other than 0
-                without ``best.safetensors`` in ``checkpoint_dir``.
+            CheckpointError: If no epoch has been evaluated yet, on a rank other than 0
+                without ``best.safetensors`` in ``checkpoint_dir``, or if that file is
+                corrupt (it does not match the SHA-256 digest written with it, or does not
+                parse) or does not fit the model.
         """
         state = self._best_state
+        path: Path | None = None
         if state is None and self.checkpoint_dir is not None:
             path = self.checkpoint_dir / BEST_WEIGHTS
             if path.is_file():
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
+                state = _load_weights_file(path)
         if state is None and not self.is_main_process and self.best_epoch is not None:
             raise CheckpointError(
                 f"Rank {self.rank} holds no best weights: under distributed training only "
@@ -1949,5 +2351,11 @@ class Trainer:
                 "No best weights yet: call fit() first (best weights are kept from the epoch "
                 "with the best monitored metric)."
             )
-        self.model.load_state_dict(state)
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"The best weights in {path} do not fit the model ({exc}). Delete the file, "
+                "or build the model the run was trained with (see config.json beside it)."
+            ) from exc
         return self.model
