@@ -46,9 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
 
-    # Phone pictures store "rotate me" in EXIF; apply it so boxes land on the upright faces.
+    # predict reads the file through emotionnet's checks (formats, size limits, EXIF
+    # rotation); its boxes are in the pixels of the upright photo, which is drawn on below.
+    faces = recognizer.predict(args.photo, faces=True)  # largest face first
     photo = ImageOps.exif_transpose(Image.open(args.photo)).convert("RGB")
-    faces = recognizer.predict(photo, faces=True)  # largest face first
     print(f"{args.photo.name}: {len(faces)} face(s)")
 
     draw = ImageDraw.Draw(photo)
