@@ -53,7 +53,7 @@ if ONLINE:
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_readme_draft.md", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 # The draft README is for the lead to merge into README.md, not a page of the site.
 suppress_warnings = ["myst.header"]
 

@@ -40,6 +40,15 @@ def sklearn_balanced(labels: np.ndarray) -> np.ndarray:
     return full
 
 
+def test_balanced_by_hand():
+    # n / (classes present * count): 12 samples, 3 classes present -> 12 / (3 * count);
+    # the four absent classes get 0.
+    labels = [0] * 6 + [3] * 4 + [6] * 2
+    weights = quiet(np.array(labels))
+    expected = [12 / 18, 0, 0, 12 / 12, 0, 0, 12 / 6]
+    assert weights.tolist() == pytest.approx(expected)
+
+
 @given(labels=labels_strategy)
 def test_balanced_equals_scikit_learn(labels):
     y = np.array(labels)

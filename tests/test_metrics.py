@@ -90,6 +90,33 @@ def predictions(draw: st.DrawFn) -> tuple[int, list[int], list[int]]:
 # metric values
 
 
+def test_metrics_by_hand() -> None:
+    # Three classes, 8 samples; every number below is worked out on paper.
+    #            true: a a a b b c c c
+    #       predicted: a a b b c c c a
+    y_true = [0, 0, 0, 1, 1, 2, 2, 2]
+    y_pred = [0, 0, 1, 1, 2, 2, 2, 0]
+    report = report_from_predictions(y_true, y_pred, labels=("a", "b", "c"))
+    assert report.accuracy == pytest.approx(5 / 8)
+    # recalls a 2/3, b 1/2, c 2/3
+    assert report.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
+    # precisions a 2/3, b 1/2, c 2/3 -> F1 a 2/3, b 1/2, c 2/3
+    assert report.macro_f1 == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
+    assert report.weighted_f1 == pytest.approx((3 * 2 / 3 + 2 * 1 / 2 + 3 * 2 / 3) / 8)
+    b = report.per_class["b"]
+    assert (b.precision, b.recall, b.f1, b.support) == pytest.approx((0.5, 0.5, 0.5, 2))
+    assert report.confusion_matrix[2] == (1, 0, 2)  # row: true c
+
+
+def test_a_class_never_predicted_has_zero_precision_and_f1() -> None:
+    report = report_from_predictions([0, 1, 1], [0, 0, 0], labels=("a", "b"))
+    b = report.per_class["b"]
+    assert (b.precision, b.recall, b.f1) == (0.0, 0.0, 0.0)
+    # a: precision 1/3, recall 1 -> F1 = 2 * (1/3) / (4/3) = 1/2
+    assert report.per_class["a"].f1 == pytest.approx(0.5)
+    assert report.macro_f1 == pytest.approx(0.25)
+
+
 @given(predictions())
 def test_metrics_equal_scikit_learn(case: tuple[int, list[int], list[int]]) -> None:
     num_classes, y_true, y_pred = case
