@@ -40,11 +40,11 @@ from .training import Trainer as Trainer
 
 # --- metrics (helper: metrics) ---
 # isort: split
+from .inference import predict_logits as predict_logits
+from .inference import predict_proba as predict_proba
 from .metrics import EvaluationReport as EvaluationReport
 from .metrics import evaluate as evaluate
 from .metrics import plot_confusion_matrix as plot_confusion_matrix
-from .metrics import predict_logits as predict_logits
-from .metrics import predict_proba as predict_proba
 from .metrics import report_from_predictions as report_from_predictions
 
 # --- recognizer (helper: recognizer) ---

@@ -88,9 +88,11 @@ class WeightsNotFoundError(EmotionNetError, FileNotFoundError):
 
 
 class ModelLoadError(EmotionNetError, RuntimeError):
-    """A model cannot be used: unreadable or mismatched files (missing, unexpected or
-    mis-shaped tensors), unusable values (NaN weights, a config outside its ranges), or
-    outputs that are not finite probabilities."""
+    """A model cannot be used: its files are unreadable or do not match it.
+
+    Missing, unexpected or mis-shaped tensors; unusable values (NaN weights, a config outside
+    its ranges); or outputs that are not finite probabilities.
+    """
 
 
 class CheckpointError(EmotionNetError, RuntimeError):

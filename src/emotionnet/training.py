@@ -399,8 +399,8 @@ class TrainConfig:
         progress: Show tqdm progress bars.
         eval_batch_size: Images per forward pass in validation.
         eval_tta: Test-time augmentation in validation (``tta`` of
-            :func:`emotionnet.metrics.predict_logits`): ``False``, ``True`` or one of
-            :data:`emotionnet.metrics.TTA_MODES`.
+            :func:`emotionnet.inference.predict_logits`): ``False``, ``True`` or one of
+            :data:`emotionnet.inference.TTA_MODES`.
 
     Example:
         >>> config = TrainConfig(max_epochs=5, monitor="macro_f1")
@@ -561,7 +561,7 @@ class TrainConfig:
         if not isinstance(self.eval_tta, (bool, str)):
             raise _fail("eval_tta", self.eval_tta, "False, True or a TTA mode name")
         if isinstance(self.eval_tta, str):
-            from .metrics import TTA_MODES
+            from .inference import TTA_MODES
 
             if self.eval_tta not in TTA_MODES:
                 raise InvalidArgumentError(
@@ -1886,7 +1886,8 @@ class Trainer:
             return empty
         metrics: dict[str, float | None] = dict(empty)
         if self.is_main_process:
-            from .metrics import predict_logits, report_from_predictions
+            from .inference import predict_logits
+            from .metrics import report_from_predictions
 
             images, targets = self._val
             with self._autocast():
