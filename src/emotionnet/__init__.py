@@ -1,5 +1,9 @@
 """emotionnet: facial emotion recognition on FER2013 with typed PyTorch building blocks.
 
+The public API is importable from here (``from emotionnet import EmotionRecognizer``). Names
+are loaded on first use (PEP 562), so ``import emotionnet`` and the ``emotionnet`` command's
+``--help`` do not pay for importing torch until something needs it.
+
 Example:
     >>> import emotionnet
     >>> emotionnet.EMOTIONS[:3]
@@ -8,59 +12,89 @@ Example:
 
 from __future__ import annotations
 
-__version__ = "0.1.0.dev0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import errors as errors
-from .errors import EmotionNetError as EmotionNetError
-from .labels import EMOTIONS as EMOTIONS
-from .labels import NUM_CLASSES as NUM_CLASSES
-from .labels import emotion_to_index as emotion_to_index
-from .labels import index_to_emotion as index_to_emotion
-from .preprocessing import normalize as normalize
-from .preprocessing import to_face_array as to_face_array
+from ._version import __version__ as __version__
 
-# --- data (helper: data) ---
-# isort: split
-from .class_weights import compute_class_weights as compute_class_weights
-from .data import FER2013 as FER2013
-from .data import SPLITS as SPLITS
-from .data import as_tensors as as_tensors
+if TYPE_CHECKING:
+    from . import errors as errors
+    from .augmentation import AugmentConfig as AugmentConfig
+    from .batch import PathResult as PathResult
+    from .batch import iter_image_paths as iter_image_paths
+    from .batch import predict_paths as predict_paths
+    from .class_weights import compute_class_weights as compute_class_weights
+    from .data import FER2013 as FER2013
+    from .data import SPLITS as SPLITS
+    from .data import as_tensors as as_tensors
+    from .errors import EmotionNetError as EmotionNetError
+    from .export import OnnxClassifier as OnnxClassifier
+    from .export import export_onnx as export_onnx
+    from .faces import HaarCascadeDetector as HaarCascadeDetector
+    from .faces import detect_faces as detect_faces
+    from .inference import predict_logits as predict_logits
+    from .inference import predict_proba as predict_proba
+    from .labels import EMOTIONS as EMOTIONS
+    from .labels import NUM_CLASSES as NUM_CLASSES
+    from .labels import emotion_to_index as emotion_to_index
+    from .labels import index_to_emotion as index_to_emotion
+    from .metrics import EvaluationReport as EvaluationReport
+    from .metrics import evaluate as evaluate
+    from .metrics import plot_confusion_matrix as plot_confusion_matrix
+    from .metrics import report_from_predictions as report_from_predictions
+    from .models import STEMS as STEMS
+    from .models import ModelConfig as ModelConfig
+    from .models import build_model as build_model
+    from .models import resnet18_emotion as resnet18_emotion
+    from .preprocessing import normalize as normalize
+    from .preprocessing import to_face_array as to_face_array
+    from .recognizer import EmotionRecognizer as EmotionRecognizer
+    from .recognizer import FaceEmotion as FaceEmotion
+    from .recognizer import Prediction as Prediction
+    from .training import Callback as Callback
+    from .training import History as History
+    from .training import TrainConfig as TrainConfig
+    from .training import Trainer as Trainer
 
-# --- models / training (helper: training) ---
-# isort: split
-from .augmentation import AugmentConfig as AugmentConfig
-from .models import STEMS as STEMS
-from .models import ModelConfig as ModelConfig
-from .models import build_model as build_model
-from .models import resnet18_emotion as resnet18_emotion
-from .training import Callback as Callback
-from .training import History as History
-from .training import TrainConfig as TrainConfig
-from .training import Trainer as Trainer
-
-# --- metrics (helper: metrics) ---
-# isort: split
-from .inference import predict_logits as predict_logits
-from .inference import predict_proba as predict_proba
-from .metrics import EvaluationReport as EvaluationReport
-from .metrics import evaluate as evaluate
-from .metrics import plot_confusion_matrix as plot_confusion_matrix
-from .metrics import report_from_predictions as report_from_predictions
-
-# --- recognizer (helper: recognizer) ---
-# isort: split
-from .export import OnnxClassifier as OnnxClassifier
-from .export import export_onnx as export_onnx
-from .faces import HaarCascadeDetector as HaarCascadeDetector
-from .faces import detect_faces as detect_faces
-from .recognizer import EmotionRecognizer as EmotionRecognizer
-from .recognizer import FaceEmotion as FaceEmotion
-from .recognizer import Prediction as Prediction
-
-# isort: split
-from .batch import PathResult as PathResult
-from .batch import iter_image_paths as iter_image_paths
-from .batch import predict_paths as predict_paths
+# Public name -> the submodule that defines it.
+_LAZY: dict[str, str] = {
+    "as_tensors": "data",
+    "AugmentConfig": "augmentation",
+    "build_model": "models",
+    "Callback": "training",
+    "compute_class_weights": "class_weights",
+    "detect_faces": "faces",
+    "emotion_to_index": "labels",
+    "EmotionNetError": "errors",
+    "EmotionRecognizer": "recognizer",
+    "EMOTIONS": "labels",
+    "evaluate": "metrics",
+    "EvaluationReport": "metrics",
+    "export_onnx": "export",
+    "FaceEmotion": "recognizer",
+    "FER2013": "data",
+    "HaarCascadeDetector": "faces",
+    "History": "training",
+    "index_to_emotion": "labels",
+    "iter_image_paths": "batch",
+    "ModelConfig": "models",
+    "normalize": "preprocessing",
+    "NUM_CLASSES": "labels",
+    "OnnxClassifier": "export",
+    "PathResult": "batch",
+    "plot_confusion_matrix": "metrics",
+    "predict_logits": "inference",
+    "predict_paths": "batch",
+    "predict_proba": "inference",
+    "Prediction": "recognizer",
+    "report_from_predictions": "metrics",
+    "resnet18_emotion": "models",
+    "SPLITS": "data",
+    "STEMS": "models",
+    "to_face_array": "preprocessing",
+    "TrainConfig": "training",
+    "Trainer": "training",
+}
 
 __all__ = [
     "EMOTIONS",
@@ -102,3 +136,19 @@ __all__ = [
     "resnet18_emotion",
     "to_face_array",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    if name == "errors":
+        return importlib.import_module(f"{__name__}.errors")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

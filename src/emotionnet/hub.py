@@ -949,7 +949,7 @@ def save_model_files(
     """
     from safetensors.torch import save
 
-    from . import __version__
+    from ._version import __version__
 
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise InvalidArgumentError(

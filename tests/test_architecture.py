@@ -1,0 +1,121 @@
+"""The shape of the package: imports point one way, and the CLI starts without torch.
+
+The import graph is read from the source (module-level ``import``/``from`` statements, not
+those inside functions, which run only when called): it must have no cycles, and no module
+may import the package root (``from . import x`` where ``x`` is not a submodule), which would
+make the root's order of imports matter.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "emotionnet"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _top_level_imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """Modules of the package that ``path`` imports when it is imported."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If):
+                test = node.test
+                if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+                    continue  # for the type checker only
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+                for alias in node.names:
+                    candidate = f"{target}.{alias.name}"
+                    found.add(candidate if candidate in known else target)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names if alias.name in known)
+
+    visit(tree.body)
+    found.discard(name)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _top_level_imports(path, name, known) for name, path in modules.items()}
+
+
+def test_no_module_imports_the_package_root() -> None:
+    upward = {
+        name: sorted(targets & {"emotionnet"})
+        for name, targets in _graph().items()
+        if name != "emotionnet" and "emotionnet" in targets
+    }
+    assert not upward, f"modules importing the package root: {upward}"
+
+
+def test_the_import_graph_has_no_cycles() -> None:
+    graph = {name: targets - {"emotionnet"} for name, targets in _graph().items()}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_graph_reader_sees_real_imports() -> None:
+    graph = _graph()
+    assert "emotionnet.errors" in graph["emotionnet.images"]
+    assert "emotionnet.inference" in graph["emotionnet.metrics"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["predict"], ["--version"]])
+def test_the_cli_answers_help_and_usage_errors_without_torch(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from emotionnet.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'PIL', 'cv2') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1:] in ([], [""]), result.stdout
