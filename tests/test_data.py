@@ -355,7 +355,7 @@ def test_unknown_split_message_is_like_torchvision(roots):
         ({"on_error": "ignore"}, "argument on_error"),
         ({"md5": "1234"}, "32-character"),
         ({"num_workers": -1}, "num_workers"),
-        ({"split": 1}, "Expected type str for argument split"),
+        ({"split": 1}, "Unknown value 1 for argument split"),
     ],
 )
 def test_invalid_arguments(roots, kwargs, match):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_probability
 from ._config import config_values
 from .errors import InvalidArgumentError, UnsupportedInputError
 
@@ -49,12 +50,6 @@ _CROP_SIDE, _CROP_X, _CROP_Y = range(3)
 CROP_REFERENCE: Final[int] = 48
 """Image side in pixels that :attr:`AugmentConfig.crop` sides refer to (FER2013's 48)."""
 _SEED_HIGH: Final[int] = 2**62
-
-
-def _check_probability(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise InvalidArgumentError(f"{name} must be a probability in [0, 1], got {value!r}.")
-    return float(value)
 
 
 def _check_range(name: str, value: object, low: float, high: float) -> tuple[float, float]:
@@ -116,8 +111,8 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "hflip", _check_probability("hflip", self.hflip))
-        set_(self, "erasing", _check_probability("erasing", self.erasing))
+        set_(self, "hflip", check_probability("hflip", self.hflip))
+        set_(self, "erasing", check_probability("erasing", self.erasing))
         rotation = self.rotation
         if isinstance(rotation, bool) or not isinstance(rotation, (int, float)):
             rotation = -1.0
@@ -491,8 +486,8 @@ def mix_batch(
     for name, alpha in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
             raise InvalidArgumentError(f"{name} must be a number >= 0, got {alpha!r}.")
-    prob = _check_probability("prob", prob)
-    switch_prob = _check_probability("switch_prob", switch_prob)
+    prob = check_probability("prob", prob)
+    switch_prob = check_probability("switch_prob", switch_prob)
     if mixup_alpha > 0 and not batch.is_floating_point():
         raise UnsupportedInputError(
             f"mixup blends pixel values and needs a floating point batch, got {batch.dtype}; "

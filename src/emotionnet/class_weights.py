@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ._checks import check_choice, check_int
 from .errors import InvalidArgumentError, MissingLabelsError, UnsupportedInputError
 from .labels import EMOTIONS, NUM_CLASSES
 
@@ -193,13 +194,8 @@ def compute_class_weights(
         ...                       method="effective_number", beta=0.99)
         tensor([1.9802, 0.0198])
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}.")
-    if method not in METHODS:
-        choices = ", ".join(f"'{m}'" for m in METHODS)
-        raise InvalidArgumentError(
-            f"Unknown value {method!r} for argument method. Valid values are {{{choices}}}."
-        )
+    check_int("num_classes", num_classes, minimum=1)
+    check_choice("method", method, METHODS)
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
         raise InvalidArgumentError(
             f"beta must be a number in [0, 1) (typically 0.9 .. 0.9999), got {beta!r}."

@@ -76,6 +76,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ._atomic import atomic_write_bytes
+from ._checks import check_choice, check_int
 from ._io import open_regular_file
 from .errors import (
     CorruptImageError,
@@ -151,19 +152,6 @@ _SOURCE_DESCRIPTIONS: Final[dict[str, str]] = {
 # Argument checks
 
 
-def _check_choice(name: str, value: object, valid: Sequence[str]) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(
-            f"Expected type str for argument {name}, but got type {type(value).__name__}."
-        )
-    if value not in valid:
-        choices = ", ".join(f"'{v}'" for v in valid)
-        raise InvalidArgumentError(
-            f"Unknown value '{value}' for argument {name}. Valid values are {{{choices}}}."
-        )
-    return value
-
-
 def _check_md5(md5: object) -> str | None:
     if md5 is None:
         return None
@@ -181,11 +169,7 @@ def _check_md5(md5: object) -> str | None:
 def _check_workers(num_workers: object) -> int:
     if num_workers is None:
         return _available_cpus()
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise InvalidArgumentError(
-            f"num_workers must be None (all CPU cores) or an integer >= 0, got {num_workers!r}."
-        )
-    return num_workers
+    return check_int("num_workers", num_workers, minimum=0, hint="or None for all CPU cores")
 
 
 def _available_cpus() -> int:
@@ -1006,9 +990,9 @@ class FER2013(Dataset[tuple[Any, Any]]):
         num_workers: int | None = None,
     ) -> None:
         self.root = Path(root).expanduser()
-        self.split = _check_choice("split", split, SPLITS)
-        _check_choice("source", source, ("auto", *SOURCES))
-        self.on_error = _check_choice("on_error", on_error, ("raise", "skip"))
+        self.split = check_choice("split", split, SPLITS)
+        check_choice("source", source, ("auto", *SOURCES))
+        self.on_error = check_choice("on_error", on_error, ("raise", "skip"))
         expected_md5 = _check_md5(md5)
         workers = _check_workers(num_workers)
         self.transform = transform

@@ -43,6 +43,7 @@ from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from ._atomic import atomic_write_text
+from ._checks import check_choice, check_int
 from ._config import config_values
 from ._io import read_json_file
 from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
@@ -97,22 +98,15 @@ class _InputDropout:
 
 
 def _check_positive_int(name: str, value: object, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}; {hint}.")
-    return value
+    return check_int(name, value, minimum=1, hint=hint)
 
 
 def _check_range(name: str, value: int, low: int, high: int, hint: str) -> None:
-    if not low <= value <= high:
-        raise InvalidArgumentError(f"{name} must be in {low}..{high}, got {value}; {hint}.")
+    check_int(name, value, minimum=low, maximum=high, hint=hint)
 
 
 def _check_stem(stem: object) -> str:
-    if stem not in STEMS:
-        raise InvalidArgumentError(
-            f"Unknown value {stem!r} for argument stem. Valid values are {set(STEMS)}."
-        )
-    return str(stem)
+    return check_choice("stem", stem, STEMS)
 
 
 def _check_dropout(dropout: object) -> float:

@@ -1,0 +1,117 @@
+"""The argument checks every public entry point shares: choices, integers, numbers.
+
+One place for the wording, so that every "Unknown value ..." and "... must be ..." message
+reads the same (the choice message is torchvision's ``verify_str_arg`` wording). Checks run
+at the boundary (constructors, public functions), not again in the layers below.
+
+Example:
+    >>> check_choice("split", "train", ("train", "test"))
+    'train'
+    >>> check_int("num_workers", 2, minimum=0)
+    2
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TypeVar
+
+from .errors import InvalidArgumentError
+
+__all__ = ["check_choice", "check_int", "check_number", "check_probability"]
+
+_T = TypeVar("_T")
+
+
+def check_choice(name: str, value: object, valid: Iterable[_T]) -> _T:
+    """Return ``value`` if it is one of ``valid``, else raise with the valid values listed.
+
+    Raises:
+        InvalidArgumentError: ``Unknown value 'x' for argument name. Valid values are
+            {'a', 'b'}.``
+    """
+    options = tuple(valid)
+    if not isinstance(value, bool) and value in options:  # True == 1: never a choice
+        return value
+    choices = ", ".join(repr(option) for option in options)
+    raise InvalidArgumentError(
+        f"Unknown value {value!r} for argument {name}. Valid values are {{{choices}}}."
+    )
+
+
+def check_int(
+    name: str,
+    value: object,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    hint: str = "",
+) -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) within the bounds.
+
+    Raises:
+        InvalidArgumentError: ``name must be an integer >= 1, got 0; <hint>.``
+    """
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and minimum is not None and value < minimum:  # type: ignore[operator]
+        ok = False
+    if ok and maximum is not None and value > maximum:  # type: ignore[operator]
+        ok = False
+    if not ok:
+        if minimum is not None and maximum is not None:
+            wanted = f"an integer in {minimum}..{maximum}"
+        elif minimum == 1:
+            wanted = "a positive integer"
+        elif minimum is not None:
+            wanted = f"an integer >= {minimum}"
+        elif maximum is not None:
+            wanted = f"an integer <= {maximum}"
+        else:
+            wanted = "an integer"
+        raise InvalidArgumentError(
+            f"{name} must be {wanted}, got {value!r}" + (f"; {hint}." if hint else ".")
+        )
+    return value  # type: ignore[return-value]
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> float:
+    """Return ``float(value)`` if it is a finite real number (not a ``bool``) in the interval.
+
+    Raises:
+        InvalidArgumentError: ``name must be a number in [0, 1), got 2; <hint>.``
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    number = float(value) if ok else math.nan  # type: ignore[arg-type]
+    ok = ok and math.isfinite(number)
+    ok = ok and (number > low if low_open else number >= low)
+    ok = ok and (number < high if high_open else number <= high)
+    if not ok:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise InvalidArgumentError(
+            f"{name} must be a number in {left}{low:g}, {high:g}{right}, got {value!r}"
+            + (f"; {hint}." if hint else ".")
+        )
+    return number
+
+
+def check_probability(name: str, value: object) -> float:
+    """Return ``float(value)`` if it is a probability in ``[0, 1]``.
+
+    Raises:
+        InvalidArgumentError: ``name must be a probability in [0, 1], got 2.``
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    if not ok:
+        raise InvalidArgumentError(f"{name} must be a probability in [0, 1], got {value!r}.")
+    return float(value)  # type: ignore[arg-type]
