@@ -28,7 +28,8 @@ def test_int_bounds(value: int, minimum: int) -> None:
     if value >= minimum:
         assert check_int("n", value, minimum=minimum) == value
     else:
-        with pytest.raises(InvalidArgumentError, match=f"n must be an integer >= {minimum}"):
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        with pytest.raises(InvalidArgumentError, match=f"n must be {wanted}, got {value}"):
             check_int("n", value, minimum=minimum)
 
 
