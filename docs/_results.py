@@ -28,9 +28,37 @@ def _find_reports(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _title(path: Path) -> str:
-    words = re.sub(r"[_\-.]+", " ", path.stem).strip()
-    return words[:1].upper() + words[1:]
+# evaluation_<split>[_<tta>].json, as examples/train_fer2013.py and the packaging script name them.
+_REPORT_NAME = re.compile(
+    r"^evaluation_(?P<split>train|public_test|private_test|test)(?:_(?P<tta>[a-z_]+))?$"
+)
+_SPLIT_TITLES = {
+    "train": "Training",
+    "public_test": "PublicTest (validation)",
+    "private_test": "PrivateTest",
+    "test": "FER2013 test",
+}
+_TTA_TITLES = {
+    "none": "single view",
+    "flip": "flip TTA",
+    "flip_shift": "flip+shift TTA",
+    "flip_crop": "flip+crop TTA",
+    "ten_crop": "ten-crop TTA",
+}
+
+
+def _title(path: Path, tta: str | None) -> str:
+    """``PublicTest (validation), flip+crop TTA (the default)`` for a report's section."""
+    from emotionnet.recognizer import DEFAULT_TTA
+
+    match = _REPORT_NAME.match(path.stem)
+    if match is None:  # a report named otherwise: its file name, as words
+        words = re.sub(r"[_\-.]+", " ", path.stem).strip()
+        return words[:1].upper() + words[1:]
+    mode = tta or match["tta"] or "none"
+    views = _TTA_TITLES.get(mode, f"{mode} TTA")
+    default = " (the default)" if mode == DEFAULT_TTA else ""
+    return f"{_SPLIT_TITLES[match['split']]}, {views}{default}"
 
 
 def _table(header: list[str], rows: list[list[str]], widths: str) -> list[str]:
@@ -47,7 +75,7 @@ def _report_section(root: Path, path: Path, out: Path) -> list[str]:
     report = EvaluationReport.load_json(path)
     picture = out / f"confusion_matrix_{path.stem}.png"
     plot_confusion_matrix(report, picture, normalize=True)
-    title = _title(path)
+    title = _title(path, report.tta)
     tta = report.tta if report.tta is not None else "not recorded"
     headline = [
         ["accuracy", f"{report.accuracy:.2%}"],
@@ -66,7 +94,7 @@ def _report_section(root: Path, path: Path, out: Path) -> list[str]:
     relative = path.relative_to(root).as_posix()
     return [
         title,
-        "-" * len(title),
+        "~" * len(title),  # under results.rst's "The release model" section
         "",
         f"{report.num_samples:,} images, test-time augmentation: ``{tta}``. "
         f"Source: ``{relative}``.",
@@ -93,7 +121,7 @@ def _training_section(root: Path) -> list[str]:
     rows = [[key, str(value).replace("|", "/")] for key, value in training.items()]
     return [
         "How it was trained",
-        "------------------",
+        "~~~~~~~~~~~~~~~~~~",
         "",
         f"From ``{(MODEL_DIR / 'config.json').as_posix()}``:",
         "",

@@ -99,3 +99,43 @@ html_show_sourcelink = False
 
 # The Results page is generated from the evaluation report committed with the release weights.
 write_results(ROOT, DOCS / "_generated")
+
+
+# -- docstrings of re-exported constants ----------------------------------------------------------
+# ``.. autodata:: emotionnet.EMOTIONS`` looks for the constant's docstring (the string literal
+# after its assignment) in ``emotionnet/__init__.py``, which only re-exports it, and falls back
+# to the docstring of its type: "Built-in immutable sequence", "str(object='') -> str". Use
+# the docstring written where the constant is defined (``labels.py``) instead.
+
+
+def _definition_docstring(name: str, obj: object) -> list[str] | None:
+    import importlib
+    import pkgutil
+
+    from sphinx.pycode import ModuleAnalyzer
+    from sphinx.util.docstrings import prepare_docstring
+
+    package, _, attribute = name.rpartition(".")
+    if package != "emotionnet":
+        return None
+    for info in pkgutil.iter_modules(emotionnet.__path__):
+        module_name = f"emotionnet.{info.name}"
+        module = importlib.import_module(module_name)
+        if getattr(module, attribute, None) is not obj:
+            continue
+        docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        if ("", attribute) in docs:
+            return prepare_docstring("\n".join(docs["", attribute]))
+    return None
+
+
+def _use_definition_docstrings(app, what, name, obj, options, lines) -> None:
+    if what != "data":
+        return
+    docstring = _definition_docstring(name, obj)
+    if docstring is not None:
+        lines[:] = docstring
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _use_definition_docstrings)

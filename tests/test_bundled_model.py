@@ -104,7 +104,15 @@ def test_reports_card_config_readme_and_results_page_agree(tmp_path: Path) -> No
         assert row is not None, view
         assert row.groups() == (f"{report.accuracy:.2%}", f"{report.macro_f1:.2f}")
         assert f"``{report.tta}``" in page and f"{report.accuracy:.2%}" in page
+        # Each report's section is titled by its split and views, not by its file name.
+        title = f"PublicTest (validation), {view}"
+        assert f"\n{title}\n{'~' * len(title)}\n" in page, title
     assert "How it was trained" in page
+    assert "Evaluation public test" not in page
+    # The comparison rows say the same on the README and the Results page.
+    results_rst = (PROJECT_ROOT / "docs" / "results.rst").read_text(encoding="utf-8")
+    for claim in ("65.42%", "65.87%", "about 72–73%"):
+        assert claim in table and claim in results_rst, claim
 
 
 @pytest.mark.integration

@@ -63,12 +63,12 @@ def test_predict_faces(model_dir: Path, capsys: pytest.CaptureFixture[str], tmp_
     from PIL import Image
 
     Image.new("L", (120, 90), 128).save(blank)
-    code, out, _ = run(
-        ["predict", "--faces", "--json", PHOTO, str(blank), "--model", str(model_dir)], capsys
-    )
+    argv = ["predict", "--faces", "--json", PHOTO, str(blank), "--model", str(model_dir)]
+    code, out, _ = run([*argv, "--detector", "haar"], capsys)
     assert code == 0
     photo, empty = json.loads(out)
     assert len(photo["faces"]) == 1 and len(photo["faces"][0]["box"]) == 4
+    assert photo["faces"][0]["confidence"] > 2.0  # the Haar cascade's weight of a real face
     assert empty == {"image": str(blank), "faces": []}
     code, out, _ = run(["predict", "--faces", str(blank), "--model", str(model_dir)], capsys)
     assert "no face found" in out
@@ -102,6 +102,42 @@ def test_errors_are_one_line(
     code, out, err = run(argv, capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_a_photo_without_faces_gets_a_note_in_command_line_words(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("cv2")
+    code, out, err = run(["predict", PHOTO, FACE, "--model", str(model_dir)], capsys)
+    assert code == 0 and len(out.strip().splitlines()) == 3  # both predicted all the same
+    (note,) = err.strip().splitlines()
+    assert note.startswith(f"note: {PHOTO} looks like a photo, not a face crop")
+    assert note.endswith("Add --faces to find and crop the faces first.")
+    assert "faces=True" not in note
+    for argv in ([FACE], [PHOTO, "--faces"]):
+        code, _, err = run(["predict", *argv, "--model", str(model_dir)], capsys)
+        assert code == 0 and "note:" not in err
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export", "train"])
+def test_a_missing_device_is_explained_in_command_line_words(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = {
+        "predict": ["predict", FACE],
+        "evaluate": ["evaluate"],
+        "export": ["export", "--onnx", "unused.onnx"],
+        "train": ["train", "--config", "unused.toml"],
+    }[command]
+    code, out, err = run([*argv, "--device", "cuda"], capsys)
+    assert code == 2 and out == ""
+    assert err == (
+        "error: --device cuda was given but CUDA is not available here; pass --device cpu, "
+        "or leave --device out (CUDA when available, else the CPU).\n"
+    )
+    code, _, err = run([*argv, "--device", "gpu"], capsys)
+    assert code == 2 and "--device gpu is not a device" in err and "None" not in err
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -143,7 +179,7 @@ def test_faces_batch_with_a_bad_file_still_reports_the_photo(
     model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["predict", "--faces", "--json", "missing.jpg", PHOTO, "--model", str(model_dir)]
-    code, out, err = run(argv, capsys)
+    code, out, err = run([*argv, "--detector", "haar"], capsys)
     assert code == 1 and err.startswith("error: No image file at 'missing.jpg'")
     missing, photo = json.loads(out)
     assert missing["error_type"] == "ImageNotFoundError" and len(photo["faces"]) == 1
@@ -192,10 +228,12 @@ def test_csv_per_face_with_boxes_and_output_file(
 
     target = tmp_path / "out.csv"
     argv = ["predict", "--faces", PHOTO, "missing.jpg", "--model", str(model_dir)]
+    argv += ["--detector", "haar"]
     code, out, err = run([*argv, "--format", "csv", "--output", str(target)], capsys)
     assert code == 1 and out == "" and f"to {target}" in err
     photo, missing = list(csv.DictReader(target.open(encoding="utf-8")))
     assert photo["face"] == "0" and int(photo["w"]) > 0 and photo["emotion"]
+    assert float(photo["confidence"]) > 2.0 and missing["confidence"] == ""
     assert sum(float(v) for k, v in photo.items() if k.startswith("p_")) == pytest.approx(1, 1e-4)
     assert missing["emotion"] == "" and "No image file" in missing["error"]
     assert None not in photo and None not in missing  # every row as long as the header
@@ -383,3 +421,122 @@ def test_cli_offers_every_test_time_augmentation_mode() -> None:
 
     # The CLI keeps its own copy so that --help does not import torch; it must not drift.
     assert _TTA_CHOICES == TTA_MODES
+
+
+# --- face detection options ------------------------------------------------------------------
+
+
+class _RecordingDetector:
+    """Stands in for a named detector: records what it sees, finds three scored faces."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, gray: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+        self.calls += 1
+        return [(10, 10, 100, 100, 0.3), (150, 20, 60, 60, 2.0), (250, 30, 30, 30, 5.0)]
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> _RecordingDetector:
+    import emotionnet.faces
+
+    detector = _RecordingDetector()
+    monkeypatch.setattr(emotionnet.faces, "_shared_detectors", {"haar": detector})
+    return detector
+
+
+def test_face_options_reach_the_detector_and_filter(
+    model_dir: Path, recording: _RecordingDetector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["predict", "--faces", "--json", PHOTO, "--model", str(model_dir), "--detector", "haar"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert [(f["box"], f["confidence"]) for f in record["faces"]] == [
+        ([10, 10, 100, 100], 0.3),
+        ([150, 20, 60, 60], 2.0),
+        ([250, 30, 30, 30], 5.0),
+    ]
+    filters = ["--min-confidence", "1", "--min-face-size", "40", "--max-faces", "1"]
+    code, out, err = run([*argv, *filters], capsys)
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert [f["box"] for f in record["faces"]] == [[150, 20, 60, 60]]
+    assert recording.calls == 2
+
+
+def test_video_face_options_reach_the_detector(
+    model_dir: Path,
+    recording: _RecordingDetector,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cv2 = pytest.importorskip("cv2")
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (320, 240))
+    for _ in range(3):
+        writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    argv = ["video", str(clip), "--model", str(model_dir), "--tta", "none", "--quiet"]
+    code, out, err = run(
+        [*argv, "--detector", "haar", "--max-faces", "2", "--min-confidence", "1"], capsys
+    )
+    assert code == 0, err
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["frame"], r["x"], r["confidence"]) for r in rows] == [
+        (str(frame), x, confidence)
+        for frame in range(3)
+        for x, confidence in (("150", "2.000000"), ("250", "5.000000"))
+    ]
+    assert recording.calls == 3
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--min-face-size", "-1"],
+        ["--min-face-size", "1.5"],
+        ["--min-confidence", "nan"],
+        ["--min-confidence", "inf"],
+        ["--max-faces", "0"],
+        ["--detector", "cnn"],
+    ],
+)
+@pytest.mark.parametrize("command", [["predict", "--faces", FACE], ["video", "clip.mp4"]])
+def test_bad_face_options_are_usage_errors(
+    command: list[str], options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, *options])
+    assert exit_info.value.code == 2
+    assert options[0] in capsys.readouterr().err
+
+
+def test_face_options_without_faces_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["predict", FACE, "--max-faces", "1", "--detector", "haar"], capsys)
+    assert code == 2 and out == ""
+    assert "--detector, --max-faces only apply to detected faces; add --faces" in err
+
+
+def test_a_missing_dlib_is_one_error_line(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import emotionnet.faces
+
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    monkeypatch.setattr(emotionnet.faces, "_shared_detectors", {})
+    argv = ["predict", "--faces", PHOTO, "--model", str(model_dir), "--detector", "dlib"]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and 'pip install "emotionnet[dlib]"' in err
+
+
+def test_detector_choices_are_the_libraries() -> None:
+    from emotionnet.cli import _DETECTOR_CHOICES
+    from emotionnet.faces import DETECTORS
+
+    assert _DETECTOR_CHOICES == DETECTORS

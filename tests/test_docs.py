@@ -122,6 +122,53 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert test_command in ci_lines, f"{CI_SCRIPT} does not run {test_command!r} verbatim"
 
 
+def _extras_requirements(extras: set[str]) -> list[str]:
+    """The requirements that installing ``.[extras]`` brings, following ``emotionnet[...]``."""
+    tomllib = pytest.importorskip("tomllib")
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    found: list[str] = []
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in optional.get(extra, []):
+            inner = re.fullmatch(r"emotionnet\[([^\]]+)\]", requirement)
+            if inner:
+                todo.extend(name.strip() for name in inner.group(1).split(","))
+            else:
+                found.append(requirement)
+    return found
+
+
+def test_readme_first_command_installs_what_the_quickstart_uses() -> None:
+    """The Quickstart runs as written after the first set-up command: faces=True needs OpenCV."""
+    text = README.read_text(encoding="utf-8")
+    quickstart = re.search(r"^## Quickstart\s*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert quickstart, "README.md has no '## Quickstart' section"
+    first = _setup_commands()[0]
+    targets = re.findall(r"""pip install (?:-e )?["']?\.(?:\[([^\]]*)\])?""", first)
+    assert targets, f"the first set-up command installs no checkout: {first!r}"
+    extras = {name.strip() for group in targets for name in group.split(",") if name.strip()}
+    requirements = _extras_requirements(extras)
+    if "faces=True" in quickstart.group(1):
+        assert any(r.startswith("opencv") for r in requirements), (
+            f"the Quickstart detects faces, but {first!r} installs no OpenCV (extras {extras})"
+        )
+
+
+def test_readme_says_how_to_install_a_cpu_only_torch() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^## Set up\s*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert section is not None
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in (
+        " ".join(section.group(1).split())
+    )
+
+
 def test_readme_main_command_points_at_things_that_exist() -> None:
     words = shlex.split(_setup_commands()[0].replace("&&", " && "))
     for i, word in enumerate(words):

@@ -192,15 +192,52 @@ def test_folders_and_names_that_hold_no_model(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match=r"model\.safetensors or config\.json"):
         resolve_model_files(tmp_path / "empty")
-    with pytest.raises(WeightsNotFoundError, match="neither an existing folder"):
+    with pytest.raises(WeightsNotFoundError, match="No such folder"):
         resolve_model_files(tmp_path / "missing")
-    with pytest.raises(WeightsNotFoundError, match="neither an existing folder"):
+    with pytest.raises(WeightsNotFoundError, match="No such folder"):
         resolve_model_files("./runs/missing/model")
+    with pytest.raises(WeightsNotFoundError, match="neither an existing folder"):
+        resolve_model_files("not a name")
     (tmp_path / "model.pth").write_bytes(b"")
     with pytest.raises(InvalidArgumentError, match="from_state_dict"):
         resolve_model_files(tmp_path / "model.pth")
     with pytest.raises(InvalidArgumentError):
         resolve_model_files(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("runs/fer2013_resnet18", "its first part 'runs' is a folder here"),
+        ("./runs/fer2013_resnet18", "it starts with './'"),
+        ("runs/fer2013/model", "it has 2 path separators"),
+        ("~/no-such-emotionnet-folder/model", "it starts with '~'"),
+    ],
+)
+def test_a_mistyped_local_folder_is_no_such_folder_not_a_download(
+    name: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "fer2013_quick").mkdir(parents=True)
+    # The Hub is never asked: a download attempt would fail the test.
+    monkeypatch.setattr("emotionnet.hub._download", lambda *a, **k: pytest.fail("downloaded"))
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_model_files(name)
+    message = str(info.value)
+    assert message.startswith(f"No such folder: {name!r}") and why in message
+    if name.startswith(("runs", "./runs")):  # the folder that exists, and what is in it
+        assert str(tmp_path / "runs") in message and "fer2013_quick" in message
+
+
+def test_a_hub_id_whose_first_part_is_no_local_folder_goes_to_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    asked = []
+    monkeypatch.setattr("emotionnet.hub._download", lambda repo_id, **_: asked.append(repo_id))
+    resolve_model_files("org/emotion")
+    assert asked == ["org/emotion"]
 
 
 # --- the bundled default model ---------------------------------------------------------------
@@ -559,11 +596,11 @@ def _changed_config(model_dir: Path, **changes: Any) -> str:
             r"labels must name each class once, but \['a', 'b'\] appear",
         ),
         ({"labels": ["a", "b", "c", "d", "e", "f", " "]}, r"labels must not be empty names"),
-        ({"input_size": 20000}, r"input_size must be in 8\.\.1024, got 20000"),
-        ({"input_size": 4}, r"input_size must be in 8\.\.1024, got 4"),
+        ({"input_size": 20000}, r"input_size must be an integer in 8\.\.1024, got 20000"),
+        ({"input_size": 4}, r"input_size must be an integer in 8\.\.1024, got 4"),
         ({"input_size": 48.0}, r"input_size must be a positive integer"),
-        ({"in_chans": 100000}, r"in_chans must be in 1\.\.64"),
-        ({"num_classes": 20000}, r"num_classes must be in 1\.\.10000"),
+        ({"in_chans": 100000}, r"in_chans must be an integer in 1\.\.64"),
+        ({"num_classes": 20000}, r"num_classes must be an integer in 1\.\.10000"),
         ({"dropout": float("nan")}, r"dropout must be a probability"),
     ],
     ids=lambda value: "-" if isinstance(value, str) else json.dumps(value)[:30],

@@ -194,3 +194,76 @@ def test_auto_falls_back_to_pytorch_when_export_fails(
     explicit = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="onnx")
     with pytest.raises(RuntimeError, match="unsupported operator"):
         explicit.predict(faces[0])
+
+
+# --- an exported file, loaded back ------------------------------------------------------------
+
+
+def test_an_exported_file_loads_with_from_pretrained(
+    onnx_file: Path, torch_recognizer: EmotionRecognizer, faces: np.ndarray
+) -> None:
+    loaded = EmotionRecognizer.from_pretrained(onnx_file, device="cpu")
+    assert loaded.backend == "onnx" and isinstance(loaded.model, OnnxClassifier)
+    assert loaded.config == torch_recognizer.config and loaded.source == str(onnx_file)
+    np.testing.assert_allclose(
+        proba(loaded.predict(list(faces))), proba(torch_recognizer.predict(list(faces))), atol=1e-4
+    )
+    # The same through a str, a capitalised suffix and backend="onnx"; evaluate works.
+    upper = onnx_file.with_name("MODEL.ONNX")
+    upper.write_bytes(onnx_file.read_bytes())
+    again = EmotionRecognizer.from_pretrained(str(upper), device="cpu", backend="onnx", tta="none")
+    report = again.evaluate((torch.from_numpy(faces), torch.arange(len(faces))))
+    assert report.num_samples == len(faces) and report.tta == "none"
+
+
+def test_an_onnx_recognizer_refuses_what_needs_pytorch_weights(
+    onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = EmotionRecognizer.from_pretrained(onnx_file, device="cpu")
+    for attempt in (
+        lambda: loaded.save_pretrained(tmp_path / "saved"),
+        lambda: export_onnx(loaded, tmp_path / "again.onnx"),
+    ):
+        with pytest.raises(InvalidArgumentError, match="no PyTorch weights") as info:
+            attempt()
+        assert str(onnx_file) in str(info.value) and "exported from" in str(info.value)
+    assert not (tmp_path / "saved").exists() and not (tmp_path / "again.onnx").exists()
+    # push_to_hub fails before it creates a repository on the Hub.
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", lambda *a, **k: pytest.fail("hub"))
+    with pytest.raises(InvalidArgumentError, match="no PyTorch weights to upload"):
+        loaded.push_to_hub("org/name")
+    with pytest.raises(InvalidArgumentError, match="'torch' backend"):
+        EmotionRecognizer.from_pretrained(onnx_file, backend="torch")
+
+
+def test_onnx_files_that_cannot_be_loaded(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="No ONNX model at"):
+        EmotionRecognizer.from_pretrained(tmp_path / "missing.onnx")
+    bare = tmp_path / "bare.onnx"  # a graph from elsewhere: no emotionnet config in it
+    export_onnx(build_model(ModelConfig(stem="imagenet")), bare)
+    with pytest.raises(ModelLoadError, match="no emotionnet model config"):
+        EmotionRecognizer.from_pretrained(bare)
+    graph = onnx.load(bare)
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, '{"stem": "huge"}'
+    onnx.save(graph, tmp_path / "broken.onnx")
+    with pytest.raises(ModelLoadError, match=r"unusable 'emotionnet\.config'"):
+        EmotionRecognizer.from_pretrained(tmp_path / "broken.onnx")
+
+
+def test_the_command_line_takes_an_onnx_file(
+    onnx_file: Path, torch_recognizer: EmotionRecognizer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from emotionnet.cli import main
+
+    face = str(Path(__file__).resolve().parents[1] / "examples" / "images" / "astronaut_face.jpg")
+    assert main(["predict", face, "--json", "--model", str(onnx_file), "--device", "cpu"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    expected = torch_recognizer.predict(face)
+    assert record["label"] == expected.label
+    assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-4)
+    assert main(["export", "--onnx", "again.onnx", "--model", str(onnx_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --model {onnx_file} is already an ONNX graph")

@@ -459,3 +459,73 @@ def test_non_finite_probabilities_of_detected_faces_are_an_error(faces: np.ndarr
     recognizer.face_detector = lambda gray: [(0, 0, 24, 24), (10, 10, 30, 30)]
     with pytest.raises(ModelLoadError, match="for 2 of 2 faces"):
         recognizer.predict(faces[0], faces=True, tta="none")
+
+
+# --- a photo passed as a face -------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "images"
+PHOTO, FACE = EXAMPLES / "astronaut.jpg", EXAMPLES / "astronaut_face.jpg"
+
+
+def _crop_warnings(recognizer: EmotionRecognizer, images: Any) -> list[Any]:
+    import warnings
+
+    from emotionnet.errors import NotAFaceCropWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recognizer.predict(images)
+    return [w.message for w in caught if issubclass(w.category, NotAFaceCropWarning)]
+
+
+def test_a_photo_predicted_as_one_face_is_warned_about(tiny: EmotionRecognizer) -> None:
+    pytest.importorskip("cv2")
+    (warning,) = _crop_warnings(tiny, str(PHOTO))
+    assert warning.source == str(PHOTO) and warning.image_size == (320, 320)
+    x, y, w, _ = warning.box  # the astronaut's face, about 65 px, in the upper middle
+    assert 50 <= w <= 80 and 80 <= x <= 140 and 20 <= y <= 60
+    assert "looks like a photo, not a face crop" in str(warning)
+    assert "Pass faces=True" in str(warning)
+    # A prediction comes back all the same, and the same one as without the check.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert tiny.predict(PHOTO).probabilities == tiny.predict(Image.open(PHOTO)).probabilities
+    # Photos as PIL images, arrays and in a batch: one warning per call, without a path.
+    (warning,) = _crop_warnings(tiny, [np.asarray(Image.open(PHOTO))] * 3)
+    assert warning.source is None and str(warning).startswith("The image looks like a photo")
+
+
+def test_face_crops_are_not_warned_about(tiny: EmotionRecognizer) -> None:
+    pytest.importorskip("cv2")
+    assert _crop_warnings(tiny, FACE) == []  # a 140 px crop: the face fills it
+    # Only the first image of a call large enough to hold a smaller face is searched.
+    assert _crop_warnings(tiny, [FACE, PHOTO]) == []
+
+
+def test_small_faces_and_batches_are_never_searched(
+    tiny: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch, faces: np.ndarray
+) -> None:
+    import emotionnet._crop_check as crop_check
+
+    def searched() -> None:
+        raise AssertionError("a FER2013-sized face was searched for faces")
+
+    monkeypatch.setattr(crop_check, "_haar", searched)
+    photo_small = Image.open(PHOTO).resize((95, 95))  # under 2x the 48 px input
+    tiny.predict([*faces, photo_small, Image.fromarray(faces[0]).resize((64, 64))])
+    tiny.predict(torch.from_numpy(faces).unsqueeze(1))
+
+
+def test_without_opencv_nothing_is_searched(
+    tiny: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import emotionnet._crop_check as crop_check
+
+    monkeypatch.setattr(crop_check, "_detector", [])  # not tried yet in this process
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 fails
+    assert _crop_warnings(tiny, PHOTO) == []
+    assert crop_check._detector == [None]

@@ -146,6 +146,38 @@ def test_trainer_learns_a_learnable_signal(tmp_path: Path) -> None:
     assert TrainConfig.from_file(tmp_path / "train_config.json") == config
 
 
+def test_a_model_that_answers_one_class_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    # Every training label is 'vertical stripes': the model learns to answer it for everything.
+    images, labels = TRAIN
+    one_class = (images, torch.ones_like(labels))
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+        Trainer(model_with_seed(), one_class, VAL, quick(max_epochs=2)).fit()
+    (warning,) = [r for r in caplog.records if "tell the classes apart" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "predicts 'class_1' for 100% of the 32 validation images" in warning.getMessage()
+    # A model that learnt the four classes is not warned about, nor a run without validation.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+        Trainer(model_with_seed(), TRAIN, VAL, quick(max_epochs=4, lr=0.1)).fit()
+        Trainer(model_with_seed(), one_class, None, quick(max_epochs=1, monitor="train_loss")).fit()
+    assert "tell the classes apart" not in caplog.text
+
+
+def test_the_one_class_warning_looks_at_the_released_epoch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The threshold is a share of the validation set: 90% of one class warns, 80% does not.
+    trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(max_epochs=1))
+    for share, warned in ((0.9, True), (0.8, False)):
+        trainer._val_majority = {1: ("h", share, 32), 2: ("v", 0.3, 32)}
+        for best, expected in ((1, warned), (2, False), (None, False)):
+            trainer.best_epoch = best
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+                trainer._warn_if_one_class()
+            assert ("tell the classes apart" in caplog.text) is expected, (share, best)
+
+
 def test_best_weights_and_model_config_are_saved_for_the_recognizer(tmp_path: Path) -> None:
     from emotionnet.models import build_model
 

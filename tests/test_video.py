@@ -145,3 +145,37 @@ def test_cli_json_has_frames_and_summary(
 def test_cli_missing_video_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["video", "missing.mp4"]) == 2
     assert capsys.readouterr().err.startswith("error: No video file at 'missing.mp4'")
+
+
+def test_face_filters_pass_through_to_the_recognizer(
+    clip: Path, recognizer: EmotionRecognizer
+) -> None:
+    scored = EmotionRecognizer(
+        recognizer.model,
+        recognizer.config,
+        device="cpu",
+        tta="none",
+        face_detector=lambda gray: [
+            (10, 10, 100, 100, 0.3),
+            (150, 20, 60, 60, 2.0),
+            (250, 30, 30, 30, 5.0),
+        ],
+    )
+    frames = list(analyze_video(clip, scored, max_frames=2))
+    assert [[(f.box, f.confidence) for f in frame.faces] for frame in frames] == [
+        [((10, 10, 100, 100), 0.3), ((150, 20, 60, 60), 2.0), ((250, 30, 30, 30), 5.0)]
+    ] * 2
+    assert frames[0].to_dict()["faces"][0]["confidence"] == 0.3
+    filtered = list(analyze_video(clip, scored, max_frames=2, min_face_confidence=1.0, max_faces=1))
+    assert [[f.box for f in frame.faces] for frame in filtered] == [[(150, 20, 60, 60)]] * 2
+    sized = list(analyze_video(clip, scored, max_frames=1, min_face_size=80))
+    assert [f.box for f in sized[0].faces] == [(10, 10, 100, 100)]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"min_face_size": -1}, {"min_face_confidence": float("nan")}, {"max_faces": 0}],
+)
+def test_bad_face_filters_are_refused(clip: Path, options: dict[str, object]) -> None:
+    with pytest.raises(InvalidArgumentError, match=next(iter(options))):
+        next(analyze_video(clip, **options))  # type: ignore[arg-type]

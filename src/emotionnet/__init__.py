@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .errors import EmotionNetError as EmotionNetError
     from .export import OnnxClassifier as OnnxClassifier
     from .export import export_onnx as export_onnx
+    from .faces import DlibHogDetector as DlibHogDetector
     from .faces import HaarCascadeDetector as HaarCascadeDetector
     from .faces import detect_faces as detect_faces
     from .inference import predict_logits as predict_logits
@@ -64,6 +65,7 @@ _LAZY: dict[str, str] = {
     "Callback": "training",
     "compute_class_weights": "class_weights",
     "detect_faces": "faces",
+    "DlibHogDetector": "faces",
     "emotion_to_index": "labels",
     "EmotionNetError": "errors",
     "EmotionRecognizer": "recognizer",
@@ -104,6 +106,7 @@ __all__ = [
     "STEMS",
     "AugmentConfig",
     "Callback",
+    "DlibHogDetector",
     "EmotionNetError",
     "EmotionRecognizer",
     "EvaluationReport",

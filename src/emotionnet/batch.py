@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,6 @@ from PIL import Image
 
 from .errors import EmotionNetError
 from .images import ACCEPTED_FORMATS, load_image
-from .preprocessing import to_face_array
 
 if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer, FaceEmotion, Prediction
@@ -180,6 +180,11 @@ def predict_paths(
         raises for one image (:class:`~emotionnet.errors.EmotionNetError`) and what the OS
         refuses (:class:`OSError`) are caught per path; anything else propagates.
 
+    Warns:
+        NotAFaceCropWarning: If, with ``faces=False``, the first image large enough to be
+            checked looks like a photo with a smaller face in it (once per call; the rule is
+            that of :meth:`EmotionRecognizer.predict`).
+
     Example:
         >>> from emotionnet import EmotionRecognizer
         >>> recognizer = EmotionRecognizer.from_pretrained()
@@ -187,8 +192,11 @@ def predict_paths(
         >>> result.ok, type(result.error).__name__
         (False, 'ImageNotFoundError')
     """
+    from ._crop_check import FaceCropCheck
+
     size = recognizer.config.input_size
     chunk_size = max(1, int(batch_size))
+    check = FaceCropCheck(size)  # one image of the run is checked: a note, not a flood
     for names in _chunks((os.fspath(path) for path in paths), chunk_size):
         if faces:
             for name in names:
@@ -203,9 +211,12 @@ def predict_paths(
         errors: dict[int, BaseException] = {}
         for index, name in enumerate(names):
             try:
-                arrays.append(to_face_array(load_image(name), size))
+                arrays.append(check.face_array(load_image(name), source=name))
             except (EmotionNetError, OSError) as error:
                 errors[index] = error
+        if check.warning is not None:
+            warnings.warn(check.warning, stacklevel=2)
+            check.warning = None
         try:
             predictions: list[Any] = recognizer.predict(arrays, batch_size=chunk_size, tta=tta)
         except EmotionNetError as error:  # a model that cannot answer: every image fails

@@ -4,10 +4,13 @@
 
     emotionnet predict PATH... [--recursive] [--faces] [--format table|json|jsonl|csv]
                        [--output FILE] [--quiet] [--model NAME_OR_DIR] [--device DEV] [--tta]
+                       [--detector auto|haar|dlib] [--min-face-size PX]
+                       [--min-confidence C] [--max-faces N]
     emotionnet evaluate --data DIR [--split public_test] [--model ...] [--tta] [--json] [--plot PNG]
     emotionnet train --config FILE [--data DIR] [--output DIR] [--resume]
     emotionnet video FILE [--every N | --fps R] [--smoothing S] [--format csv|jsonl|json]
-                     [--output FILE] [--annotate OUT.mp4]
+                     [--output FILE] [--annotate OUT.mp4] [--detector auto|haar|dlib]
+                     [--min-face-size PX] [--min-confidence C] [--max-faces N]
     emotionnet export --onnx OUT [--model NAME_OR_DIR]
 
 Results are printed as a table, or as JSON with ``--json`` (always valid JSON: RFC 8259,
@@ -35,6 +38,7 @@ import math
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -45,6 +49,8 @@ __all__ = ["build_parser", "main"]
 
 EXIT_ERROR: Final[int] = 2
 _TTA_CHOICES: Final[tuple[str, ...]] = ("none", "flip", "flip_shift", "flip_crop", "ten_crop")
+# emotionnet.faces.DETECTORS, spelled out so that --help does not import numpy and PIL.
+_DETECTOR_CHOICES: Final[tuple[str, ...]] = ("auto", "haar", "dlib")
 
 
 def _default_data() -> str:
@@ -56,8 +62,9 @@ def _add_model_options(parser: argparse.ArgumentParser, *, backend: bool = True)
     group.add_argument(
         "--model",
         metavar="NAME_OR_DIR",
-        help="a folder written by save_pretrained or a Hub repo id 'org/name' "
-        "(default: the bundled model)",
+        help="a folder written by save_pretrained or `emotionnet train`, a Hub repo id "
+        "'org/name', or an .onnx file written by `emotionnet export` (default: the bundled "
+        "model)",
     )
     group.add_argument("--revision", help="Hub branch, tag or commit to pin")
     group.add_argument(
@@ -71,6 +78,79 @@ def _add_model_options(parser: argparse.ArgumentParser, *, backend: bool = True)
             help="eager PyTorch, onnxruntime (the onnx extra), or auto: onnxruntime on the CPU "
             "when installed (default)",
         )
+
+
+def _whole(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _add_face_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("face detection")
+    group.add_argument(
+        "--detector",
+        choices=_DETECTOR_CHOICES,
+        help="face detector: haar (OpenCV, emotionnet[face]), dlib (dlib's HOG detector, "
+        "emotionnet[dlib]; fewer false positives), or auto: dlib when installed, else haar "
+        "(default)",
+    )
+    group.add_argument(
+        "--min-face-size",
+        type=_whole(0),
+        metavar="PX",
+        help="ignore faces smaller than PX pixels (width or height)",
+    )
+    group.add_argument(
+        "--min-confidence",
+        type=_finite,
+        metavar="C",
+        help="ignore faces the detector is less sure of, on its own scale (haar: its last "
+        "stage's weight, e.g. 2; dlib: its score, e.g. 0.5); see the docs' numbers",
+    )
+    group.add_argument(
+        "--max-faces",
+        type=_whole(1),
+        metavar="N",
+        help="keep at most N faces per image (or frame), the largest",
+    )
+
+
+def _face_options_given(args: argparse.Namespace) -> list[str]:
+    names = ("detector", "min_face_size", "min_confidence", "max_faces")
+    return ["--" + name.replace("_", "-") for name in names if getattr(args, name) is not None]
+
+
+def _apply_face_options(recognizer: Any, args: argparse.Namespace) -> None:
+    """Set the face-detection options given on the command line on the recognizer."""
+    from .faces import get_detector
+
+    if args.detector is not None:
+        get_detector(args.detector)  # a detector that is not installed: say so before any work
+        recognizer.face_detector = args.detector
+    if args.min_face_size is not None:
+        recognizer.min_face_size = args.min_face_size
+    if args.min_confidence is not None:
+        recognizer.min_face_confidence = args.min_confidence
+    if args.max_faces is not None:
+        recognizer.max_faces = args.max_faces
 
 
 def _add_tta_option(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> args.command, args.images, args.tta
         ('predict', ['a.jpg'], 'flip')
     """
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="emotionnet",
@@ -138,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, metavar="K", help="labels shown (3)")
     predict.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     _add_tta_option(predict)
+    _add_face_options(predict)
     _add_model_options(predict)
 
     evaluate = commands.add_parser(
@@ -212,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     video.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
     _add_tta_option(video)
+    _add_face_options(video)
     _add_model_options(video)
 
     export = commands.add_parser(
@@ -272,20 +354,24 @@ _FORMATS: Final[tuple[str, ...]] = ("table", "json", "jsonl", "csv")
 
 def _csv_rows(result: Any, labels: Sequence[str], faces: bool) -> list[list[object]]:
     """CSV rows of one path: one per image, or one per face (none found: one empty row)."""
-    empty = [""] * (7 + len(labels))  # face, x, y, w, h, emotion, score, p_*
+    empty = [""] * (8 + len(labels))  # face, x, y, w, h, confidence, emotion, score, p_*
     if result.error is not None:
         return [[result.path, *empty, result.to_dict()["error"]]]
     if not faces:
         p = result.prediction
         probabilities = [f"{p.probabilities[label]:.6f}" for label in labels]
-        return [[result.path, "", "", "", "", "", p.label, f"{p.score:.6f}", *probabilities, ""]]
+        return [[result.path, *[""] * 6, p.label, f"{p.score:.6f}", *probabilities, ""]]
     if not result.faces:
         return [[result.path, *empty, ""]]
     rows: list[list[object]] = []
     for number, face in enumerate(result.faces):
         p = face.prediction
         probabilities = [f"{p.probabilities[label]:.6f}" for label in labels]
-        rows.append([result.path, number, *face.box, p.label, f"{p.score:.6f}", *probabilities, ""])
+        confidence = "" if face.confidence is None else f"{face.confidence:.6f}"
+        score = f"{p.score:.6f}"
+        rows.append(
+            [result.path, number, *face.box, confidence, p.label, score, *probabilities, ""]
+        )
     return rows
 
 
@@ -293,6 +379,12 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     from .batch import iter_image_paths, predict_paths
 
     fmt = "json" if args.json else args.format
+    given = _face_options_given(args)
+    if given and not args.faces:
+        raise InvalidArgumentError(
+            f"{', '.join(given)} only apply to detected faces; add --faces to find the faces "
+            "in each photo (without it each image is taken as one face)."
+        )
     skipped: list[str] = []
     paths = list(iter_image_paths(args.images, recursive=args.recursive, skipped=skipped))
     if skipped:
@@ -307,6 +399,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
             "--recursive to look inside sub-folders."
         )
     recognizer = _load(args)
+    _apply_face_options(recognizer, args)
     labels = tuple(recognizer.labels)
     k = min(max(args.top, 1), len(labels))
     if args.output:
@@ -330,12 +423,14 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
 
             writer = csv.writer(target)
             writer.writerow(
-                ["image", "face", "x", "y", "w", "h", "emotion", "score"]
+                ["image", "face", "x", "y", "w", "h", "confidence", "emotion", "score"]
                 + [f"p_{label}" for label in labels]
                 + ["error"]
             )
-        results = predict_paths(
-            recognizer, paths, faces=args.faces, batch_size=args.batch_size, tta=args.tta
+        results = _noting_photos(
+            predict_paths(
+                recognizer, paths, faces=args.faces, batch_size=args.batch_size, tta=args.tta
+            )
         )
         for result in tqdm(
             results, total=len(paths), disable=not show, file=sys.stderr, unit="image"
@@ -361,6 +456,41 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     if args.output:
         sys.stderr.write(f"wrote {len(paths)} result(s) to {args.output}\n")
     return 1 if failed else 0
+
+
+def _noting_photos(results: Iterator[Any]) -> Iterator[Any]:
+    """Pass the results on; a NotAFaceCropWarning becomes a ``note:`` line on stderr.
+
+    The note is in the command line's words (``--faces``); other warnings are shown as usual.
+    """
+    from tqdm.auto import tqdm
+
+    from .errors import NotAFaceCropWarning
+
+    while True:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NotAFaceCropWarning)
+            try:
+                result = next(results)
+            except StopIteration:
+                return
+        for warning in caught:
+            message = warning.message
+            if isinstance(message, NotAFaceCropWarning) and message.box and message.image_size:
+                x, y, w, h = message.box
+                width, height = message.image_size
+                tqdm.write(
+                    f"note: {message.source} looks like a photo, not a face crop: it holds a "
+                    f"face of about {w}x{h} px at ({x}, {y}) in its {width}x{height} px, and "
+                    "was scored whole, as one face. Add --faces to find and crop the faces "
+                    "first.",
+                    file=sys.stderr,
+                )
+            else:
+                warnings.showwarning(
+                    message, warning.category, warning.filename, warning.lineno, warning.file
+                )
+        yield result
 
 
 def _table_rows(result: Any, k: int, faces: bool) -> list[list[str]]:
@@ -475,6 +605,7 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
     from .video import analyze_video, summarize_video
 
     recognizer = _load(args)
+    _apply_face_options(recognizer, args)
     labels = tuple(recognizer.labels)
     frames = analyze_video(
         args.video,
@@ -499,7 +630,7 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
 
             writer = csv.writer(target)
             writer.writerow(
-                ["frame", "time", "track", "x", "y", "w", "h", "emotion", "score"]
+                ["frame", "time", "track", "x", "y", "w", "h", "confidence", "emotion", "score"]
                 + [f"p_{label}" for label in labels]
             )
 
@@ -510,11 +641,13 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
                 elif writer is not None:
                     time = f"{frame.timestamp:.3f}"
                     if not frame.faces:
-                        writer.writerow([frame.index, time] + [""] * (7 + len(labels)))
+                        writer.writerow([frame.index, time] + [""] * (8 + len(labels)))
                     for face in frame.faces:
                         p = face.prediction
+                        confidence = "" if face.confidence is None else f"{face.confidence:.6f}"
                         writer.writerow(
-                            [frame.index, time, face.track, *face.box, p.label, f"{p.score:.6f}"]
+                            [frame.index, time, face.track, *face.box, confidence, p.label]
+                            + [f"{p.score:.6f}"]
                             + [f"{p.probabilities[label]:.6f}" for label in labels]
                         )
                 else:
@@ -546,10 +679,37 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
 def _export(args: argparse.Namespace, out: TextIO) -> int:
     from .export import export_onnx
 
+    if args.model and args.model.lower().endswith(".onnx"):
+        raise InvalidArgumentError(
+            f"--model {args.model} is already an ONNX graph: it has no PyTorch weights to "
+            "export again. Use (or copy) that file, or pass --model the model folder it was "
+            "exported from."
+        )
     recognizer = _load(args)
     path = export_onnx(recognizer, args.onnx, opset=args.opset)
     out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})\n")
     return 0
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """Refuse a ``--device`` this machine lacks before any work, in the command line's words."""
+    value = getattr(args, "device", None)
+    if value is None or (args.command == "train" and value == "auto"):
+        return
+    import torch
+
+    from .recognizer import _device_unavailable
+
+    fix = "pass --device cpu, or leave --device out (CUDA when available, else the CPU)"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise InvalidArgumentError(
+            f"--device {value} is not a device (cpu, cuda, cuda:1, mps); {fix}."
+        ) from None
+    problem = _device_unavailable(device)
+    if problem is not None:
+        raise InvalidArgumentError(f"--device {value} was given but {problem} here; {fix}.")
 
 
 _COMMANDS: Final = {
@@ -588,6 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # training log: without a terminal (CI, nohup) there are no progress bars either.
         package_logger.setLevel(logging.INFO)
     try:
+        _check_device(args)
         return _COMMANDS[args.command](args, sys.stdout)
     except (EmotionNetError, OSError) as error:
         # OSError covers what the OS refuses (permissions, a full disk, a missing recipe).

@@ -115,7 +115,8 @@ warnings.filterwarnings(
 )
 
 SPLITS: Final[tuple[str, ...]] = ("train", "public_test", "private_test", "test")
-"""Split names: the three FER2013 usages, and ``test`` = every test image the source holds."""
+"""The split names :class:`FER2013` accepts: the three FER2013 usages ``train``,
+``public_test`` and ``private_test``, and ``test``: every test image the source holds."""
 
 SOURCES: Final[tuple[str, ...]] = ("fer2013_csv", "icml_csv", "folders", "challenge_csv")
 """On-disk forms :class:`FER2013` reads, in the order ``source="auto"`` prefers them."""

@@ -8,8 +8,9 @@ PyTorch model, the graph takes the *normalised* ``float32`` batch ``N x 1 x 48 x
 
 :class:`OnnxClassifier` runs such a graph with onnxruntime behind the ``torch.nn.Module``
 interface, so everything that takes a model (:func:`emotionnet.metrics.evaluate`,
-:class:`~emotionnet.EmotionRecognizer`) takes it too. The usual way to get one is
-``EmotionRecognizer.from_pretrained(backend="onnx")``.
+:class:`~emotionnet.EmotionRecognizer`) takes it too. The usual ways to get one are
+``EmotionRecognizer.from_pretrained(backend="onnx")`` and, for a file :func:`export_onnx`
+wrote, ``EmotionRecognizer.from_pretrained("model.onnx")``.
 
 Both need the ``onnx`` extra: ``pip install "emotionnet[onnx]"``. The export uses PyTorch's
 TorchScript-based exporter (``dynamo=False``), which needs neither ``onnxscript`` nor
@@ -86,6 +87,7 @@ def _unwrap(model_or_recognizer: object) -> tuple[nn.Module, ModelConfig | None]
     from .recognizer import EmotionRecognizer
 
     if isinstance(model_or_recognizer, EmotionRecognizer):
+        model_or_recognizer._require_torch_weights("export")
         return model_or_recognizer.model, model_or_recognizer.config
     if isinstance(model_or_recognizer, OnnxClassifier):
         raise InvalidArgumentError(
@@ -142,7 +144,7 @@ def onnx_bytes(
         MissingDependencyError: If the ``onnx`` package is not installed.
         UnsupportedInputError: If the object is neither a model nor a recognizer.
         InvalidArgumentError: If ``opset`` is not one the exporter writes (9 to 20 with
-            PyTorch 2.x).
+            PyTorch 2.x), or the model is already an ONNX graph (no PyTorch weights).
 
     Example:
         >>> from emotionnet.models import ModelConfig, build_model
@@ -218,6 +220,7 @@ def export_onnx(
     Raises:
         MissingDependencyError: If the ``onnx`` package is not installed.
         UnsupportedInputError: If the object is neither a model nor a recognizer.
+        InvalidArgumentError: See :func:`onnx_bytes`.
 
     Example:
         >>> import tempfile
@@ -249,7 +252,8 @@ class OnnxClassifier(nn.Module):
     Raises:
         MissingDependencyError: If onnxruntime is not installed.
         WeightsNotFoundError: If the file does not exist.
-        ModelLoadError: If onnxruntime cannot load the model.
+        ModelLoadError: If onnxruntime cannot load the model, or its ``emotionnet.config``
+            metadata is not a valid model config.
 
     Attributes:
         config: The :class:`~emotionnet.models.ModelConfig` stored in the graph by
@@ -304,9 +308,15 @@ class OnnxClassifier(nn.Module):
         self._session = session
         self._input_name: str = session.get_inputs()[0].name
         meta = session.get_modelmeta().custom_metadata_map
-        self.config: ModelConfig | None = (
-            ModelConfig.from_dict(json.loads(meta[METADATA_KEY])) if METADATA_KEY in meta else None
-        )
+        self.config: ModelConfig | None = None
+        if METADATA_KEY in meta:
+            try:
+                self.config = ModelConfig.from_dict(json.loads(meta[METADATA_KEY]))
+            except (ValueError, TypeError) as error:  # not JSON, or not a valid config
+                raise ModelLoadError(
+                    f"The ONNX model from {what} has an unusable {METADATA_KEY!r} metadata "
+                    f"entry ({error}); export it again with emotionnet.export_onnx."
+                ) from None
 
     @property
     def providers(self) -> list[str]:

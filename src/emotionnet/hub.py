@@ -72,8 +72,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME: Final[str] = "model.safetensors"
+"""The name of the weights file in a model folder (the state dict, in safetensors format)."""
+
 CONFIG_NAME: Final[str] = "config.json"
+"""The name of the config file in a model folder (the
+:class:`~emotionnet.models.ModelConfig` as JSON, with a ``"metadata"`` entry)."""
+
 MODEL_CARD_NAME: Final[str] = "README.md"
+"""The name of the model card in a model folder (Markdown, shown by the Hugging Face Hub)."""
 
 _METADATA_KEY: Final[str] = "metadata"
 _TIMEOUT_ENV: Final[str] = "EMOTIONNET_HUB_TIMEOUT"
@@ -539,6 +545,54 @@ def _download(
     return ModelFiles(config=config_path, weights=weights_path, source=where)
 
 
+def _looks_like_a_path(text: str) -> str | None:
+    """Why a name that is no existing folder must still be a local path, or ``None``.
+
+    A Hub repo id is ``org/name``: one separator, no leading ``./``, ``../``, ``~`` or root.
+    A name with more separators, or one whose first part is a folder here (``runs/typo`` when
+    ``runs/`` exists), is a mistyped path: it gets "no such folder", not a Hub download.
+    """
+    separators = {"/", os.sep, *([os.altsep] if os.altsep else [])}
+    for prefix in ("~", "./", "../", ".\\", "..\\"):
+        if text.startswith(prefix):
+            return f"it starts with {prefix!r}"
+    if os.path.isabs(text):
+        return "it is an absolute path"
+    count = sum(text.count(separator) for separator in separators)
+    if count > 1:
+        return f"it has {count} path separators (a Hub repo id has one: 'org/name')"
+    first = re.split(r"[/\\]", text, maxsplit=1)[0]
+    if count == 1 and first and os.path.isdir(first):
+        return (
+            f"its first part {first!r} is a folder here (to download the Hub repository "
+            f"{text!r} instead, run from another folder)"
+        )
+    return None
+
+
+def _no_such_folder(text: str, path: Path, why_local: str) -> str:
+    """The message for a local path that does not exist, naming what does exist nearby."""
+    absolute = path.absolute()
+    nearest = absolute.parent
+    while not nearest.is_dir() and nearest != nearest.parent:
+        nearest = nearest.parent
+    try:
+        entries = sorted(
+            entry.name
+            for entry in nearest.iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")
+        )
+    except OSError:
+        entries = []
+    shown = ", ".join(entries[:8]) + (f" and {len(entries) - 8} more" if len(entries) > 8 else "")
+    holds = f"; it holds the folders {shown}" if entries else ", which holds no folder"
+    return (
+        f"No such folder: {text!r} ({absolute}). The nearest existing folder is {nearest}"
+        f"{holds}. Check the path. {text!r} is taken as a local folder, not a Hub repo id, "
+        f"because {why_local}."
+    )
+
+
 def resolve_model_files(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
@@ -560,7 +614,11 @@ def resolve_model_files(
 
     Args:
         name_or_path: ``None`` for the bundled default model; an existing local folder
-            written by ``save_pretrained``; or a Hub repo id ``"org/name"``.
+            written by ``save_pretrained``; or a Hub repo id ``"org/name"``. A name that
+            looks like a path is never looked up on the Hub: a :class:`os.PathLike`, one that
+            starts with ``./``, ``../``, ``~`` or the root, one with more than one separator
+            (``runs/fer2013/model``), or one whose first part is a folder in the working
+            directory (``runs/fer2013_resnet18`` when ``runs/`` exists).
         revision: Hub branch, tag or commit hash (Hub only).
         cache_dir: Hugging Face cache folder (Hub only; default ``HF_HUB_CACHE``).
         local_files_only: Only look in the cache, never on the network (Hub only). Implied
@@ -574,8 +632,9 @@ def resolve_model_files(
         The local paths of the files.
 
     Raises:
-        WeightsNotFoundError: If the folder or repository does not hold a model, or the
-            model is neither cached nor downloadable (in time).
+        WeightsNotFoundError: If the folder or repository does not hold a model, a name that
+            looks like a path names no folder ("No such folder", with the nearest folder
+            that exists), or the model is neither cached nor downloadable (in time).
         InvalidArgumentError: If ``name_or_path`` is neither a folder nor a valid repo id,
             ``timeout``, ``revision``, ``EMOTIONNET_HUB_TIMEOUT`` or ``HF_ENDPOINT`` is
             invalid (checked before any network call).
@@ -589,6 +648,10 @@ def resolve_model_files(
         Traceback (most recent call last):
         ...
         emotionnet.errors.InvalidArgumentError: 'org/a--b' is not a valid Hub repo id ...
+        >>> resolve_model_files("./runs/no-such-run")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.WeightsNotFoundError: No such folder: './runs/no-such-run' ...
     """  # noqa: E501
     timeout = _check_timeout(timeout)
     if name_or_path is None:
@@ -621,10 +684,15 @@ def resolve_model_files(
     if path.exists():
         raise InvalidArgumentError(
             f"{text!r} is a file, not a model folder; pass the folder written by "
-            "save_pretrained, or load a .pt/.pth state dict with "
+            "save_pretrained, an .onnx file written by export_onnx (to "
+            "EmotionRecognizer.from_pretrained), or load a .pt/.pth state dict with "
             "EmotionRecognizer.from_state_dict(path, config=...)."
         )
-    if isinstance(name_or_path, os.PathLike) or not _REPO_ID.match(text):
+    why_local = "it is a path object" if isinstance(name_or_path, os.PathLike) else None
+    why_local = why_local or _looks_like_a_path(text)
+    if why_local is not None:
+        raise WeightsNotFoundError(_no_such_folder(text, path, why_local))
+    if not _REPO_ID.match(text):
         raise WeightsNotFoundError(
             f"{text!r} is neither an existing folder nor a Hub repo id like 'org/name'; "
             "check the path."

@@ -38,9 +38,11 @@ EMOTIONS: Final[tuple[str, ...]] = (
     "surprise",
     "neutral",
 )
-"""Canonical FER2013 class names, position = label index."""
+"""The seven FER2013 class names in canonical order, position = label index:
+``('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')``."""
 
 NUM_CLASSES: Final[int] = len(EMOTIONS)
+"""The number of FER2013 classes, ``len(EMOTIONS)``: 7."""
 
 EMOTION_ALIASES: Final[dict[str, str]] = {
     "anger": "angry",

@@ -59,7 +59,9 @@ __all__ = [
 ]
 
 STEMS: Final[tuple[str, ...]] = ("imagenet", "small", "middle")
-"""Valid values of the ``stem`` argument, see the module docstring."""
+"""The ``stem`` values of :func:`resnet18_emotion`: ``"imagenet"`` (7x7 stride-2 convolution
+and max-pool, 2x2 final map at 48 px), ``"small"`` (3x3 stride 1, no max-pool, 6x6) and
+``"middle"`` (3x3 stride 2, no max-pool, 3x3; the default)."""
 
 ARCHITECTURES: Final[tuple[str, ...]] = ("resnet18",)
 """Valid values of :attr:`ModelConfig.architecture`."""

@@ -11,7 +11,7 @@
 
 Every input goes through :func:`emotionnet.images.load_image` and
 :func:`emotionnet.preprocessing.to_face_array` (the dataset's grayscale/resize rule) and the
-probabilities through :func:`emotionnet.metrics.predict_proba`, the function
+probabilities through :func:`emotionnet.inference.predict_proba`, the function
 :func:`~emotionnet.metrics.evaluate` uses, so a prediction here matches an evaluation there,
 test-time augmentation included.
 
@@ -34,6 +34,7 @@ import logging
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ._crop_check import FaceCropCheck
 from .errors import (
     InvalidArgumentError,
     MissingDependencyError,
@@ -52,7 +54,15 @@ from .errors import (
     UnsupportedInputError,
     WeightsNotFoundError,
 )
-from .faces import DEFAULT_MARGIN, Box, FaceDetector, _detect_gray, _to_original, crop_face
+from .faces import (
+    DEFAULT_MARGIN,
+    Box,
+    FaceDetector,
+    _check_filters,
+    _find,
+    crop_face,
+    get_detector,
+)
 from .hub import (
     load_state_dict_strict,
     load_weights,
@@ -60,8 +70,8 @@ from .hub import (
     resolve_model_files,
     save_model_files,
 )
-from .images import ImageInput, load_image, original_size, to_face_batch, unbatch
-from .metrics import predict_proba
+from .images import ImageInput, load_image, original_size, unbatch
+from .inference import predict_proba
 from .models import ModelConfig, build_model
 from .preprocessing import to_face_array, to_grayscale
 
@@ -175,24 +185,29 @@ class FaceEmotion:
     Attributes:
         box: ``(x, y, w, h)`` of the face in the photo, in pixels.
         prediction: The emotion of the face.
+        confidence: The face detector's confidence that the box is a face, on the detector's
+            own scale (see :class:`~emotionnet.faces.HaarCascadeDetector` and
+            :class:`~emotionnet.faces.DlibHogDetector`); ``None`` when the detector gives
+            none. Not the emotion's probability, which is ``prediction.score``.
 
     Example:
         >>> face = FaceEmotion((10, 20, 64, 64), Prediction("happy", 3, 0.9, {"happy": 0.9}))
-        >>> face.to_dict()["box"]
-        [10, 20, 64, 64]
+        >>> face.to_dict()["box"], face.confidence
+        ([10, 20, 64, 64], None)
     """
 
     box: Box
     prediction: Prediction
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dict: ``{"box": [x, y, w, h], **prediction.to_dict()}``.
+        """Return a JSON-safe dict: ``box``, ``confidence`` and the prediction's fields.
 
         Example:
-            >>> FaceEmotion((0, 0, 5, 5), Prediction("sad", 4, 1.0, {"sad": 1.0})).to_dict()
-            {'box': [0, 0, 5, 5], 'label': 'sad', 'index': 4, 'score': 1.0, 'probabilities': {'sad': 1.0}}
+            >>> FaceEmotion((0, 0, 5, 5), Prediction("sad", 4, 1.0, {"sad": 1.0}), 2.5).to_dict()
+            {'box': [0, 0, 5, 5], 'confidence': 2.5, 'label': 'sad', 'index': 4, 'score': 1.0, 'probabilities': {'sad': 1.0}}
         """  # noqa: E501
-        return {"box": list(self.box), **self.prediction.to_dict()}
+        return {"box": list(self.box), "confidence": self.confidence, **self.prediction.to_dict()}
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
@@ -204,15 +219,29 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
         raise InvalidArgumentError(
             f"Unknown device {device!r} ({error}); pass 'cpu', 'cuda', 'cuda:1', 'mps' or None."
         ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    problem = _device_unavailable(resolved)
+    if problem is not None:
         raise InvalidArgumentError(
-            f"device={device!r} was requested but CUDA is not available; pass 'cpu' or None."
-        )
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidArgumentError(
-            f"device={device!r} was requested but MPS is not available; pass 'cpu' or None."
+            f"device={device!r} was requested but {problem}; pass 'cpu' or None."
         )
     return resolved
+
+
+def _device_unavailable(device: torch.device) -> str | None:
+    """Why ``device`` cannot run on this machine (``"CUDA is not available"``), or ``None``."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "MPS is not available"
+    return None
+
+
+def _is_onnx_file(name_or_path: object) -> bool:
+    """Whether ``from_pretrained`` was given an ``.onnx`` file (existing or not) to load."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        return False
+    path = Path(os.fspath(name_or_path)).expanduser()
+    return path.suffix.lower() == ".onnx" and not path.is_dir()
 
 
 def _check_backend(backend: str) -> str:
@@ -221,6 +250,14 @@ def _check_backend(backend: str) -> str:
             f"Unknown value {backend!r} for argument backend. Valid values are {set(BACKENDS)}."
         )
     return backend
+
+
+def _check_face_filters(
+    min_face_size: int | None, min_face_confidence: float | None, max_faces: int | None
+) -> None:
+    _check_filters(
+        min_face_size, min_face_confidence, max_faces, confidence_name="min_face_confidence"
+    )
 
 
 def _onnx_installed(*, required: bool) -> bool:
@@ -313,16 +350,24 @@ class EmotionRecognizer:
             it); or ``"auto"`` (``"onnx"`` on the CPU when the extra is installed, else
             ``"torch"``). The default here is ``"torch"``, as ``model`` may be any module;
             :meth:`from_pretrained` defaults to ``"auto"``, see :data:`BACKENDS`.
-        face_detector: Detector used by ``predict(..., faces=True)``: a callable taking a
-            grayscale ``uint8`` ``H x W`` array and returning ``(x, y, w, h)`` boxes. ``None``
-            uses :class:`~emotionnet.faces.HaarCascadeDetector` (``face`` extra).
+        face_detector: Detector used by ``predict(..., faces=True)``: ``"haar"``
+            (:class:`~emotionnet.faces.HaarCascadeDetector`, ``face`` extra), ``"dlib"``
+            (:class:`~emotionnet.faces.DlibHogDetector`, ``dlib`` extra), ``"auto"`` or
+            ``None`` (:data:`~emotionnet.faces.DEFAULT_DETECTOR`: dlib when installed, else
+            Haar), or a callable taking a grayscale ``uint8`` ``H x W`` array and returning
+            ``(x, y, w, h)`` or ``(x, y, w, h, confidence)`` boxes.
+        min_face_size: Faces narrower or shorter than this many photo pixels are ignored;
+            ``None``: no limit beyond the detector's own.
+        min_face_confidence: Faces the detector is less confident about are ignored (on the
+            detector's scale, see :attr:`FaceEmotion.confidence`); ``None``: no limit.
+        max_faces: At most this many faces per photo, the largest; ``None``: no limit.
         face_margin: Margin around each detected face, as a fraction of the box side (see
             :data:`~emotionnet.faces.DEFAULT_MARGIN`).
         metadata: Facts that travel with the model (evaluation summaries, ...), kept by
             :meth:`save_pretrained`.
         tta: The test-time augmentation :meth:`predict` and :meth:`evaluate` use when not
             told otherwise (:data:`DEFAULT_TTA`; a mode of
-            :data:`emotionnet.metrics.TTA_MODES`, ``False`` or ``True``).
+            :data:`emotionnet.inference.TTA_MODES`, ``False`` or ``True``).
 
     Attributes:
         model: The PyTorch model, in eval mode, on :attr:`device`.
@@ -330,14 +375,19 @@ class EmotionRecognizer:
         device: The device of the PyTorch model.
         face_detector: See the argument; may be replaced at any time.
         face_margin: See the argument.
+        min_face_size: See the argument; may be changed at any time.
+        min_face_confidence: See the argument; may be changed at any time.
+        max_faces: See the argument; may be changed at any time.
         metadata: See the argument.
         tta: The default test-time augmentation mode's name; may be changed at any time.
 
     Raises:
-        InvalidArgumentError: If ``backend``, ``device`` or ``tta`` is invalid, or
-            ``config.in_chans`` is not 1 (faces are fed as one grayscale channel).
+        InvalidArgumentError: If ``backend``, ``device``, ``tta``, the face detector's name
+            or a face filter is invalid, or ``config.in_chans`` is not 1 (faces are fed as
+            one grayscale channel).
         UnsupportedInputError: If ``model`` is not a ``torch.nn.Module``.
-        MissingDependencyError: If ``backend="onnx"`` and onnx/onnxruntime are missing.
+        MissingDependencyError: If ``backend="onnx"`` and onnx/onnxruntime are missing, or
+            the face detector named is not installed.
 
     Example:
         >>> import numpy as np
@@ -356,13 +406,16 @@ class EmotionRecognizer:
         *,
         device: torch.device | str | None = None,
         backend: str = "torch",
-        face_detector: FaceDetector | None = None,
+        face_detector: str | FaceDetector | None = None,
         face_margin: float = DEFAULT_MARGIN,
+        min_face_size: int | None = None,
+        min_face_confidence: float | None = None,
+        max_faces: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         tta: bool | str = DEFAULT_TTA,
     ) -> None:
         from .export import OnnxClassifier
-        from .metrics import _resolve_tta
+        from .inference import _resolve_tta
 
         if not isinstance(model, nn.Module):
             raise UnsupportedInputError(
@@ -385,6 +438,9 @@ class EmotionRecognizer:
             )
         if not face_margin >= 0:
             raise InvalidArgumentError(f"face_margin must be >= 0, got {face_margin!r}.")
+        _check_face_filters(min_face_size, min_face_confidence, max_faces)
+        if isinstance(face_detector, str) or not (face_detector is None or callable(face_detector)):
+            get_detector(face_detector)  # an unknown name or a missing library: say so now
         _check_backend(backend)
         self.tta = _resolve_tta(tta)
         self.config = config
@@ -392,6 +448,9 @@ class EmotionRecognizer:
         self.model = model.to(self.device).eval()
         self.face_detector = face_detector
         self.face_margin = face_margin
+        self.min_face_size = min_face_size
+        self.min_face_confidence = min_face_confidence
+        self.max_faces = max_faces
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.source: str | None = None
         self._auto = backend == "auto"
@@ -441,6 +500,19 @@ class EmotionRecognizer:
             self._backend = "torch"
             return None
 
+    def _require_torch_weights(self, action: str) -> None:
+        """Refuse what needs the PyTorch weights when the model is an ONNX graph."""
+        from .export import OnnxClassifier
+
+        if isinstance(self.model, OnnxClassifier):
+            source = f" ({self.source})" if self.source else ""
+            raise InvalidArgumentError(
+                f"This recognizer runs an ONNX graph{source} and has no PyTorch weights to "
+                f"{action}. Load the model folder the graph was exported from "
+                f"(EmotionRecognizer.from_pretrained(folder)) and {action} that instead; the "
+                "graph itself is already a deployable file."
+            )
+
     @property
     def labels(self) -> tuple[str, ...]:
         """The class names, in the model's output order."""
@@ -471,7 +543,7 @@ class EmotionRecognizer:
         tta: bool | str = DEFAULT_TTA,
         timeout: float | None = None,
     ) -> EmotionRecognizer:
-        """Load a saved model: the bundled default, a local folder or a Hub repository.
+        """Load a model: the bundled default, a folder, a Hub repository or an ``.onnx`` file.
 
         Loading is strict: a missing, unexpected or mis-shaped tensor is an error, and so are
         weights that could only give garbage (NaN or infinite values, integer or bool
@@ -482,8 +554,13 @@ class EmotionRecognizer:
 
         Args:
             name_or_path: ``None`` for the default model shipped with emotionnet (no network
-                needed); a folder written by :meth:`save_pretrained`; or a Hugging Face Hub
-                repo id ``"org/name"``, downloaded once and then read from the cache.
+                needed); a folder written by :meth:`save_pretrained`; a Hugging Face Hub
+                repo id ``"org/name"``, downloaded once and then read from the cache; or an
+                ``.onnx`` file written by :func:`~emotionnet.export_onnx` (or ``emotionnet
+                export``), whose metadata holds the model config. An ONNX file runs on
+                onnxruntime only (the ``onnx`` extra): :meth:`predict` and :meth:`evaluate`
+                work, :meth:`save_pretrained` and exporting again need the PyTorch weights
+                and raise :class:`~emotionnet.errors.InvalidArgumentError`.
             revision: Hub branch, tag or commit hash to pin.
             cache_dir: Hugging Face cache folder (default ``HF_HUB_CACHE``).
             local_files_only: Never use the network, only the cache. ``HF_HUB_OFFLINE=1``
@@ -491,7 +568,9 @@ class EmotionRecognizer:
             token: Hub token for private or gated repositories.
             device: Where to run; ``None`` picks CUDA when available, else the CPU.
             backend: ``"auto"`` (onnxruntime on the CPU when the ``onnx`` extra is installed,
-                else eager PyTorch), ``"torch"`` or ``"onnx"`` (see :data:`BACKENDS`).
+                else eager PyTorch), ``"torch"`` or ``"onnx"`` (see :data:`BACKENDS`). An
+                ``.onnx`` file always runs on ``"onnx"`` (``"auto"`` is fine, ``"torch"`` is
+                refused).
             tta: The default test-time augmentation of :meth:`predict` and :meth:`evaluate`
                 (:data:`DEFAULT_TTA`).
             timeout: Most seconds spent on the Hub in all (Hub only): a positive number, or
@@ -516,6 +595,9 @@ class EmotionRecognizer:
             ...
             emotionnet.errors.InvalidArgumentError: 'org/a..b' is not a valid Hub repo id ...
         """
+        if _is_onnx_file(name_or_path):
+            assert name_or_path is not None
+            return cls._from_onnx_file(name_or_path, device=device, backend=backend, tta=tta)
         files = resolve_model_files(
             name_or_path,
             revision=revision,
@@ -529,6 +611,41 @@ class EmotionRecognizer:
         load_weights(model, files.weights, source=files.source)
         recognizer = cls(model, config, device=device, backend=backend, metadata=metadata, tta=tta)
         recognizer.source = files.source
+        return recognizer
+
+    @classmethod
+    def _from_onnx_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: torch.device | str | None,
+        backend: str,
+        tta: bool | str,
+    ) -> EmotionRecognizer:
+        """An exported ``.onnx`` file, run by onnxruntime with the config in its metadata."""
+        from .export import METADATA_KEY, OnnxClassifier
+
+        text = os.fspath(path)
+        if _check_backend(backend) == "torch":
+            raise InvalidArgumentError(
+                f"{text!r} is an ONNX graph, which only onnxruntime runs; the 'torch' backend "
+                "needs PyTorch weights, which an .onnx file does not hold. Use the 'onnx' or "
+                "'auto' backend, or load the model folder the file was exported from."
+            )
+        providers = ["CPUExecutionProvider"]
+        if _resolve_device(device).type == "cuda":
+            providers.insert(0, "CUDAExecutionProvider")
+        classifier = OnnxClassifier(Path(text).expanduser(), providers=providers)
+        if classifier.config is None:
+            raise ModelLoadError(
+                f"{text!r} has no emotionnet model config in its metadata (the entry "
+                f"{METADATA_KEY!r} that export_onnx writes), so its input size, normalisation "
+                "and labels are unknown. Export it with emotionnet.export_onnx(recognizer, "
+                "path) or `emotionnet export`, or wrap it with its config yourself: "
+                "EmotionRecognizer(OnnxClassifier(path), ModelConfig(...))."
+            )
+        recognizer = cls(classifier, classifier.config, device=device, backend="onnx", tta=tta)
+        recognizer.source = text
         return recognizer
 
     @classmethod
@@ -632,13 +749,7 @@ class EmotionRecognizer:
             ...     sorted(p.name for p in saved.iterdir())
             ['README.md', 'config.json', 'model.safetensors']
         """
-        from .export import OnnxClassifier
-
-        if isinstance(self.model, OnnxClassifier):
-            raise InvalidArgumentError(
-                "This recognizer runs an ONNX graph and has no PyTorch weights to save; save "
-                "the recognizer it was exported from instead."
-            )
+        self._require_torch_weights("save")
         metadata = {k: v for k, v in self.metadata.items() if k != "emotionnet_version"}
         return save_model_files(
             self.model,
@@ -679,6 +790,7 @@ class EmotionRecognizer:
         Returns:
             The URL of the commit (or pull request).
         """
+        self._require_torch_weights("upload")  # before the repository is created
         from huggingface_hub import HfApi
 
         api = HfApi(token=token, endpoint=os.environ.get("HF_ENDPOINT") or None)
@@ -741,30 +853,41 @@ class EmotionRecognizer:
         ]
 
     def _detector(self) -> FaceDetector:
-        if self.face_detector is None:
-            from .faces import _get_default_detector
-
-            return _get_default_detector()
-        return self.face_detector
+        return get_detector(self.face_detector)
 
     def _find_faces(
-        self, items: Sequence[ImageInput], *, batch_size: int, tta: bool | str
+        self,
+        items: Sequence[ImageInput],
+        *,
+        batch_size: int,
+        tta: bool | str,
+        min_face_size: int | None,
+        min_face_confidence: float | None,
+        max_faces: int | None,
     ) -> list[list[FaceEmotion]]:
         detector = self._detector()
         size = self.config.input_size
-        boxes_per_image: list[list[Box]] = []
+        found_per_image: list[list[tuple[Box, float | None]]] = []
         crops: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
         for item in items:
             # Crops come from the grayscale photo: conversion is per pixel, so this equals
             # converting the colour crop, without converting the photo twice.
             photo = load_image(item)
             gray = to_grayscale(photo)
-            boxes = _detect_gray(gray, detector)
             # Boxes are reported in the file's pixels (a very large file is reduced when
             # decoded); the crops come from the decoded image.
-            boxes_per_image.append(_to_original(boxes, gray.size, original_size(photo)))
+            found = _find(
+                gray,
+                original_size(photo),
+                detector,
+                min_face_size=min_face_size,
+                min_confidence=min_face_confidence,
+                max_faces=max_faces,
+            )
+            found_per_image.append([(face.box, face.confidence) for _, face in found])
             crops.extend(
-                to_face_array(crop_face(gray, box, margin=self.face_margin), size) for box in boxes
+                to_face_array(crop_face(gray, box, margin=self.face_margin), size)
+                for box, _ in found
             )
         stacked = (
             torch.from_numpy(np.stack(crops))
@@ -772,7 +895,10 @@ class EmotionRecognizer:
             else torch.empty((0, size, size), dtype=torch.uint8)
         )
         predictions = iter(self._classify(stacked, batch_size=batch_size, tta=tta))
-        return [[FaceEmotion(box, next(predictions)) for box in boxes] for boxes in boxes_per_image]
+        return [
+            [FaceEmotion(box, next(predictions), confidence) for box, confidence in found]
+            for found in found_per_image
+        ]
 
     @overload
     def predict(
@@ -782,6 +908,9 @@ class EmotionRecognizer:
         batch_size: int = ...,
         tta: bool | str | None = ...,
         faces: Literal[False] = ...,
+        min_face_size: int | None = ...,
+        min_face_confidence: float | None = ...,
+        max_faces: int | None = ...,
     ) -> Prediction: ...
 
     @overload
@@ -792,6 +921,9 @@ class EmotionRecognizer:
         batch_size: int = ...,
         tta: bool | str | None = ...,
         faces: Literal[False] = ...,
+        min_face_size: int | None = ...,
+        min_face_confidence: float | None = ...,
+        max_faces: int | None = ...,
     ) -> list[Prediction]: ...
 
     @overload
@@ -802,6 +934,9 @@ class EmotionRecognizer:
         batch_size: int = ...,
         tta: bool | str | None = ...,
         faces: Literal[False] = ...,
+        min_face_size: int | None = ...,
+        min_face_confidence: float | None = ...,
+        max_faces: int | None = ...,
     ) -> Prediction | list[Prediction]: ...
 
     @overload
@@ -812,6 +947,9 @@ class EmotionRecognizer:
         batch_size: int = ...,
         tta: bool | str | None = ...,
         faces: Literal[True],
+        min_face_size: int | None = ...,
+        min_face_confidence: float | None = ...,
+        max_faces: int | None = ...,
     ) -> list[FaceEmotion]: ...
 
     @overload
@@ -822,6 +960,9 @@ class EmotionRecognizer:
         batch_size: int = ...,
         tta: bool | str | None = ...,
         faces: Literal[True],
+        min_face_size: int | None = ...,
+        min_face_confidence: float | None = ...,
+        max_faces: int | None = ...,
     ) -> list[list[FaceEmotion]]: ...
 
     @overload
@@ -832,6 +973,9 @@ class EmotionRecognizer:
         batch_size: int = ...,
         tta: bool | str | None = ...,
         faces: Literal[True],
+        min_face_size: int | None = ...,
+        min_face_confidence: float | None = ...,
+        max_faces: int | None = ...,
     ) -> list[FaceEmotion] | list[list[FaceEmotion]]: ...
 
     @overload
@@ -842,6 +986,9 @@ class EmotionRecognizer:
         batch_size: int = ...,
         tta: bool | str | None = ...,
         faces: bool = ...,
+        min_face_size: int | None = ...,
+        min_face_confidence: float | None = ...,
+        max_faces: int | None = ...,
     ) -> Prediction | list[Prediction] | list[FaceEmotion] | list[list[FaceEmotion]]: ...
 
     def predict(
@@ -851,6 +998,9 @@ class EmotionRecognizer:
         batch_size: int = 64,
         tta: bool | str | None = None,
         faces: bool = False,
+        min_face_size: int | None = None,
+        min_face_confidence: float | None = None,
+        max_faces: int | None = None,
     ) -> Prediction | list[Prediction] | list[FaceEmotion] | list[list[FaceEmotion]]:
         """Predict the emotion of faces, or of every face found in photos.
 
@@ -866,7 +1016,14 @@ class EmotionRecognizer:
 
         With ``faces=False`` each image is taken to be one face, converted to grayscale and
         resized to the model input as a whole (no crop), exactly as the FER2013 dataset is.
-        With ``faces=True`` faces are detected (:attr:`face_detector`), cropped square with
+        A photo passed that way is scored whole, background and all, so one rule warns about
+        it: when OpenCV is installed, the first image of the call whose shorter side is at
+        least twice the model input (96 px) is searched with OpenCV's Haar cascade (on a copy
+        at most 160 px long), and a face found there that is less than a third of the image's
+        shorter side gives a :class:`~emotionnet.errors.NotAFaceCropWarning` (the prediction
+        is returned all the same). FER2013-sized crops and ``uint8`` face batches are never
+        searched. With ``faces=True`` faces are detected (:attr:`face_detector`), filtered
+        (``min_face_size``, ``min_face_confidence``, ``max_faces``), cropped square with
         :attr:`face_margin`, and returned largest first; a photo without faces gives ``[]``.
 
         Args:
@@ -883,8 +1040,15 @@ class EmotionRecognizer:
                 ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"``, ``"flip_crop"``
                 or ``"ten_crop"``; ``None`` uses :attr:`tta` (:data:`DEFAULT_TTA` unless
                 set).
-            faces: Detect faces in each image first (needs the ``face`` extra unless a
-                :attr:`face_detector` is set).
+            faces: Detect faces in each image first (needs the ``face`` or ``dlib`` extra
+                unless a :attr:`face_detector` callable is set).
+            min_face_size: With ``faces=True``: ignore faces narrower or shorter than this
+                many photo pixels; ``None`` uses :attr:`min_face_size`.
+            min_face_confidence: With ``faces=True``: ignore faces the detector is less
+                confident about (:attr:`FaceEmotion.confidence`); ``None`` uses
+                :attr:`min_face_confidence`.
+            max_faces: With ``faces=True``: keep at most this many faces per image, the
+                largest; ``None`` uses :attr:`max_faces`.
 
         Returns:
             See the table above.
@@ -896,10 +1060,17 @@ class EmotionRecognizer:
                 values, or a shape that is not an image or is ambiguous (see ``images``).
             UnsupportedInputError: If an input has an unsupported type or a PIL mode that
                 cannot be converted to grayscale.
-            InvalidArgumentError: If ``batch_size`` or ``tta`` is invalid.
-            MissingDependencyError: If ``faces=True`` without OpenCV and without a detector.
+            InvalidArgumentError: If ``batch_size``, ``tta`` or a face filter is invalid
+                (a negative size, a NaN confidence, ``max_faces`` < 1, or a face filter with
+                ``faces=False``), or :attr:`face_detector` is an unknown name.
+            MissingDependencyError: If ``faces=True`` and the face detector's library is
+                not installed (OpenCV: ``face`` extra; dlib: ``dlib`` extra).
             ModelLoadError: If the model gives NaN or infinite probabilities (broken
                 weights): an error, never a prediction.
+
+        Warns:
+            NotAFaceCropWarning: If, with ``faces=False``, an image looks like a photo with a
+                smaller face in it (the rule above).
 
         Example:
             >>> import torch
@@ -910,19 +1081,47 @@ class EmotionRecognizer:
             [True, True, True, True]
             >>> recognizer.predict(batch[0], faces=True)  # no face in a black square
             []
+            >>> recognizer.face_detector = lambda gray: [(0, 0, 20, 20, 0.3), (8, 8, 40, 40, 2.0)]
+            >>> [(f.box, f.confidence) for f in recognizer.predict(batch[0], faces=True)]
+            [((8, 8, 40, 40), 2.0), ((0, 0, 20, 20), 0.3)]
+            >>> [f.box for f in recognizer.predict(batch[0], faces=True, min_face_confidence=1)]
+            [(8, 8, 40, 40)]
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgumentError(
                 f"batch_size must be a positive integer, got {batch_size!r}."
             )
         tta = self.tta if tta is None else tta
+        if not faces and (min_face_size, min_face_confidence, max_faces) != (None, None, None):
+            raise InvalidArgumentError(
+                "min_face_size, min_face_confidence and max_faces filter detected faces; "
+                "pass them with faces=True (or set them on the recognizer)."
+            )
+        min_face_size = self.min_face_size if min_face_size is None else min_face_size
+        if min_face_confidence is None:
+            min_face_confidence = self.min_face_confidence
+        max_faces = self.max_faces if max_faces is None else max_faces
+        if faces:
+            _check_face_filters(min_face_size, min_face_confidence, max_faces)
         items, is_batch = unbatch(images, size=self.config.input_size)
         if faces:
-            found = self._find_faces(items, batch_size=batch_size, tta=tta)
+            found = self._find_faces(
+                items,
+                batch_size=batch_size,
+                tta=tta,
+                min_face_size=min_face_size,
+                min_face_confidence=min_face_confidence,
+                max_faces=max_faces,
+            )
             return found if is_batch else found[0]
         predictions: list[Prediction] = []
+        # A photo passed as a face is scored whole: say so (NotAFaceCropWarning's rule).
+        check = FaceCropCheck(self.config.input_size)
         for start in range(0, len(items), batch_size):
-            chunk = to_face_batch(items[start : start + batch_size], size=self.config.input_size)
+            chunk = check.face_batch(items[start : start + batch_size])
+            if check.warning is not None:
+                warnings.warn(check.warning, stacklevel=2)
+                check.warning = None
             predictions.extend(self._classify(chunk, batch_size=batch_size, tta=tta))
         return predictions if is_batch else predictions[0]
 

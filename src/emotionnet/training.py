@@ -109,6 +109,7 @@ __all__ = [
     "AMP_MODES",
     "HISTORY_COLUMNS",
     "MONITORS",
+    "ONE_CLASS_WARNING_SHARE",
     "OPTIMIZERS",
     "SCHEDULES",
     "Callback",
@@ -150,6 +151,16 @@ HISTORY_COLUMNS: Final[tuple[str, ...]] = (
     "seconds",
 )
 """Columns of each :class:`History` row (``val_*`` are ``None`` without a validation set)."""
+
+ONE_CLASS_WARNING_SHARE: Final[float] = 0.9
+"""When the trained model predicts one class for at least this share of the validation set,
+:meth:`Trainer.fit` logs a warning (``emotionnet.training`` logger, level ``WARNING``).
+
+Such a model has not learnt to tell the classes apart: FER2013's largest class, ``happy``, is
+a quarter of the faces, so a model that answers ``happy`` for nine faces in ten is stuck on
+the class prior (a run too short for its learning-rate warm-up, a learning rate too high, or
+wrong labels). The check uses the validation predictions of the best epoch, the weights
+:meth:`Trainer.load_best` restores (else of the last epoch validated)."""
 
 _MONITOR_ALIASES: Final[dict[str, str]] = {
     "accuracy": "val_accuracy",
@@ -1455,6 +1466,9 @@ class Trainer:
         self._bad_epochs = 0
         self._nonfinite_steps = 0
         self._ema: AveragedModel | None = None
+        # Per epoch validated by this process: the most predicted class, its share, the count.
+        self._val_majority: dict[int, tuple[str, float, int]] = {}
+        self._last_majority: tuple[str, float, int] | None = None
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -1882,6 +1896,7 @@ class Trainer:
             "val_accuracy": None,
             "val_macro_f1": None,
         }
+        self._last_majority = None
         if self._val is None:
             return empty
         metrics: dict[str, float | None] = dict(empty)
@@ -1899,7 +1914,15 @@ class Trainer:
                     mean=self.mean,
                     std=self.std,
                 )
-            report = report_from_predictions(targets, logits.argmax(dim=1), labels=self.labels)
+            predicted = logits.argmax(dim=1)
+            report = report_from_predictions(targets, predicted, labels=self.labels)
+            counts = torch.bincount(predicted.cpu(), minlength=len(self.labels))
+            top = int(counts.argmax())
+            self._last_majority = (
+                self.labels[top],
+                float(counts[top]) / max(1, len(predicted)),
+                len(predicted),
+            )
             metrics = {
                 "val_loss": float(F.cross_entropy(logits.float(), targets)),
                 "val_accuracy": report.accuracy,
@@ -1928,6 +1951,10 @@ class Trainer:
 
     def fit(self, resume: bool | str | os.PathLike[str] = False) -> History:
         """Train for ``config.max_epochs`` epochs (or until stopped) and return the history.
+
+        When the trained model predicts one class for at least
+        :data:`ONE_CLASS_WARNING_SHARE` (90%) of the validation set, a warning is logged at
+        the end: such a model has not learnt to tell the classes apart.
 
         Args:
             resume: ``False`` starts afresh (seeding every RNG from ``config.seed``);
@@ -1968,6 +1995,7 @@ class Trainer:
                 self._start_fresh()
             else:
                 self._restore(self._resume_path(resume))
+            self._val_majority = {}
             return self._loop()
         finally:
             # Dropping the loader shuts its persistent worker processes down.
@@ -2054,6 +2082,7 @@ class Trainer:
                 epochs_bar.set_postfix(
                     {k: f"{v:.4g}" for k, v in row.items() if k != "epoch" and v is not None}
                 )
+        self._warn_if_one_class()
         self._run_callbacks("on_fit_end", self.history)
         return self.history
 
@@ -2073,6 +2102,8 @@ class Trainer:
         }
         self.epoch = epoch + 1
         self.history.append(row)
+        if self._last_majority is not None:
+            self._val_majority[self.epoch] = self._last_majority
 
         value = row[config.monitor]
         if config.schedule == "plateau" and self.global_step >= self._warmup_steps():
@@ -2112,6 +2143,31 @@ class Trainer:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             self.should_stop = bool(flag.item())
         return row
+
+    def _warn_if_one_class(self) -> None:
+        """Log a warning when the trained model answers one class for nearly every image.
+
+        Checked on the validation predictions of the best epoch (the weights
+        :meth:`load_best` restores), else of the last epoch this run validated.
+        """
+        if not self.is_main_process or not self._val_majority:
+            return
+        epoch = self.best_epoch if self.best_epoch in self._val_majority else None
+        if epoch is None:
+            epoch = max(self._val_majority)
+        label, share, count = self._val_majority[epoch]
+        if share < ONE_CLASS_WARNING_SHARE:
+            return
+        logger.warning(
+            "The model of epoch %d predicts %r for %.0f%% of the %d validation images: it has "
+            "not learnt to tell the classes apart, and its predictions mean little. Train "
+            "longer (max_epochs) or on more images, check the learning rate (lr) and that the "
+            "warm-up (warmup_epochs) is shorter than the run, and check the training labels.",
+            epoch,
+            label,
+            100 * share,
+            count,
+        )
 
     def _log(self, row: Row) -> None:
         if not self.is_main_process:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from .errors import ImageNotFoundError, InvalidArgumentError, MalformedDataError
-from .faces import Box, _import_cv2
+from .faces import Box, _check_filters, _import_cv2
 
 if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer, Prediction
@@ -78,15 +78,23 @@ class FaceTrack:
         track: The face's number, kept while it is followed from frame to frame.
         box: ``(x, y, w, h)`` in the frame's pixels.
         prediction: The emotion: this frame's, or the track's moving average with smoothing.
+        confidence: The face detector's confidence for this frame's box (see
+            :attr:`emotionnet.FaceEmotion.confidence`); ``None`` when it gives none.
     """
 
     track: int
     box: Box
     prediction: Prediction
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict: ``track``, ``box`` and the prediction's fields."""
-        return {"track": self.track, "box": list(self.box), **self.prediction.to_dict()}
+        """A JSON-safe dict: ``track``, ``box``, ``confidence`` and the prediction's fields."""
+        return {
+            "track": self.track,
+            "box": list(self.box),
+            "confidence": self.confidence,
+            **self.prediction.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class _Track:
     box: Box
     probabilities: np.ndarray[Any, np.dtype[np.float64]]
     missed: int = 0
+    confidence: float | None = None
 
 
 class _Tracker:
@@ -161,22 +170,24 @@ class _Tracker:
         self.count = 0
 
     def update(
-        self, faces: Sequence[tuple[Box, np.ndarray[Any, np.dtype[np.float64]]]]
+        self,
+        faces: Sequence[tuple[Box, np.ndarray[Any, np.dtype[np.float64]], float | None]],
     ) -> list[_Track]:
         unmatched = list(self.tracks)
         current: list[_Track] = []
-        for box, probabilities in faces:
+        for box, probabilities, confidence in faces:
             best = max(unmatched, key=lambda t: box_iou(t.box, box), default=None)
             if best is not None and box_iou(best.box, box) >= self.min_iou:
                 unmatched.remove(best)
                 best.box = box
+                best.confidence = confidence
                 best.probabilities = (
                     self.keep * best.probabilities + (1 - self.keep) * probabilities
                 )
                 best.missed = 0
                 current.append(best)
             else:
-                current.append(_Track(self.count, box, probabilities))
+                current.append(_Track(self.count, box, probabilities, confidence=confidence))
                 self.count += 1
         for track in unmatched:  # a missed detection keeps the history for a few frames
             track.missed += 1
@@ -231,6 +242,9 @@ def analyze_video(
     max_frames: int | None = None,
     tta: bool | str | None = None,
     annotate: str | os.PathLike[str] | None = None,
+    min_face_size: int | None = None,
+    min_face_confidence: float | None = None,
+    max_faces: int | None = None,
 ) -> Iterator[FrameResult]:
     """Find the faces in a video's frames and predict their emotions, frame by frame.
 
@@ -249,6 +263,13 @@ def analyze_video(
         tta: Test-time augmentation; ``None`` uses the recognizer's.
         annotate: Also write the analysed frames, each face boxed and labelled, to this
             video file (``.avi``: Motion JPEG, otherwise ``mp4v``), at the analysed rate.
+        min_face_size: Ignore faces narrower or shorter than this many pixels; ``None``
+            uses the recognizer's :attr:`~emotionnet.EmotionRecognizer.min_face_size`.
+        min_face_confidence: Ignore faces the detector is less confident about; ``None``
+            uses the recognizer's setting.
+        max_faces: Analyse at most this many faces per frame, the largest; ``None`` uses
+            the recognizer's setting. The detector is the recognizer's
+            :attr:`~emotionnet.EmotionRecognizer.face_detector`.
 
     Yields:
         One :class:`FrameResult` per analysed frame, in order.
@@ -257,7 +278,7 @@ def analyze_video(
         MissingDependencyError: If OpenCV (the ``face`` extra) is not installed.
         ImageNotFoundError: If the file does not exist.
         MalformedDataError: If OpenCV cannot decode it.
-        InvalidArgumentError: If an option is out of range.
+        InvalidArgumentError: If an option is out of range (face filters included).
 
     Example:
         >>> next(analyze_video("missing.mp4"))
@@ -269,6 +290,9 @@ def analyze_video(
         raise InvalidArgumentError(f"smoothing must be in [0, 1), got {smoothing!r}.")
     if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
         raise InvalidArgumentError(f"max_frames must be a positive integer, got {max_frames!r}.")
+    _check_filters(
+        min_face_size, min_face_confidence, max_faces, confidence_name="min_face_confidence"
+    )
     cv2 = _import_cv2()
     capture, owned = _open(source)
     try:
@@ -296,9 +320,20 @@ def analyze_video(
                 if not ok or frame is None:
                     break
                 rgb = np.ascontiguousarray(frame[..., ::-1]) if frame.ndim == 3 else frame
-                found = recognizer.predict(rgb, faces=True, tta=tta)
+                found = recognizer.predict(
+                    rgb,
+                    faces=True,
+                    tta=tta,
+                    min_face_size=min_face_size,
+                    min_face_confidence=min_face_confidence,
+                    max_faces=max_faces,
+                )
                 faces = [
-                    (face.box, np.array([face.prediction.probabilities[n] for n in labels]))
+                    (
+                        face.box,
+                        np.array([face.prediction.probabilities[n] for n in labels]),
+                        face.confidence,
+                    )
                     for face in found
                 ]
                 tracks = tracker.update(faces)
@@ -328,7 +363,7 @@ def _face(track: _Track, labels: Sequence[str]) -> FaceTrack:
         score=float(track.probabilities[best]),
         probabilities=dict(zip(labels, track.probabilities.tolist(), strict=True)),
     )
-    return FaceTrack(track.number, track.box, prediction)
+    return FaceTrack(track.number, track.box, prediction, track.confidence)
 
 
 def _writer(cv2: Any, path: str | os.PathLike[str], frame: Any, rate: float) -> Any:
