@@ -33,18 +33,17 @@ scripts/package_default_model.py bundles as the default model.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import platform
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from emotionnet import FER2013, EmotionRecognizer, ModelConfig, TrainConfig, Trainer, build_model
+from emotionnet import FER2013
+from emotionnet.recipe import Recipe, train_recipe
 from emotionnet.training import read_config_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,13 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     # INFO: the run's log wherever stderr goes, progress bars or not.
     logging.basicConfig(format="%(message)s")
     logging.getLogger("emotionnet").setLevel(logging.INFO)
-    recipe = read_config_file(args.config)
-    splits = recipe.get("data", {})
-    release = recipe.get("release", {})
+    tables = read_config_file(args.config)
 
     # The recipe's settings, then --quick's, then the command line's overrides on top.
-    model_table = dict(recipe.get("model", {}))
-    train_table = dict(recipe.get("train", {}))
+    model_table = dict(tables.get("model", {}))
+    train_table = dict(tables.get("train", {}))
     if args.quick:
         model_table.update(QUICK_MODEL)
         train_table.update(QUICK_TRAIN)
@@ -150,69 +147,44 @@ def main(argv: list[str] | None = None) -> None:
         args.output = QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT
     if args.stem is not None:
         model_table["stem"] = args.stem
-    model_config = ModelConfig.from_dict(model_table)
-    overrides = {
-        "max_epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "warmup_epochs": args.warmup_epochs,
-        "device": args.device,
-        "num_workers": args.num_workers,
-        "seed": args.seed,
-    }
-    train_config = TrainConfig.from_dict(train_table)
-    train_config = dataclasses.replace(
-        train_config,
-        **{name: value for name, value in overrides.items() if value is not None},
+    recipe = Recipe.from_mapping(
+        {**tables, "model": model_table, "train": train_table}, path=Path(args.config)
+    ).with_train(
+        max_epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_epochs=args.warmup_epochs,
+        device=args.device,
+        num_workers=args.num_workers,
+        seed=args.seed,
         checkpoint_dir=str(args.output / "checkpoints"),
         progress=not args.no_progress,
     )
 
-    val_split = splits.get("val_split", "public_test")
-    train_set = FER2013(args.data, split=splits.get("train_split", "train"))
-    val_set = FER2013(args.data, split=val_split)
-    print(f"data: {len(train_set)} train / {len(val_set)} {val_split} images from {args.data}")
-    train_data = subset(train_set, args.max_train_samples, train_config.seed)
-    val_data = subset(val_set, args.max_val_samples, train_config.seed)
+    train_set = FER2013(args.data, split=recipe.train_split)
+    val_set = FER2013(args.data, split=recipe.val_split)
+    print(
+        f"data: {len(train_set)} train / {len(val_set)} {recipe.val_split} images from {args.data}"
+    )
+    train_data = subset(train_set, args.max_train_samples, recipe.train.seed)
+    val_data = subset(val_set, args.max_val_samples, recipe.train.seed)
 
-    # The recipe's seed fixes the initial weights too, so a run is reproducible from its
-    # recipe alone (the Trainer seeds everything after the model exists).
-    torch.manual_seed(train_config.seed)
-    model = build_model(model_config)
-    trainer = Trainer(model, train_data, val_data, train_config, model_config=model_config)
-    history = trainer.fit(resume=args.resume)
-    if not trainer.is_main_process:  # under torchrun, rank 0 evaluates and saves
-        return
-    best = history.best(train_config.monitor)
-    print(f"best epoch: {best}")
-
-    # Save the selected weights as released (half precision), then evaluate exactly those.
-    trainer.load_best()
-    dtype = release.get("dtype", "float16")
+    # The one release workflow (emotionnet.recipe, as `emotionnet train`): train, keep the
+    # best epoch, save it in the release dtype, evaluate exactly that, write the folder.
     command = shlex.join(["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    training = {"command": command, "hardware": describe_hardware(trainer.device)}
-    trained = EmotionRecognizer(
-        model, model_config, device=trainer.device, metadata={"training": training}
-    )
-    trained.save_pretrained(args.output, dtype=dtype)
-    # backend="torch", as `emotionnet train` does: the reference numbers come from PyTorch.
-    released = EmotionRecognizer.from_pretrained(
-        args.output, device=trainer.device, backend="torch"
-    )
-    reports = {}
-    for tta in release.get("tta", ["none"]):
-        report = released.evaluate(val_data, tta=tta)
-        name = val_split if tta == "none" else f"{val_split} + TTA ({tta})"
-        reports[name] = report
-        suffix = "" if tta == "none" else f"_{tta}"
-        report.save_json(args.output / f"evaluation_{val_split}{suffix}.json")
+    wanted = recipe.train.device
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if wanted == "auto" else wanted)
+    training = {"command": command, "hardware": describe_hardware(device)}
+    history, reports = train_recipe(
+        recipe, train_data, val_data, args.output, resume=args.resume,
+        metadata={"training": training},
+    )  # fmt: skip
+    if not reports:  # under torchrun, rank 0 evaluates and saves
+        return
+    print(f"best epoch: {history.best(recipe.train.monitor)}")
+    for name, report in reports.items():
         print(f"\n## {name}\n\n{report.to_markdown()}")
-    # Rewrite the folder with the numbers in its model card and config.json.
-    released.save_pretrained(args.output, evaluation=reports, dtype=dtype)
-    shutil.copyfile(args.config, args.output / "recipe.toml")
-    train_config.save(args.output / "train_config.json")
-    history.to_json(args.output / "history.json")
-    history.to_csv(args.output / "history.csv")
     print(f"model folder: {args.output} (load it with EmotionRecognizer.from_pretrained)")
 
 

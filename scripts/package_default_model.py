@@ -47,6 +47,7 @@ from safetensors.torch import load_file
 import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
 from emotionnet.metrics import TTA_MODES, plot_confusion_matrix
+from emotionnet.recipe import Recipe
 from emotionnet.recognizer import DEFAULT_TTA
 from emotionnet.training import read_config_file
 
@@ -188,11 +189,8 @@ def main() -> None:
             f"{args.folder} lacks {missing}: only model folders written by the Trainer from a "
             "recipe file (examples/train_fer2013.py) can be bundled."
         )
-    split = (
-        read_config_file(args.folder / "recipe.toml")
-        .get("data", {})
-        .get("val_split", "public_test")
-    )
+    recipe = Recipe.from_file(args.folder / "recipe.toml")  # the one reading of a recipe
+    split = recipe.val_split
     source = EmotionRecognizer.from_pretrained(args.folder, device="cpu", backend="torch")
     facts, description = training_facts(args.folder, source.metadata, args.hardware, args.command)
 
@@ -219,7 +217,9 @@ def main() -> None:
         shutil.rmtree(args.out)
     source.metadata["description"] = description
     source.metadata["training"] = facts
-    source.save_pretrained(args.out, evaluation=reports, dtype="float16", name=args.folder.name)
+    source.save_pretrained(
+        args.out, evaluation=reports, dtype=recipe.dtype, name=args.folder.name
+    )
     for name in CARRIED:
         if (args.folder / name).is_file():
             shutil.copyfile(args.folder / name, args.out / name)

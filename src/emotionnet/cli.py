@@ -31,12 +31,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
 import os
-import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -533,66 +531,25 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _train(args: argparse.Namespace, out: TextIO) -> int:
-    import torch
-
     from .data import FER2013
-    from .models import ModelConfig, build_model
-    from .recognizer import EmotionRecognizer
-    from .training import TrainConfig, Trainer, read_config_file
+    from .recipe import Recipe, train_recipe
 
     config_path = Path(args.config)
     if not config_path.is_file():
         raise InvalidArgumentError(f"No recipe file at {args.config!r}; check the path.")
-    recipe = read_config_file(config_path)
-    # A recipe has tables; a bare TrainConfig file is the [train] table alone.
-    is_recipe = isinstance(recipe.get("train"), Mapping)
-    train_table = dict(recipe["train"]) if is_recipe else recipe
-    splits = dict(recipe.get("data") or {}) if is_recipe else {}
-    release = dict(recipe.get("release") or {}) if is_recipe else {}
-    model_config = ModelConfig.from_dict(dict(recipe.get("model") or {}) if is_recipe else {})
-
     output = Path(args.output) if args.output else Path("runs") / config_path.stem
-    overrides: dict[str, Any] = {
-        "checkpoint_dir": str(output / "checkpoints"),
-        "progress": not args.no_progress and sys.stderr.isatty(),
-    }
-    if args.epochs is not None:
-        overrides["max_epochs"] = args.epochs
-    if args.device is not None:
-        overrides["device"] = args.device
-    train_config = dataclasses.replace(TrainConfig.from_dict(train_table), **overrides)
-
-    val_split = str(splits.get("val_split", "public_test"))
-    train_set = FER2013(args.data, split=str(splits.get("train_split", "train")))
-    val_set = FER2013(args.data, split=val_split)
-    # The recipe's seed fixes the initial weights too, so a run is reproducible from its
-    # recipe alone (the Trainer seeds everything after the model exists).
-    torch.manual_seed(train_config.seed)
-    model = build_model(model_config)
-    trainer = Trainer(model, train_set, val_set, train_config, model_config=model_config)
-    history = trainer.fit(resume=args.resume)
-    if not trainer.is_main_process:  # under torchrun, rank 0 evaluates and saves
-        return 0
-
-    trainer.load_best()
-    dtype = str(release.get("dtype", "float32"))
-    EmotionRecognizer(model, model_config, device=trainer.device).save_pretrained(
-        output, dtype=dtype
+    recipe = Recipe.from_file(config_path).with_train(
+        checkpoint_dir=str(output / "checkpoints"),
+        progress=not args.no_progress and sys.stderr.isatty(),
+        max_epochs=args.epochs,
+        device=args.device,
     )
-    # Evaluate exactly what was saved (after the dtype round trip), then write the card.
-    # The reference numbers come from eager PyTorch, whatever runs predictions later.
-    released = EmotionRecognizer.from_pretrained(output, device=trainer.device, backend="torch")
-    reports = {}
-    for tta in release.get("tta", ["none"]):
-        name = val_split if tta == "none" else f"{val_split} + TTA ({tta})"
-        reports[name] = released.evaluate(val_set, tta=tta)
-        suffix = "" if tta == "none" else f"_{tta}"
-        reports[name].save_json(output / f"evaluation_{val_split}{suffix}.json")
-    released.save_pretrained(output, evaluation=reports, dtype=dtype)
-    shutil.copyfile(config_path, output / f"recipe{config_path.suffix}")
-    train_config.save(output / "train_config.json")
-
-    best = history.best(train_config.monitor)
+    train_set = FER2013(args.data, split=recipe.train_split)
+    val_set = FER2013(args.data, split=recipe.val_split)
+    history, reports = train_recipe(recipe, train_set, val_set, output, resume=args.resume)
+    if not reports:  # under torchrun, rank 0 evaluates and saves
+        return 0
+    best = history.best(recipe.train.monitor)
     out.write(f"trained {len(history)} epochs; best: {best}\n")
     rows = [["data", "accuracy", "macro F1"]]
     rows += [[n, f"{r.accuracy:.2%}", f"{r.macro_f1:.4f}"] for n, r in reports.items()]
