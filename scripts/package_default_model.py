@@ -217,9 +217,7 @@ def main() -> None:
         shutil.rmtree(args.out)
     source.metadata["description"] = description
     source.metadata["training"] = facts
-    source.save_pretrained(
-        args.out, evaluation=reports, dtype=recipe.dtype, name=args.folder.name
-    )
+    source.save_pretrained(args.out, evaluation=reports, dtype=recipe.dtype, name=args.folder.name)
     for name in CARRIED:
         if (args.folder / name).is_file():
             shutil.copyfile(args.folder / name, args.out / name)
