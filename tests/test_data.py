@@ -28,6 +28,7 @@ from emotionnet.errors import (
     DatasetNotFoundError,
     EmotionNetError,
     InvalidArgumentError,
+    InvalidImageError,
     MalformedDataError,
     MissingLabelsError,
     SplitNotAvailableError,
@@ -805,8 +806,8 @@ def test_as_tensors_of_a_plain_dataset_uses_the_shared_rule():
     [
         (42, UnsupportedInputError, "cannot read a int"),
         ("images", UnsupportedInputError, "cannot read a str"),
-        ((torch.zeros(2, 48, 48), [0, 1]), InvalidArgumentError, "uint8"),
-        ((torch.zeros(2, 3, 48, 48, dtype=torch.uint8), [0, 1]), InvalidArgumentError, "N x H"),
+        ((torch.zeros(2, 48, 48), [0, 1]), InvalidImageError, "uint8"),
+        ((torch.zeros(2, 3, 48, 48, dtype=torch.uint8), [0, 1]), InvalidImageError, "N x H"),
         ((torch.zeros(2, 48, 48, dtype=torch.uint8), [0]), InvalidArgumentError, "one label"),
         ((torch.zeros(2, 48, 48, dtype=torch.uint8), [0.0, 1.0]), InvalidArgumentError, "integ"),
         ([(torch.zeros(1, 48, 48), 0)], InvalidArgumentError, "ToTensor"),

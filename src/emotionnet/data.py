@@ -91,7 +91,7 @@ from .errors import (
 )
 from .images import load_image
 from .labels import EMOTIONS, NUM_CLASSES, emotion_to_index
-from .preprocessing import IMAGE_SIZE, to_face_array
+from .preprocessing import IMAGE_SIZE, as_uint8_batch, to_face_array
 
 __all__ = [
     "FER2013",
@@ -1110,27 +1110,7 @@ class FER2013(Dataset[tuple[Any, Any]]):
 
 
 def _images_tensor(images: Any, what: str) -> torch.Tensor:
-    tensor = (
-        torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
-    )
-    if not isinstance(tensor, torch.Tensor):
-        raise UnsupportedInputError(
-            f"{what}: expected the images as a torch.Tensor or numpy array, "
-            f"got {type(images).__name__}."
-        )
-    if tensor.dtype != torch.uint8:
-        raise InvalidArgumentError(
-            f"{what}: expected uint8 images (0..255), got dtype {tensor.dtype}; pass the raw "
-            "pixels (for example dataset.images, or an array built with to_face_array), "
-            "not normalised floats."
-        )
-    if tensor.ndim == 4 and tensor.shape[1] == 1:
-        tensor = tensor[:, 0]
-    if tensor.ndim != 3:
-        raise InvalidArgumentError(
-            f"{what}: expected images shaped N x H x W or N x 1 x H x W, got {tuple(tensor.shape)}."
-        )
-    return tensor
+    return as_uint8_batch(images, what)
 
 
 def _targets_tensor(targets: Any, count: int, what: str) -> torch.Tensor:

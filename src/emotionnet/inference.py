@@ -58,8 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InvalidArgumentError, InvalidImageError, UnsupportedInputError
-from .preprocessing import FER2013_MEAN, FER2013_STD, normalize
+from .errors import InvalidArgumentError, UnsupportedInputError
+from .preprocessing import FER2013_MEAN, FER2013_STD, as_uint8_batch, normalize
 
 __all__ = [
     "TEN_CROP_SIZE",
@@ -98,32 +98,7 @@ def _resolve_tta(tta: bool | str) -> str:
 
 
 def _as_image_batch(images: object) -> torch.Tensor:
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if not isinstance(images, torch.Tensor):
-        raise UnsupportedInputError(
-            f"Expected the images as a uint8 torch.Tensor or numpy array shaped N x H x W, got "
-            f"{type(images).__name__}; stack single faces with torch.stack or numpy.stack first."
-        )
-    if images.dtype != torch.uint8:
-        raise InvalidImageError(
-            f"Expected uint8 pixels (0..255), got dtype {images.dtype}; pass the raw images "
-            "(for example FER2013.images or emotionnet.to_face_array output), not normalised ones."
-        )
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]
-    if images.ndim != 3:
-        raise InvalidImageError(
-            f"Expected a grayscale batch shaped N x H x W or N x 1 x H x W, got shape "
-            f"{tuple(images.shape)}; add a batch dimension with images[None] for one face."
-        )
-    if images.shape[0] == 0:
-        raise InvalidImageError(
-            "Got an empty batch (0 images); pass at least one image or skip the call."
-        )
-    if images.shape[1] == 0 or images.shape[2] == 0:
-        raise InvalidImageError(f"The images are empty ({tuple(images.shape)}); pass 48x48 faces.")
-    return images
+    return as_uint8_batch(images, "The images", allow_empty=False)
 
 
 def _model_device(model: nn.Module) -> torch.device:

@@ -40,6 +40,7 @@ __all__ = [
     "FER2013_MEAN",
     "FER2013_STD",
     "IMAGE_SIZE",
+    "as_uint8_batch",
     "normalize",
     "pixels_to_uint8",
     "to_face_array",
@@ -219,6 +220,66 @@ def to_face_array(image: Image.Image, size: int = IMAGE_SIZE) -> npt.NDArray[np.
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
     return np.ascontiguousarray(np.asarray(gray, dtype=np.uint8))
+
+
+def as_uint8_batch(
+    images: object, what: str = "The images", *, allow_empty: bool = True
+) -> torch.Tensor:
+    """Check a batch of ready faces and return it as a ``uint8`` ``N x H x W`` tensor.
+
+    The one check of face batches (the data set's ``as_tensors``, ``predict_logits`` and
+    ``predict_proba``): a tensor or array of ``uint8`` pixels, ``N x H x W`` or
+    ``N x 1 x H x W`` (squeezed). numpy arrays share memory with the tensor when they can.
+
+    Args:
+        images: The batch.
+        what: The batch, for messages.
+        allow_empty: Accept ``N = 0``.
+
+    Returns:
+        The ``N x H x W`` tensor.
+
+    Raises:
+        UnsupportedInputError: If ``images`` is neither a tensor nor an array.
+        InvalidImageError: If the pixels are not ``uint8``, the shape is not a grayscale
+            batch, or the batch (or each image) is empty when that is not allowed.
+
+    Example:
+        >>> as_uint8_batch(np.zeros((2, 1, 48, 48), dtype=np.uint8)).shape
+        torch.Size([2, 48, 48])
+        >>> as_uint8_batch(torch.zeros(2, 48, 48))
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.InvalidImageError: The images: expected uint8 pixels (0..255), got dtype torch.float32; pass the raw images (for example FER2013.images or emotionnet.to_face_array output), not normalised ones.
+    """  # noqa: E501
+    batch = (
+        torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    )
+    if not isinstance(batch, torch.Tensor):
+        raise UnsupportedInputError(
+            f"{what}: expected a uint8 torch.Tensor or numpy array shaped N x H x W, got "
+            f"{type(images).__name__}; stack single faces with torch.stack or numpy.stack first."
+        )
+    if batch.dtype != torch.uint8:
+        raise InvalidImageError(
+            f"{what}: expected uint8 pixels (0..255), got dtype {batch.dtype}; pass the raw "
+            "images (for example FER2013.images or emotionnet.to_face_array output), not "
+            "normalised ones."
+        )
+    if batch.ndim == 4 and batch.shape[1] == 1:
+        batch = batch[:, 0]
+    if batch.ndim != 3:
+        raise InvalidImageError(
+            f"{what}: expected a grayscale batch shaped N x H x W or N x 1 x H x W, got shape "
+            f"{tuple(batch.shape)}; add a batch dimension with images[None] for one face."
+        )
+    if not allow_empty and batch.shape[0] == 0:
+        raise InvalidImageError(
+            f"{what}: an empty batch (0 images); pass at least one image or skip the call."
+        )
+    if batch.shape[0] and (batch.shape[1] == 0 or batch.shape[2] == 0):
+        raise InvalidImageError(f"{what}: the images are empty ({tuple(batch.shape)}).")
+    return batch
 
 
 def normalize(
