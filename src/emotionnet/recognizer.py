@@ -46,6 +46,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ._checks import check_choice
 from ._crop_check import FaceCropCheck
 from .errors import (
     InvalidArgumentError,
@@ -245,11 +246,7 @@ def _is_onnx_file(name_or_path: object) -> bool:
 
 
 def _check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise InvalidArgumentError(
-            f"Unknown value {backend!r} for argument backend. Valid values are {set(BACKENDS)}."
-        )
-    return backend
+    return check_choice("backend", backend, BACKENDS)
 
 
 def _check_face_filters(

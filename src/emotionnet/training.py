@@ -91,6 +91,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from ._checks import check_choice
 from ._config import config_values
 from ._io import open_regular_file, read_text_file
 from .augmentation import AugmentConfig, augment_batch, mix_batch
@@ -255,12 +256,7 @@ def _is_int(value: object) -> bool:
 
 
 def _choice(name: str, value: object, valid: Iterable[str]) -> str:
-    options = tuple(valid)
-    if value not in options:
-        raise InvalidArgumentError(
-            f"Unknown value {value!r} for argument {name}. Valid values are {set(options)}."
-        )
-    return str(value)
+    return str(check_choice(name, value, valid))
 
 
 def _toml_loads(text: str, source: Path) -> object:
