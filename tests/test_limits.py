@@ -352,3 +352,28 @@ def test_cli_export_opset_is_one_error_line(
     err = capsys.readouterr().err
     assert err.startswith("error: opset must be") and err.count("\n") == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+@needs_fifo
+def test_state_dict_from_a_fifo_does_not_block(tmp_path: Path) -> None:
+    from emotionnet.errors import ModelLoadError
+    from emotionnet.models import read_state_dict
+
+    fifo = tmp_path / "weights.pt"
+    os.mkfifo(fifo)
+    error = _in_thread(read_state_dict, fifo)
+    assert isinstance(error, ModelLoadError) and "named pipe" in str(error)
+
+
+def test_one_state_dict_reader_for_models_and_the_recognizer(tmp_path: Path) -> None:
+    from emotionnet import EmotionRecognizer, ModelConfig, build_model, resnet18_emotion
+
+    config = ModelConfig(stem="small")
+    state = build_model(config).state_dict()
+    path = tmp_path / "legacy.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    model = resnet18_emotion(stem="small", weights=path)
+    recognizer = EmotionRecognizer.from_state_dict(path, config=config, device="cpu")
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value)
+        assert torch.equal(recognizer.model.state_dict()[key], value)

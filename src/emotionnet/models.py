@@ -45,7 +45,7 @@ from torchvision.models import ResNet, ResNet18_Weights, resnet18
 from ._atomic import atomic_write_text
 from ._checks import check_choice, check_int
 from ._config import config_values
-from ._io import read_json_file
+from ._io import file_kind, open_regular_file, read_json_file
 from .errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
 from .labels import EMOTIONS, NUM_CLASSES
 from .preprocessing import FER2013_MEAN, FER2013_STD, IMAGE_SIZE
@@ -55,6 +55,8 @@ __all__ = [
     "STEMS",
     "ModelConfig",
     "build_model",
+    "clean_state_dict",
+    "read_state_dict",
     "resnet18_emotion",
 ]
 
@@ -70,6 +72,7 @@ CONFIG_FILENAME: Final[str] = "config.json"
 
 _IMAGENET_WEIGHTS: Final = ResNet18_Weights.IMAGENET1K_V1
 _STRIP_PREFIXES: Final[tuple[str, ...]] = ("module.", "_orig_mod.")
+_STATE_DICT_KEYS: Final[tuple[str, ...]] = ("state_dict", "model_state_dict", "model")
 
 # Limits of a config (documented in ModelConfig): beyond them a config.json of a few
 # kilobytes would make build_model or predict allocate gigabytes.
@@ -189,43 +192,104 @@ def _resize_kernel(weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized.to(weight.dtype)
 
 
-def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    result = dict(state)
+def clean_state_dict(loaded: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
+    """Unwrap and unprefix a loaded state dict: the one reading of legacy weight files.
+
+    A checkpoint that holds the weights under ``"state_dict"``, ``"model_state_dict"`` or
+    ``"model"`` (emotionnet's own ``last.ckpt``) is unwrapped, and the ``module.`` (DataParallel,
+    DDP) and ``_orig_mod.`` (``torch.compile``) prefixes are removed when every key has them.
+
+    Args:
+        loaded: What ``torch.load`` or safetensors returned, or a state dict.
+        source: Where it came from, for messages.
+
+    Returns:
+        Names to tensors.
+
+    Raises:
+        ModelLoadError: If it holds no tensors or entries that are not tensors.
+
+    Example:
+        >>> import torch
+        >>> clean_state_dict({"state_dict": {"module.fc.bias": torch.zeros(2)}}, "x")
+        {'fc.bias': tensor([0., 0.])}
+    """
+    if not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        for key in _STATE_DICT_KEYS:
+            inner = loaded.get(key)
+            if isinstance(inner, Mapping):
+                loaded = inner
+                break
+    bad = [str(k) for k, v in loaded.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad or not loaded:
+        raise ModelLoadError(
+            f"{source} is not a state dict of tensors"
+            + (f" (non-tensor entries: {', '.join(bad[:5])})" if bad else " (it is empty)")
+            + "; pass model.state_dict() or a checkpoint holding it under 'state_dict'."
+        )
+    state: dict[str, torch.Tensor] = dict(loaded)
     for prefix in _STRIP_PREFIXES:
-        if result and all(key.startswith(prefix) for key in result):
-            result = {key[len(prefix) :]: value for key, value in result.items()}
-    return result
+        if all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
 
 
-def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` or ``.pt``/``.pth`` state dict file, never running its code.
+
+    ``.pt`` files go through ``torch.load(weights_only=True)``: tensors and plain containers
+    are rebuilt, any other pickled object is refused. The result goes through
+    :func:`clean_state_dict`.
+
+    Args:
+        path: The file (a regular file; a pipe or device is refused without blocking).
+
+    Returns:
+        Names to tensors.
+
+    Raises:
+        WeightsNotFoundError: If there is no such file.
+        ModelLoadError: If it is not a regular file or not a state dict of tensors.
+
+    Example:
+        >>> read_state_dict("missing.pt")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.WeightsNotFoundError: No weights file at 'missing.pt'; check the path (a .safetensors or .pt state dict).
+    """  # noqa: E501
+    where = repr(os.fspath(path))
+    try:
+        kind = file_kind(path)
+    except FileNotFoundError:
         raise WeightsNotFoundError(
-            f"No weights file at {path}; pass weights='imagenet', None, or the path of a "
-            ".safetensors or .pt state dict."
+            f"No weights file at {where}; check the path (a .safetensors or .pt state dict)."
+        ) from None
+    except OSError as error:
+        raise ModelLoadError(f"Could not read weights from {where}: {error}.") from None
+    if kind is not None:
+        raise ModelLoadError(
+            f"Could not read weights from {where}: it is {kind}, not a regular file."
         )
     try:
-        if path.suffix == ".safetensors":
+        if Path(path).suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            loaded: object = load_file(str(path), device="cpu")
+            loaded: object = load_file(os.fspath(path), device="cpu")
         else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # safetensors, pickle and zip errors have no common base class
+            with open_regular_file(path) as handle:
+                loaded = torch.load(handle, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and safetensors errors share no base class
         raise ModelLoadError(
-            f"Could not read weights from {path}: {exc}. Expected a safetensors file or a "
-            "state dict saved with torch.save (weights_only loadable)."
-        ) from exc
-    # A training checkpoint written by emotionnet.training holds the weights under "model".
-    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
-        loaded = loaded["model"]
-    if not isinstance(loaded, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
-    ):
+            f"Could not read weights from {where} ({type(error).__name__}: {error}). Only "
+            "tensors (and dicts/lists of them) are loaded, never arbitrary pickled objects: "
+            "re-save the file with torch.save(model.state_dict(), path)."
+        ) from None
+    if not isinstance(loaded, Mapping):
         raise ModelLoadError(
-            f"{path} does not hold a state dict (a mapping of names to tensors); got "
-            f"{type(loaded).__name__}."
+            f"{where} holds a {type(loaded).__name__}, not a state dict; save it with "
+            "torch.save(model.state_dict(), path)."
         )
-    return _strip_prefixes(loaded)
+    return clean_state_dict(loaded, where)
 
 
 def load_state_dict_strict(
@@ -406,7 +470,7 @@ def resnet18_emotion(
                 f"weights must be None, 'imagenet' or a path to a state dict, got {weights!r}."
             )
         path = Path(weights)
-        load_state_dict_strict(model, _read_state_dict_file(path), source=str(path))
+        load_state_dict_strict(model, read_state_dict(path), source=str(path))
 
     if dropout > 0.0:
         model.fc.register_forward_pre_hook(_InputDropout(dropout))

@@ -53,7 +53,6 @@ from .errors import (
     MissingDependencyError,
     ModelLoadError,
     UnsupportedInputError,
-    WeightsNotFoundError,
 )
 from .faces import (
     DEFAULT_MARGIN,
@@ -73,7 +72,7 @@ from .hub import (
 )
 from .images import ImageInput, load_image, original_size, unbatch
 from .inference import predict_proba
-from .models import ModelConfig, build_model
+from .models import ModelConfig, build_model, clean_state_dict, read_state_dict
 from .preprocessing import to_face_array, to_grayscale
 
 if TYPE_CHECKING:
@@ -111,9 +110,6 @@ logger = logging.getLogger(__name__)
 _SingleImage: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image
 _ArrayLike: TypeAlias = npt.NDArray[Any] | torch.Tensor
 _ImageList: TypeAlias = list[Any] | tuple[Any, ...]  # of ImageInput; list is invariant
-
-_STATE_DICT_KEYS: Final[tuple[str, ...]] = ("state_dict", "model_state_dict", "model")
-_STRIP_PREFIXES: Final[tuple[str, ...]] = ("module.", "_orig_mod.")
 
 
 @dataclass(frozen=True, repr=False)
@@ -279,51 +275,6 @@ def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
             )
         return resolved
     return dtype
-
-
-def _read_state_dict(path: Path) -> Mapping[str, Any]:
-    if not path.is_file():
-        raise WeightsNotFoundError(f"No state dict file at {str(path)!r}; check the path.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and safetensors errors share no base class
-        raise ModelLoadError(
-            f"Cannot read {str(path)!r} as a state dict ({type(error).__name__}: {error}). "
-            "Only tensors (and dicts/lists of them) are loaded, never arbitrary pickled "
-            "objects: re-save the file with torch.save(model.state_dict(), path)."
-        ) from None
-    if not isinstance(loaded, Mapping):
-        raise ModelLoadError(
-            f"{str(path)!r} holds a {type(loaded).__name__}, not a state dict; save it with "
-            "torch.save(model.state_dict(), path)."
-        )
-    return loaded
-
-
-def _clean_state_dict(loaded: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
-    if not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        for key in _STATE_DICT_KEYS:
-            inner = loaded.get(key)
-            if isinstance(inner, Mapping):
-                loaded = inner
-                break
-    bad = [str(k) for k, v in loaded.items() if not isinstance(k, str) or not torch.is_tensor(v)]
-    if bad or not loaded:
-        raise ModelLoadError(
-            f"{source} is not a state dict of tensors"
-            + (f" (non-tensor entries: {', '.join(bad[:5])})" if bad else " (it is empty)")
-            + "; pass model.state_dict() or a checkpoint holding it under 'state_dict'."
-        )
-    state: dict[str, torch.Tensor] = dict(loaded)
-    for prefix in _STRIP_PREFIXES:
-        # DataParallel/DDP and torch.compile prefix every key; the plain model has none.
-        if all(key.startswith(prefix) for key in state):
-            state = {key[len(prefix) :]: value for key, value in state.items()}
-    return state
 
 
 class EmotionRecognizer:
@@ -694,13 +645,13 @@ class EmotionRecognizer:
             source, loaded = "the given state dict", state_dict
         elif isinstance(state_dict, (str, os.PathLike)):
             source = repr(os.fspath(state_dict))
-            loaded = _read_state_dict(Path(state_dict))
+            loaded = read_state_dict(state_dict)
         else:
             raise UnsupportedInputError(
                 f"state_dict must be a path or a mapping of names to tensors, got "
                 f"{type(state_dict).__name__}."
             )
-        state = _clean_state_dict(loaded, source)
+        state = clean_state_dict(loaded, source)
         model = build_model(config)
         load_state_dict_strict(model, state, source=source)
         recognizer = cls(model, config, device=device, backend=backend, tta=tta)
