@@ -120,3 +120,17 @@ def test_the_cli_answers_help_and_usage_errors_without_torch(argv: list[str]) ->
     )
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("heavy:")]
     assert line == "heavy:", f"{argv} imported {line[6:]}"
+
+
+def test_python_dash_m_data_needs_no_global_warning_filter() -> None:
+    # The lazy package root does not import emotionnet.data, so runpy finds nothing to warn
+    # about; the module no longer installs a process-wide warnings filter at import.
+    result = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "emotionnet.data", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m emotionnet.data" in result.stdout
+    assert "filterwarnings" not in (PACKAGE / "data.py").read_text(encoding="utf-8")

@@ -59,7 +59,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -104,15 +103,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# `python -m emotionnet.data` imports the package, which imports this module, before runpy
-# executes it again as __main__; the entry point below delegates to the imported module, so
-# runpy's warning about the double import is noise for this one module.
-warnings.filterwarnings(
-    "ignore",
-    message=r"'emotionnet\.data' found in sys\.modules",
-    category=RuntimeWarning,
-)
 
 SPLITS: Final[tuple[str, ...]] = ("train", "public_test", "private_test", "test")
 """The split names :class:`FER2013` accepts: the three FER2013 usages ``train``,
