@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -328,6 +329,16 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         out.write("\n")
 
 
+@contextlib.contextmanager
+def _results_file(path: str | None, out: TextIO) -> Iterator[TextIO]:
+    """Where a command writes its results: ``--output FILE`` (closed afterwards) or ``out``."""
+    if path is None:
+        yield out
+        return
+    with open(path, "w", encoding="utf-8", newline="") as target:
+        yield target
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -400,10 +411,6 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     _apply_face_options(recognizer, args)
     labels = tuple(recognizer.labels)
     k = min(max(args.top, 1), len(labels))
-    if args.output:
-        target: TextIO = open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
-    else:
-        target = out
     from tqdm.auto import tqdm
 
     show = not args.quiet and sys.stderr.isatty() and len(paths) > 1
@@ -414,7 +421,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
         if args.faces
         else [["image", "emotion", "score", f"top {k}"]]
     )
-    try:
+    with _results_file(args.output, out) as target:
         writer = None
         if fmt == "csv":
             import csv
@@ -448,9 +455,6 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
             target.write(_dumps(records))
         elif fmt == "table":
             _table(rows, target)
-    finally:
-        if target is not out:
-            target.close()
     if args.output:
         sys.stderr.write(f"wrote {len(paths)} result(s) to {args.output}\n")
     return 1 if failed else 0
@@ -574,13 +578,8 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
         tta=args.tta,
         annotate=args.annotate,
     )
-    target: TextIO = (
-        open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        if args.output
-        else out
-    )
     kept: list[Any] = []  # the frames, for --format json only: csv/jsonl are streamed
-    try:
+    with _results_file(args.output, out) as target:
         writer = None
         if args.format == "csv":
             import csv
@@ -616,9 +615,6 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
             target.write(
                 _dumps({"frames": [f.to_dict() for f in kept], "summary": summary.to_dict()})
             )
-    finally:
-        if target is not out:
-            target.close()
     if not args.quiet:
         shares = ", ".join(
             f"{label} {share:.0%}"
