@@ -33,6 +33,8 @@ scripts/package_default_model.py bundles as the default model.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import logging
 import os
 import platform
@@ -97,6 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument("--max-train-samples", type=int, help="train on a random subset")
     parser.add_argument("--max-val-samples", type=int, help="validate on a random subset")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="start from these weights (a model folder or state dict, e.g. an earlier run's "
+        "folder for a warm restart) instead of the seed's random ones",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -108,6 +116,15 @@ def subset(dataset: FER2013, count: int | None, seed: int) -> FER2013 | tuple[to
         return dataset
     keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
     return dataset.images[keep], dataset.targets[keep]
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, to name the weights a warm restart started from."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def describe_hardware(device: torch.device) -> str:
@@ -149,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
         model_table["stem"] = args.stem
     recipe = Recipe.from_mapping(
         {**tables, "model": model_table, "train": train_table}, path=Path(args.config)
-    ).with_train(
+    )
+    if args.init is not None:
+        recipe = dataclasses.replace(recipe, init=args.init)
+    recipe = recipe.with_train(
         max_epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -176,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if wanted == "auto" else wanted)
     training = {"command": command, "hardware": describe_hardware(device)}
+    if recipe.init_weights is not None:  # a warm restart: say from what
+        training["init"] = f"{recipe.init_weights} (sha256 {sha256_of(recipe.init_weights)})"
     history, reports = train_recipe(
         recipe, train_data, val_data, args.output, resume=args.resume,
         metadata={"training": training},

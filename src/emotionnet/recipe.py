@@ -56,6 +56,10 @@ class Recipe:
         tta: Test-time augmentations the released model is evaluated with
             (``[release] tta``); ``"none"`` is the plain single view.
         path: The recipe file, copied into the model folder (``None`` for a mapping).
+        init: Weights to start from instead of a random initialisation (``[model] init``):
+            a model folder or a state-dict file that fits ``model`` exactly, e.g. an earlier
+            run's folder for a warm restart. ``None`` (the default) starts from the seed's
+            random weights. A relative path in a recipe file is relative to that file.
     """
 
     model: ModelConfig
@@ -65,6 +69,7 @@ class Recipe:
     dtype: str = "float16"
     tta: tuple[str, ...] = ("none",)
     path: Path | None = None
+    init: Path | None = None
 
     @classmethod
     def from_mapping(cls, tables: Mapping[str, Any], *, path: Path | None = None) -> Recipe:
@@ -89,14 +94,26 @@ class Recipe:
             )
         from .inference import TTA_MODES
 
+        model = dict(tables.get("model") or {})
+        init = model.pop("init", None)
+        if init is not None:
+            if not isinstance(init, (str, os.PathLike)) or not os.fspath(init):
+                raise InvalidArgumentError(
+                    f"[model] init must be the path of a model folder or weights file, got "
+                    f"{init!r}."
+                )
+            init = Path(init)
+            if path is not None and not init.is_absolute():
+                init = path.parent / init
         return cls(
-            model=ModelConfig.from_dict(dict(tables.get("model") or {})),
+            model=ModelConfig.from_dict(model),
             train=TrainConfig.from_dict(dict(tables["train"])),
             train_split=str(data.get("train_split", "train")),
             val_split=str(data.get("val_split", "public_test")),
             dtype=check_choice("[release] dtype", release.get("dtype", "float16"), RELEASE_DTYPES),
             tta=tuple(check_choice("[release] tta", mode, TTA_MODES) for mode in tta),
             path=path,
+            init=init,
         )
 
     @classmethod
@@ -119,6 +136,18 @@ class Recipe:
         kept = {name: value for name, value in changes.items() if value is not None}
         return dataclasses.replace(self, train=dataclasses.replace(self.train, **kept))
 
+    @property
+    def init_weights(self) -> Path | None:
+        """The weights file :attr:`init` names (its ``model.safetensors`` for a folder).
+
+        Example:
+            >>> print(Recipe.from_mapping({"model": {"init": "best.safetensors"}}).init_weights)
+            best.safetensors
+        """
+        if self.init is None:
+            return None
+        return self.init / "model.safetensors" if self.init.is_dir() else self.init
+
 
 def train_recipe(
     recipe: Recipe,
@@ -131,8 +160,8 @@ def train_recipe(
 ) -> tuple[History, dict[str, EvaluationReport]]:
     """Train a recipe and write the released model folder.
 
-    The recipe's seed fixes the initial weights too, so a run is reproducible from its recipe
-    alone. The best epoch's weights are saved in ``recipe.dtype``, loaded back and evaluated
+    The recipe's seed fixes the initial weights too (unless ``recipe.init`` names weights to
+    start from), so a run is reproducible from its recipe alone. The best epoch's weights are saved in ``recipe.dtype``, loaded back and evaluated
     on ``val_data`` with eager PyTorch for each of ``recipe.tta`` (the reference numbers),
     and the folder gets ``model.safetensors``, ``config.json`` (with ``metadata``),
     ``README.md``, ``evaluation_<split>[_<tta>].json``, ``recipe.<ext>``,
@@ -160,7 +189,7 @@ def train_recipe(
 
     folder = Path(output)
     torch.manual_seed(recipe.train.seed)
-    model = build_model(recipe.model)
+    model = build_model(recipe.model, weights=recipe.init_weights)
     trainer = Trainer(model, train_data, val_data, recipe.train, model_config=recipe.model)
     history = trainer.fit(resume=resume)
     if not trainer.is_main_process:  # under torchrun, rank 0 evaluates and saves
