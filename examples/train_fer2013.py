@@ -95,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, help="override train.lr")
     parser.add_argument("--warmup-epochs", type=float, help="override train.warmup_epochs")
     parser.add_argument("--device", help="override train.device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--amp", help="override train.amp (auto, bf16, fp16, off)")
     parser.add_argument("--num-workers", type=int, help="override train.num_workers")
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument("--max-train-samples", type=int, help="train on a random subset")
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr,
         warmup_epochs=args.warmup_epochs,
         device=args.device,
+        amp=args.amp,
         num_workers=args.num_workers,
         seed=args.seed,
         checkpoint_dir=str(args.output / "checkpoints"),
