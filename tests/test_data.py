@@ -21,6 +21,9 @@ from PIL import Image
 from torch.utils.data import Subset, TensorDataset
 
 import emotionnet.data as data_module
+import emotionnet.data.csvfiles as csv_module
+import emotionnet.data.folders as folders_module
+import emotionnet.data.sources as sources_module
 from emotionnet import EMOTIONS
 from emotionnet.data import FER2013, SOURCES, SPLITS, as_tensors, default_cache_dir, main
 from emotionnet.errors import (
@@ -511,7 +514,7 @@ def test_corrupt_image_skipped(folder_root, faces, caplog):
 
 
 def test_process_pool_decoding_gives_the_same_result(folder_root, faces, monkeypatch):
-    monkeypatch.setattr(data_module, "_MIN_FILES_FOR_POOL", 0)
+    monkeypatch.setattr(folders_module, "_MIN_FILES_FOR_POOL", 0)
     data = load(folder_root, "train", num_workers=2)
     assert torch.equal(data.images, expected(faces, "train")[0])
     (folder_root / "train" / "fear" / "Training_9999.png").write_bytes(b"garbage")
@@ -560,9 +563,9 @@ def test_vectorised_pixel_parser_agrees_with_python(rows, seed):
         for position, token in replacements:
             tokens[min(position, len(tokens) - 1)] = token
         texts.append(separator.join(tokens).encode())
-    images, errors = data_module._parse_pixel_rows(texts)
+    images, errors = csv_module._parse_pixel_rows(texts)
     for index, text in enumerate(texts):
-        slow = data_module._parse_pixels_slowly(text)
+        slow = csv_module._parse_pixels_slowly(text)
         if isinstance(slow, str):
             assert errors[index] == slow
         else:
@@ -578,8 +581,8 @@ def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded although the cache is valid")
 
-    monkeypatch.setattr(data_module, "_decode_image_files", fail)
-    monkeypatch.setattr(data_module, "_read_csv", fail)
+    monkeypatch.setattr(folders_module, "_decode_image_files", fail)
+    monkeypatch.setattr(sources_module, "_read_csv", fail)
 
 
 @pytest.mark.parametrize("source", ["folders", "fer2013_csv"])
@@ -607,14 +610,14 @@ def test_touching_or_changing_an_image_rebuilds_the_cache(folder_root, faces, tm
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     calls = []
-    original = data_module._decode_image_files
+    original = folders_module._decode_image_files
 
     def counting(paths):
         calls.append(len(paths))
         return original(paths)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(data_module, "_decode_image_files", counting)
+        patch.setattr(folders_module, "_decode_image_files", counting)
         FER2013(folder_root, cache_dir=cache)
     assert calls == [10]
     Image.fromarray(np.full((48, 48), 77, np.uint8)).save(path)

@@ -48,27 +48,47 @@ def test_the_api_reference_has_no_stale_entries() -> None:
 
 
 def _public_modules() -> list[str]:
+    """Every public module, those of the subpackages (``emotionnet.training.trainer``) too."""
     return sorted(
-        f"emotionnet.{info.name}"
-        for info in pkgutil.iter_modules(emotionnet.__path__)
-        if not info.name.startswith("_")
+        info.name
+        for info in pkgutil.walk_packages(emotionnet.__path__, prefix="emotionnet.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    )
+
+
+def _documented_as(module_name: str, name: str) -> str:
+    """Where a public name is documented: under the shortest path that re-exports it."""
+    value = getattr(importlib.import_module(module_name), name)
+    parts = module_name.split(".")
+    for depth in range(1, len(parts)):
+        package = importlib.import_module(".".join(parts[:depth]))
+        if name in getattr(package, "__all__", ()) and getattr(package, name) is value:
+            return f"{package.__name__}.{name}"
+    return f"{module_name}.{name}"
+
+
+def test_subpackage_modules_are_seen() -> None:
+    assert "emotionnet.training.trainer" in _public_modules()
+    assert _documented_as("emotionnet.training.trainer", "Trainer") == "emotionnet.Trainer"
+    assert (
+        _documented_as("emotionnet.training.callbacks", "EarlyStopping")
+        == "emotionnet.training.EarlyStopping"
     )
 
 
 @pytest.mark.parametrize("module_name", _public_modules())
 def test_every_public_name_of_every_module_is_in_the_api_reference(module_name: str) -> None:
     """Names only a submodule exports (``emotionnet.metrics.TTA_MODES``) are documented too,
-    under the top-level name when the package re-exports them, else under the module's."""
+    under the top-level name when the package re-exports them, else under the shortest
+    subpackage that re-exports them (``emotionnet.training.EarlyStopping``), else under the
+    module's own name."""
     module = importlib.import_module(module_name)
     targets = set(_documented_targets())
     if module_name in targets:  # automodule with members
         return
     missing = []
     for name in getattr(module, "__all__", ()):
-        top_level = name in emotionnet.__all__ and getattr(emotionnet, name) is getattr(
-            module, name
-        )
-        documented_as = f"emotionnet.{name}" if top_level else f"{module_name}.{name}"
+        documented_as = _documented_as(module_name, name)
         if documented_as not in targets:
             missing.append(documented_as)
     assert not missing, f"public names without an entry in docs/api.rst: {missing}"

@@ -853,13 +853,13 @@ class Payload:
 def test_code_in_a_checkpoint_never_runs_even_with_a_matching_digest(
     trained: Trainer, tmp_path: Path
 ) -> None:
-    from emotionnet.training import _save_checkpoint_file
+    from emotionnet.training.checkpoint import save_checkpoint_file
 
     marker = tmp_path / "code-ran"
     state = {**load_checkpoint(tmp_path / "last.ckpt"), "extra": Payload(marker)}
     signed = tmp_path / "signed.ckpt"  # the digest proves integrity, not trustworthiness
     with signed.open("wb") as handle:
-        _save_checkpoint_file(state, handle)
+        save_checkpoint_file(state, handle)
     plain = tmp_path / "plain.ckpt"
     torch.save(state, plain)
     for path in (signed, plain):

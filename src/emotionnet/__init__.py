@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .metrics import plot_confusion_matrix as plot_confusion_matrix
     from .metrics import report_from_predictions as report_from_predictions
     from .models import STEMS as STEMS
+    from .models import EmotionNet as EmotionNet
     from .models import ModelConfig as ModelConfig
     from .models import build_model as build_model
     from .models import resnet18_emotion as resnet18_emotion
@@ -93,6 +94,7 @@ _LAZY: dict[str, str] = {
     "resnet18_emotion": "models",
     "SPLITS": "data",
     "STEMS": "models",
+    "EmotionNet": "models",
     "to_face_array": "preprocessing",
     "TrainConfig": "training",
     "Trainer": "training",
@@ -107,6 +109,7 @@ __all__ = [
     "AugmentConfig",
     "Callback",
     "DlibHogDetector",
+    "EmotionNet",
     "EmotionNetError",
     "EmotionRecognizer",
     "EvaluationReport",

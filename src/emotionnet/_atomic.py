@@ -100,9 +100,14 @@ def atomic_write_bytes(
 
 
 def atomic_write_text(
-    path: str | os.PathLike[str], text: str, *, mode: int = _DEFAULT_MODE
+    path: str | os.PathLike[str], text: str, *, mode: int = _DEFAULT_MODE, parents: bool = False
 ) -> Path:
-    """Write ``text`` to ``path`` atomically as UTF-8, see :func:`atomic_write`."""
+    """Write ``text`` to ``path`` atomically as UTF-8, see :func:`atomic_write`.
+
+    With ``parents=True`` missing parent folders are created first.
+    """
+    if parents:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 

@@ -87,8 +87,17 @@ def check_number(
 ) -> float:
     """Return ``float(value)`` if it is a finite real number (not a ``bool``) in the interval.
 
+    The message names the interval the plainest way: ``a finite number``, ``a positive
+    number`` (``low=0, low_open=True``), ``a number >= 0`` or ``a number in [0, 1)``.
+
     Raises:
         InvalidArgumentError: ``name must be a number in [0, 1), got 2; <hint>.``
+
+    Example:
+        >>> check_number("timeout", 0, low=0, low_open=True)
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.InvalidArgumentError: timeout must be a positive number, got 0.
     """
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     number = float(value) if ok else math.nan  # type: ignore[arg-type]
@@ -96,11 +105,17 @@ def check_number(
     ok = ok and (number > low if low_open else number >= low)
     ok = ok and (number < high if high_open else number <= high)
     if not ok:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
+        if math.isinf(high) and math.isinf(low):
+            wanted = "a finite number"
+        elif math.isinf(high):
+            wanted = "a positive number" if low == 0 and low_open else f"a number >= {low:g}"
+            wanted = f"a number > {low:g}" if low_open and low != 0 else wanted
+        else:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            wanted = f"a number in {left}{low:g}, {high:g}{right}"
         raise InvalidArgumentError(
-            f"{name} must be a number in {left}{low:g}, {high:g}{right}, got {value!r}"
-            + (f"; {hint}." if hint else ".")
+            f"{name} must be {wanted}, got {value!r}" + (f"; {hint}." if hint else ".")
         )
     return number
 

@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from ._checks import check_int, check_number
 from .errors import InvalidArgumentError, MissingDependencyError, UnsupportedInputError
 from .images import ImageInput, load_image, original_size
 from .preprocessing import to_grayscale
@@ -423,25 +424,16 @@ def _check_filters(
     confidence_name: str = "min_confidence",
 ) -> None:
     """Raise InvalidArgumentError for a face filter out of range."""
-    if min_face_size is not None and (
-        isinstance(min_face_size, bool) or not isinstance(min_face_size, int) or min_face_size < 0
-    ):
-        raise InvalidArgumentError(
-            f"min_face_size must be a whole number of pixels >= 0, got {min_face_size!r}."
+    if min_face_size is not None:
+        check_int("min_face_size", min_face_size, minimum=0, hint="a size in pixels")
+    if min_confidence is not None:
+        check_number(
+            confidence_name,
+            min_confidence,
+            hint="on the detector's scale; pass None to keep every face",
         )
-    if min_confidence is not None and (
-        not _is_real(min_confidence) or not math.isfinite(min_confidence)
-    ):
-        raise InvalidArgumentError(
-            f"{confidence_name} must be a finite number (on the detector's scale), got "
-            f"{min_confidence!r}; pass None to keep every face."
-        )
-    if max_faces is not None and (
-        isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1
-    ):
-        raise InvalidArgumentError(
-            f"max_faces must be a positive integer, got {max_faces!r}; pass None for no limit."
-        )
+    if max_faces is not None:
+        check_int("max_faces", max_faces, minimum=1, hint="pass None for no limit")
 
 
 def _parse(

@@ -35,7 +35,6 @@ import importlib.resources
 import json
 import logging
 import math
-import numbers
 import os
 import re
 import threading
@@ -50,9 +49,13 @@ import torch
 from torch import nn
 
 from ._atomic import atomic_write_bytes, atomic_write_text
+from ._checks import check_number
 from ._io import file_kind
 from .errors import EmotionNetError, InvalidArgumentError, ModelLoadError, WeightsNotFoundError
-from .models import ModelConfig, _read_config_json, load_state_dict_strict
+from .models import ModelConfig
+from .models.card import _summary, model_card, normalize_evaluation
+from .models.config import _read_config_json
+from .models.weights import load_state_dict_strict
 
 __all__ = [
     "CONFIG_NAME",
@@ -62,8 +65,6 @@ __all__ = [
     "bundled_model_dir",
     "load_state_dict_strict",
     "load_weights",
-    "model_card",
-    "normalize_evaluation",
     "read_config",
     "resolve_model_files",
     "save_model_files",
@@ -88,16 +89,6 @@ _DEFAULT_TIMEOUT_S: Final[float] = 30.0
 _ETAG_TIMEOUT_S: Final[float] = 10.0
 _REPO_ID: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TRUE: Final[frozenset[str]] = frozenset({"1", "on", "yes", "true"})
-_SUMMARY_KEYS: Final[tuple[str, ...]] = (
-    "num_samples",
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "weighted_f1",
-    "ece",
-    "nll",
-    "tta",
-)
 
 
 @dataclass(frozen=True)
@@ -166,17 +157,15 @@ def _check_timeout(timeout: object) -> float | None:
     """Validate the ``timeout`` argument: ``None`` or a positive, finite number of seconds."""
     if timeout is None:
         return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, numbers.Real)
-        or not math.isfinite(float(timeout))
-        or float(timeout) <= 0
-    ):
-        raise InvalidArgumentError(
-            f"timeout must be a positive number of seconds, got {timeout!r}; pass e.g. 60, or "
-            f"None for {_TIMEOUT_ENV} (default {_DEFAULT_TIMEOUT_S:g} s)."
-        )
-    return float(timeout)
+    return check_number(
+        "timeout",
+        timeout,
+        low=0,
+        low_open=True,
+        hint=(
+            f"seconds; pass e.g. 60, or None for {_TIMEOUT_ENV} (default {_DEFAULT_TIMEOUT_S:g} s)"
+        ),
+    )
 
 
 def _hub_timeout(timeout: float | None) -> float:
@@ -802,178 +791,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str 
             "save_pretrained writes it."
         ) from None
     load_state_dict_strict(model, state, source=what)
-
-
-def _summary(report: Any) -> dict[str, Any]:
-    if hasattr(report, "to_dict") and hasattr(report, "accuracy"):
-        data = report.to_dict()
-    elif isinstance(report, Mapping):
-        data = dict(report)
-    else:
-        raise InvalidArgumentError(
-            f"Cannot use {type(report).__name__} as evaluation results; pass an "
-            "EvaluationReport, a dict of metric names to numbers, or a dict of names to those."
-        )
-    return {
-        key: data[key]
-        for key in _SUMMARY_KEYS
-        if key in data and (isinstance(data[key], (numbers.Real, str)) or data[key] is None)
-    }
-
-
-def _is_metrics(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(
-        isinstance(v, (numbers.Real, str)) or v is None for v in value.values()
-    )
-
-
-def normalize_evaluation(evaluation: Any) -> dict[str, Any]:
-    """Turn the accepted ``evaluation`` forms into ``{name: report or metrics dict}``.
-
-    Args:
-        evaluation: ``None``; an :class:`~emotionnet.metrics.EvaluationReport`; a dict of
-            metric names to numbers; or a dict of names (``"public_test"``,
-            ``"public_test, TTA flip"``) to either.
-
-    Returns:
-        Names to reports or metric dicts (``{}`` for ``None``).
-
-    Raises:
-        InvalidArgumentError: If the value has none of these forms.
-
-    Example:
-        >>> normalize_evaluation({"accuracy": 0.7})
-        {'evaluation': {'accuracy': 0.7}}
-    """
-    if evaluation is None:
-        return {}
-    if _is_metrics(evaluation) or (
-        hasattr(evaluation, "accuracy") and hasattr(evaluation, "to_dict")
-    ):
-        return {"evaluation": evaluation}
-    if isinstance(evaluation, Mapping):
-        for value in evaluation.values():
-            _summary(value)  # validates
-        return {str(name): value for name, value in evaluation.items()}
-    raise InvalidArgumentError(
-        f"Cannot use {type(evaluation).__name__} as evaluation results; pass an "
-        "EvaluationReport, a dict of metric names to numbers, or a dict of names to those."
-    )
-
-
-def _format_metric(value: Any, percent: bool) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    return f"{float(value):.2%}" if percent else f"{float(value):.4f}"
-
-
-def _table_cell(value: Any) -> str:
-    # A Markdown table cell is one line, and a bare | would end it.
-    return " ".join(str(value).split()).replace("|", "\\|")
-
-
-def model_card(
-    config: ModelConfig,
-    *,
-    evaluation: Mapping[str, Any] | None = None,
-    name: str = "emotionnet model",
-    metadata: Mapping[str, Any] | None = None,
-) -> str:
-    """Write the model card (``README.md``) of a saved model.
-
-    Args:
-        config: The model config.
-        evaluation: Names to :class:`~emotionnet.metrics.EvaluationReport` objects or metric
-            dicts, as :func:`normalize_evaluation` returns.
-        name: Title of the card.
-        metadata: Extra facts; ``"description"`` is printed under the title, and a
-            ``"training"`` table of facts about how the weights were made (recipe, epochs,
-            hardware, time, command, ...: names to text or numbers) becomes the card's
-            *Training* section.
-
-    Returns:
-        Markdown with a Hugging Face YAML header.
-
-    Example:
-        >>> card = model_card(ModelConfig(), evaluation={"public_test": {"accuracy": 0.7}},
-        ...                   metadata={"training": {"epochs": 40}})
-        >>> "| public_test | - | 70.00% |" in card, "| epochs | 40 |" in card
-        (True, True)
-    """
-    evaluation = evaluation or {}
-    metadata = metadata or {}
-    summaries = {key: _summary(value) for key, value in evaluation.items()}
-    lines = [
-        "---",
-        "library_name: emotionnet",
-        "license: mit",
-        "pipeline_tag: image-classification",
-        "tags:",
-        "- facial-expression-recognition",
-        "- emotion-recognition",
-        "- fer2013",
-        f"- {config.architecture}",
-        "- pytorch",
-        "---",
-        "",
-        f"# {name}",
-        "",
-    ]
-    if metadata.get("description"):
-        lines += [str(metadata["description"]), ""]
-    lines += [
-        f"A {config.architecture} facial emotion classifier ({config.stem!r} stem) for "
-        f"{config.input_size}x{config.input_size} grayscale faces, made with "
-        "[emotionnet](https://emotionnet.readthedocs.io).",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "from emotionnet import EmotionRecognizer",
-        "",
-        'recognizer = EmotionRecognizer.from_pretrained("path/or/org-name")',
-        'print(recognizer.predict("face.jpg"))',
-        'print(recognizer.predict("photo.jpg", faces=True))  # needs emotionnet[face]',
-        "```",
-        "",
-        "## Model",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| architecture | {config.architecture}, {config.stem!r} stem |",
-        f"| input | {config.in_chans} x {config.input_size} x {config.input_size}, "
-        f"normalised with mean {list(config.mean)} and std {list(config.std)} (0..1 scale) |",
-        f"| classes | {', '.join(config.labels)} |",
-        "",
-    ]
-    training = metadata.get("training")
-    if isinstance(training, Mapping) and training:
-        lines += ["## Training", "", "| | |", "|---|---|"]
-        lines += [f"| {key} | {_table_cell(value)} |" for key, value in training.items()]
-        lines.append("")
-    if summaries:
-        lines += [
-            "## Evaluation",
-            "",
-            "| data | samples | accuracy | balanced accuracy | macro F1 | weighted F1 | ECE |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for key, s in summaries.items():
-            samples = str(s["num_samples"]) if s.get("num_samples") is not None else "-"
-            lines.append(
-                f"| {key} | {samples} | {_format_metric(s.get('accuracy'), True)} | "
-                f"{_format_metric(s.get('balanced_accuracy'), True)} | "
-                f"{_format_metric(s.get('macro_f1'), False)} | "
-                f"{_format_metric(s.get('weighted_f1'), False)} | "
-                f"{_format_metric(s.get('ece'), False)} |"
-            )
-        lines.append("")
-        for key, value in evaluation.items():
-            if hasattr(value, "to_markdown"):
-                lines += [f"### {key}", "", value.to_markdown().rstrip(), ""]
-    return "\n".join(lines).rstrip() + "\n"
 
 
 def save_model_files(

@@ -161,8 +161,9 @@ def train_recipe(
     """Train a recipe and write the released model folder.
 
     The recipe's seed fixes the initial weights too (unless ``recipe.init`` names weights to
-    start from), so a run is reproducible from its recipe alone. The best epoch's weights are saved in ``recipe.dtype``, loaded back and evaluated
-    on ``val_data`` with eager PyTorch for each of ``recipe.tta`` (the reference numbers),
+    start from), so a run is reproducible from its recipe alone. The best epoch's weights
+    are saved in ``recipe.dtype``, loaded back and evaluated on ``val_data`` with eager
+    PyTorch for each of ``recipe.tta`` (the reference numbers),
     and the folder gets ``model.safetensors``, ``config.json`` (with ``metadata``),
     ``README.md``, ``evaluation_<split>[_<tta>].json``, ``recipe.<ext>``,
     ``train_config.json``, ``history.json`` and ``history.csv``. Checkpoints go to

@@ -1,0 +1,50 @@
+"""ResNet18 for 48x48 grayscale faces, and the config that travels with its weights.
+
+:func:`resnet18_emotion` returns an :class:`EmotionNet`: a torchvision
+:class:`~torchvision.models.ResNet` whose layer names (``conv1``, ``bn1``, ``layer1`` ..
+``layer4``, ``fc``) and state-dict keys are exactly torchvision's, so ImageNet weights and
+any ``resnet18`` tooling apply. Only the stem changes with the input size in mind (:data:`STEMS`):
+
+=============  ================================  =========  ==================
+stem           first layers                      final map  multiply-adds
+=============  ================================  =========  ==================
+``imagenet``   conv 7x7 stride 2 + max-pool 3x3  2x2        0.09 G (1x)
+``middle``     conv 3x3 stride 2, no max-pool    3x3        0.31 G (3.3x)
+``small``      conv 3x3 stride 1, no max-pool    6x6        1.25 G (13x)
+=============  ================================  =========  ==================
+
+(per 48x48 image). :class:`ModelConfig` holds what is needed to rebuild the
+model and feed it (stem, classes, input size, mean/std, label names); it is saved as
+``config.json`` next to the weights. :class:`EmotionNet` saves, loads and pushes itself
+through huggingface_hub's :class:`~huggingface_hub.PyTorchModelHubMixin`.
+
+Layout: :mod:`~emotionnet.models.config` (:class:`ModelConfig`),
+:mod:`~emotionnet.models.resnet` (:class:`EmotionNet`, the factories, ImageNet weights),
+:mod:`~emotionnet.models.weights` (the one strict state-dict reader) and
+:mod:`~emotionnet.models.card` (the model card).
+
+Example:
+    >>> import torch
+    >>> from emotionnet.models import ModelConfig, build_model
+    >>> model = build_model(ModelConfig(stem="middle"))
+    >>> model.eval()(torch.zeros(2, 1, 48, 48)).shape
+    torch.Size([2, 7])
+"""
+
+from __future__ import annotations
+
+from .config import ARCHITECTURES, STEMS, ModelConfig
+from .resnet import EmotionNet, build_model, resnet18_emotion
+from .weights import clean_state_dict, read_state_dict
+from .weights import load_state_dict_strict as load_state_dict_strict
+
+__all__ = [
+    "ARCHITECTURES",
+    "STEMS",
+    "EmotionNet",
+    "ModelConfig",
+    "build_model",
+    "clean_state_dict",
+    "read_state_dict",
+    "resnet18_emotion",
+]

@@ -1,0 +1,276 @@
+"""The :class:`ModelConfig` that travels with the weights as ``config.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from .._atomic import atomic_write_text
+from .._checks import check_choice, check_int
+from .._config import config_values
+from .._io import read_json_file
+from ..errors import InvalidArgumentError
+from ..labels import EMOTIONS, NUM_CLASSES
+from ..preprocessing import FER2013_MEAN, FER2013_STD, IMAGE_SIZE
+
+__all__ = ["ARCHITECTURES", "STEMS", "ModelConfig"]
+
+STEMS: Final[tuple[str, ...]] = ("imagenet", "small", "middle")
+"""The ``stem`` values of :func:`resnet18_emotion`: ``"imagenet"`` (7x7 stride-2 convolution
+and max-pool, 2x2 final map at 48 px), ``"small"`` (3x3 stride 1, no max-pool, 6x6) and
+``"middle"`` (3x3 stride 2, no max-pool, 3x3; the default)."""
+
+ARCHITECTURES: Final[tuple[str, ...]] = ("resnet18",)
+"""Valid values of :attr:`ModelConfig.architecture`."""
+
+CONFIG_FILENAME: Final[str] = "config.json"
+
+
+# Limits of a config (documented in ModelConfig): beyond them a config.json of a few
+# kilobytes would make build_model or predict allocate gigabytes.
+_MIN_INPUT_SIZE: Final[int] = 8
+_MAX_INPUT_SIZE: Final[int] = 1024
+_MAX_CLASSES: Final[int] = 10_000
+_MAX_CHANNELS: Final[int] = 64
+_MIN_STD: Final[float] = 1e-6
+
+
+def _read_config_json(path: Path) -> Any:
+    return read_json_file(path, "model config")
+
+
+def _check_positive_int(name: str, value: object, hint: str) -> int:
+    return check_int(name, value, minimum=1, hint=hint)
+
+
+def _check_range(name: str, value: int, low: int, high: int, hint: str) -> None:
+    check_int(name, value, minimum=low, maximum=high, hint=hint)
+
+
+def _check_stem(stem: object) -> str:
+    return check_choice("stem", stem, STEMS)
+
+
+def _check_dropout(dropout: object) -> float:
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, (int, float))
+        or not 0.0 <= dropout < 1.0
+    ):
+        raise InvalidArgumentError(
+            f"dropout must be a probability in [0, 1), got {dropout!r}; use 0.0 to disable it."
+        )
+    return float(dropout)
+
+
+def _as_float_tuple(name: str, value: object) -> tuple[float, ...]:
+    items = (value,) if isinstance(value, (int, float)) else value
+    if (
+        not isinstance(items, Sequence)
+        or isinstance(items, str)
+        or not items
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+    ):
+        raise InvalidArgumentError(
+            f"{name} must be a non-empty sequence of numbers (one per channel), got {value!r}."
+        )
+    try:
+        return tuple(float(v) for v in items)
+    except OverflowError:  # an integer beyond the float range
+        raise InvalidArgumentError(
+            f"{name} values must be finite numbers (0..1 scale), got {value!r}."
+        ) from None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and feed it, saved as ``config.json``.
+
+    Attributes:
+        architecture: Network family; only ``"resnet18"`` for now.
+        stem: One of :data:`STEMS`.
+        num_classes: Number of output logits, 1 to 10,000.
+        in_chans: Number of input channels, 1 to 64.
+        input_size: Side of the square input image in pixels, 8 to 1024.
+        mean: Per-channel mean on the 0..1 scale used by :func:`~emotionnet.normalize`;
+            finite.
+        std: Per-channel standard deviation on the 0..1 scale; finite and above 1e-6.
+        labels: Class names, index ``i`` naming logit ``i``; distinct and not empty.
+        dropout: Dropout before the classifier during training.
+
+    Example:
+        >>> config = ModelConfig(stem="small")
+        >>> ModelConfig.from_dict(config.to_dict()) == config
+        True
+        >>> config.to_dict()["labels"][:2]
+        ['angry', 'disgust']
+    """
+
+    architecture: str = "resnet18"
+    stem: str = "middle"
+    num_classes: int = NUM_CLASSES
+    in_chans: int = 1
+    input_size: int = IMAGE_SIZE
+    mean: tuple[float, ...] = (FER2013_MEAN,)
+    std: tuple[float, ...] = (FER2013_STD,)
+    labels: tuple[str, ...] = EMOTIONS
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise InvalidArgumentError(
+                f"Unknown value {self.architecture!r} for architecture. Valid values are "
+                f"{set(ARCHITECTURES)}."
+            )
+        _check_stem(self.stem)
+        _check_positive_int("num_classes", self.num_classes, "e.g. 7 for FER2013")
+        _check_range("num_classes", self.num_classes, 1, _MAX_CLASSES, "e.g. 7 for FER2013")
+        _check_positive_int("in_chans", self.in_chans, "1 for grayscale, 3 for RGB")
+        _check_range("in_chans", self.in_chans, 1, _MAX_CHANNELS, "1 for grayscale, 3 for RGB")
+        _check_positive_int("input_size", self.input_size, "48 for FER2013")
+        _check_range(
+            "input_size",
+            self.input_size,
+            _MIN_INPUT_SIZE,
+            _MAX_INPUT_SIZE,
+            "the side of the square input in pixels, 48 for FER2013",
+        )
+        _check_dropout(self.dropout)
+        mean = _as_float_tuple("mean", self.mean)
+        std = _as_float_tuple("std", self.std)
+        if len(mean) != self.in_chans or len(std) != self.in_chans:
+            raise InvalidArgumentError(
+                f"mean {mean} and std {std} need one value per input channel "
+                f"(in_chans={self.in_chans})."
+            )
+        if not all(math.isfinite(m) for m in mean):
+            raise InvalidArgumentError(
+                f"mean values must be finite numbers (0..1 scale), got {mean}."
+            )
+        if not all(math.isfinite(s) and s > _MIN_STD for s in std):
+            raise InvalidArgumentError(
+                f"std values must be positive (greater than {_MIN_STD:g}) and finite, got "
+                f"{std}; the pixels are divided by them."
+            )
+        if isinstance(self.labels, str) or not all(isinstance(x, str) for x in self.labels):
+            raise InvalidArgumentError(
+                f"labels must be a sequence of class names, got {self.labels!r}."
+            )
+        labels = tuple(self.labels)
+        if len(labels) != self.num_classes:
+            raise InvalidArgumentError(
+                f"labels has {len(labels)} names but num_classes is {self.num_classes}; "
+                "give one name per class."
+            )
+        if not all(label.strip() for label in labels):
+            raise InvalidArgumentError(f"labels must not be empty names, got {list(labels)}.")
+        repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
+        if repeated:
+            raise InvalidArgumentError(
+                f"labels must name each class once, but {repeated} appear more than once in "
+                f"{list(labels)}."
+            )
+        # Lists from JSON become tuples so configs compare, hash and stay immutable.
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "dropout", float(self.dropout))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of the fields (tuples become lists).
+
+        Returns:
+            A dict that :meth:`from_dict` turns back into an equal config.
+
+        Example:
+            >>> ModelConfig().to_dict()["stem"]
+            'middle'
+        """
+        return {
+            "architecture": self.architecture,
+            "stem": self.stem,
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "labels": list(self.labels),
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Build a config from a dict such as :meth:`to_dict` returns.
+
+        Missing keys take their defaults.
+
+        Args:
+            data: Field names to values.
+
+        Returns:
+            The config.
+
+        Raises:
+            InvalidArgumentError: If ``data`` has unknown keys or invalid values.
+
+        Example:
+            >>> ModelConfig.from_dict({"stem": "small"}).stem
+            'small'
+        """
+        return cls(**config_values(cls, data, what="model config"))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the config as JSON.
+
+        Args:
+            path: A ``.json`` file, or a directory in which ``config.json`` is written
+                (created if needed).
+
+        Returns:
+            The path of the written file.
+
+        Example:
+            >>> import tempfile
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     written = ModelConfig().save(folder)
+            ...     ModelConfig.load(folder) == ModelConfig(), written.name
+            (True, 'config.json')
+        """
+        target = _config_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(target, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelConfig:
+        """Read a config written by :meth:`save`.
+
+        Args:
+            path: A ``.json`` file, or a directory holding ``config.json``.
+
+        Returns:
+            The config.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            InvalidArgumentError: If the file is not a regular file, not valid JSON (or
+                nested too deeply), or has unknown keys or invalid values.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     _ = pathlib.Path(folder, "config.json").write_text('{"stem": "small"}')
+            ...     ModelConfig.load(folder).stem
+            'small'
+        """
+        return cls.from_dict(_read_config_json(_config_path(path)))
+
+
+def _config_path(path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    return target if target.suffix == ".json" else target / CONFIG_FILENAME

@@ -1,0 +1,522 @@
+"""Settings of a training run: :class:`TrainConfig`, its valid values, and config files.
+
+Example:
+    >>> TrainConfig(max_epochs=3).monitor_mode
+    'max'
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final, cast
+
+import torch
+
+from .._atomic import atomic_write_text
+from .._checks import check_choice
+from .._config import config_values
+from .._io import read_text_file
+from ..augmentation import AugmentConfig
+from ..errors import InvalidArgumentError, MissingDependencyError
+
+__all__ = [
+    "AMP_MODES",
+    "MONITORS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TrainConfig",
+    "bf16_supported",
+    "read_config_file",
+]
+
+OPTIMIZERS: Final[tuple[str, ...]] = ("sgd", "adamw")
+"""Valid values of :attr:`TrainConfig.optimizer`."""
+
+SCHEDULES: Final[tuple[str, ...]] = ("cosine", "onecycle", "plateau", "constant")
+"""Valid values of :attr:`TrainConfig.schedule`."""
+
+AMP_MODES: Final[tuple[str, ...]] = ("auto", "bf16", "fp16", "off")
+"""Valid values of :attr:`TrainConfig.amp`."""
+
+MONITORS: Final[dict[str, str]] = {
+    "val_accuracy": "max",
+    "val_macro_f1": "max",
+    "val_loss": "min",
+    "train_loss": "min",
+}
+"""Metrics :attr:`TrainConfig.monitor` can select, with the direction that is better."""
+
+MONITOR_ALIASES: Final[dict[str, str]] = {
+    "accuracy": "val_accuracy",
+    "macro_f1": "val_macro_f1",
+    "loss": "val_loss",
+}
+
+
+def bf16_supported(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively, so bf16 autocast pays off there.
+
+    On CUDA this is :func:`torch.cuda.is_bf16_supported`. On the CPU it is what PyTorch's
+    own CPU feature detection reports: AVX512-BF16 or AMX instructions (recent Intel Xeon,
+    AMD Zen 4 and later). Elsewhere (other CPUs, ``mps``) it is ``False``: bf16 would be
+    emulated there and run slower than float32.
+
+    Args:
+        device: A device or device string.
+
+    Returns:
+        ``True`` if bf16 autocast is fast on ``device``.
+
+    Example:
+        >>> bf16_supported("cpu") in (True, False)
+        True
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def _fail(name: str, value: object, expected: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{name} must be {expected}, got {value!r}.")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _choice(name: str, value: object, valid: Iterable[str]) -> str:
+    return str(check_choice(name, value, valid))
+
+
+def _toml_loads(text: str, source: Path) -> object:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib.loads(text)
+    try:  # pragma: no cover - Python 3.10 only
+        tomli = importlib.import_module("tomli")
+    except ModuleNotFoundError as exc:  # pragma: no cover
+        raise MissingDependencyError(
+            f"Reading {source} needs a TOML parser: Python 3.11+ has one built in; on "
+            "Python 3.10 run `pip install tomli`, or use a JSON config."
+        ) from exc
+    return cast(object, tomli.loads(text))  # pragma: no cover
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a dict.
+
+    TOML needs Python 3.11+ (``tomllib``) or the ``tomli`` package on 3.10. Only a regular
+    file is opened: a named pipe, a device or a folder is refused at once (reading a pipe
+    would wait for a writer).
+
+    Args:
+        path: A ``.json`` or ``.toml`` file, UTF-8 encoded.
+
+    Returns:
+        The parsed top-level table.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        InvalidArgumentError: If the suffix is neither ``.json`` nor ``.toml``, the path is
+            not a regular file or cannot be read, the file is larger than 16 MiB or not
+            UTF-8, or it does not parse to a table.
+        MissingDependencyError: For TOML on Python 3.10 without ``tomli``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder, "train.json")
+        ...     _ = path.write_text('{"max_epochs": 3}')
+        ...     read_config_file(path)
+        {'max_epochs': 3}
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in (".json", ".toml"):
+        raise InvalidArgumentError(
+            f"Config file {target} has the suffix {target.suffix!r}; use a .json or .toml file."
+        )
+    text = read_text_file(target, "config file")
+    data: object
+    try:
+        data = json.loads(text) if suffix == ".json" else _toml_loads(text, target)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise InvalidArgumentError(f"Could not parse {target}: {exc}.") from exc
+    except RecursionError as exc:
+        raise InvalidArgumentError(
+            f"Could not parse {target}: it is nested too deeply to be a config file."
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(
+            f"{target} must hold a table of settings, got {type(data).__name__}."
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run; JSON/TOML round-trippable.
+
+    Attributes:
+        max_epochs: Number of epochs. The cosine and one-cycle schedules span them, so a
+            resumed run must keep the value (see :meth:`Trainer.fit`).
+        batch_size: Images per optimizer step and process.
+        optimizer: ``"sgd"`` (with Nesterov momentum when ``momentum > 0``) or ``"adamw"``.
+        lr: Peak learning rate.
+        momentum: SGD momentum (ignored by AdamW).
+        weight_decay: Weight decay.
+        decay_norm_and_bias: Also decay 1-D parameters (norm weights, biases); off by default,
+            as in most ResNet recipes.
+        schedule: ``"cosine"`` (linear warm-up, then cosine to ``min_lr``), ``"onecycle"``
+            (:class:`~torch.optim.lr_scheduler.OneCycleLR`, warm-up fraction
+            ``warmup_epochs / max_epochs`` or 0.3 when ``warmup_epochs`` is 0; a positive
+            warm-up must span at least 2 optimizer steps),
+            ``"plateau"`` (linear warm-up, then the LR is multiplied by ``plateau_factor``
+            when the monitored metric has not improved for ``plateau_patience`` epochs) or
+            ``"constant"`` (linear warm-up, then ``lr``). Warm-up and cosine step per batch.
+        warmup_epochs: Length of the linear warm-up (may be fractional).
+        min_lr: Final LR of the cosine schedule, lower bound of the plateau schedule.
+        plateau_factor: LR factor of the plateau schedule.
+        plateau_patience: Epochs without improvement before the plateau schedule decays.
+        label_smoothing: Label smoothing of the cross-entropy loss.
+        class_weights: ``None``, a method name of
+            :func:`emotionnet.class_weights.compute_class_weights` (e.g. ``"balanced"``),
+            computed from the training labels, or one weight per class.
+        mixup_alpha: Mixup Beta parameter; 0 disables mixup.
+        cutmix_alpha: Cutmix Beta parameter; 0 disables cutmix.
+        mix_prob: Probability that a batch is mixed (when an alpha is positive).
+        mix_switch_prob: Probability of cutmix rather than mixup when both are enabled.
+        mix_off_epochs: Train the last this many epochs without mixup and cutmix, so the
+            model ends on the images as they are.
+        grad_clip: Maximum gradient norm, or ``None``.
+        max_nonfinite_steps: How many optimizer steps in a row may have a NaN or infinite
+            loss (or, with ``grad_clip``, gradient norm); such steps are skipped, as if their
+            batch did not exist (the LR schedule still advances). One more stops the run with
+            :class:`~emotionnet.errors.NonFiniteLossError`, leaving the last checkpoint as it
+            was; 0 stops at the first one. A diverged run, whose every step is non-finite,
+            thus stops within ``max_nonfinite_steps + 1`` steps. (Under ``amp="fp16"`` the
+            gradient scaler skips steps with overflowing gradients itself; those do not
+            count.)
+        ema_decay: Keep an exponential moving average of the weights and the batch-norm
+            buffers, updated after every optimizer step with this decay (``0.999`` averages
+            over about the last 1,000 steps); validation, best-checkpoint selection,
+            ``best.safetensors`` and :meth:`Trainer.load_best` then use the averaged model.
+            ``None`` (the default) keeps no average. Built on
+            :class:`torch.optim.swa_utils.AveragedModel`.
+        seed: Seed of every random choice of the run (a non-negative integer).
+        device: ``"auto"`` (CUDA when available, else CPU), or a torch device string.
+        num_workers: DataLoader worker processes that build batches when
+            ``data_on_device`` is off; ``None`` picks ``min(4, cpu_count // 4)`` then, and 0
+            (batches built in the training process) otherwise.
+        num_threads: Intra-op CPU threads while :meth:`Trainer.fit` runs
+            (:func:`torch.set_num_threads`, restored afterwards); ``None`` keeps PyTorch's
+            setting, one thread per physical core. On a machine where other processes keep
+            cores busy, fewer threads than cores train faster (see the training guide).
+        data_on_device: Keep the training set on the training device and build each batch
+            there in the training process (on the CPU: no DataLoader workers); ``None``
+            means on unless ``num_workers`` asks for worker processes. On is the fastest
+            on CUDA and, measured by ``benchmarks/bench_train_step.py``, on the CPU too.
+        amp: ``"auto"`` (bf16 autocast where the device computes bf16 natively, see
+            :func:`bf16_supported`: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX;
+            float32 elsewhere), ``"bf16"``, ``"fp16"`` (CUDA only, with a gradient scaler)
+            or ``"off"``.
+        channels_last: Use the ``channels_last`` memory format; ``None`` means on (on the
+            CPU it measures faster than NCHW in float32 and the same under bf16).
+        compile: Train through :func:`torch.compile`.
+        augment: Per-image augmentation, see :class:`~emotionnet.augmentation.AugmentConfig`.
+        monitor: Metric that selects the best checkpoint, drives early stopping and the
+            plateau schedule: one of :data:`MONITORS` (``"accuracy"``, ``"macro_f1"`` and
+            ``"loss"`` are short for the ``val_`` ones).
+        early_stopping_patience: Stop after this many epochs without improvement; ``None``
+            never stops early.
+        checkpoint_dir: Folder for checkpoints and logs; ``None`` writes nothing.
+        save_every: Write ``last.ckpt`` every this many epochs (and always at the end).
+        progress: Show tqdm progress bars.
+        eval_batch_size: Images per forward pass in validation.
+        eval_tta: Test-time augmentation in validation (``tta`` of
+            :func:`emotionnet.inference.predict_logits`): ``False``, ``True`` or one of
+            :data:`emotionnet.inference.TTA_MODES`.
+
+    Example:
+        >>> config = TrainConfig(max_epochs=5, monitor="macro_f1")
+        >>> config.monitor
+        'val_macro_f1'
+        >>> TrainConfig.from_dict(config.to_dict()) == config
+        True
+    """
+
+    max_epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    min_lr: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    label_smoothing: float = 0.0
+    class_weights: str | Sequence[float] | None = None
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+    mix_off_epochs: int = 0
+    grad_clip: float | None = None
+    max_nonfinite_steps: int = 3
+    ema_decay: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int | None = None
+    num_threads: int | None = None
+    data_on_device: bool | None = None
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    monitor: str = "val_accuracy"
+    early_stopping_patience: int | None = None
+    checkpoint_dir: str | None = None
+    save_every: int = 1
+    progress: bool = True
+    eval_batch_size: int = 256
+    eval_tta: bool | str = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("max_epochs", "batch_size", "save_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise _fail(name, value, "a positive integer")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp", self.amp, AMP_MODES)
+        if not _is_number(self.lr) or not self.lr > 0:
+            raise _fail("lr", self.lr, "a positive number")
+        for name in ("momentum", "weight_decay", "min_lr", "warmup_epochs"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise _fail(name, value, "a number >= 0")
+            set_(self, name, float(value))
+        set_(self, "lr", float(self.lr))
+        if self.momentum >= 1:
+            raise _fail("momentum", self.momentum, "in [0, 1)")
+        if self.schedule == "onecycle" and self.warmup_epochs >= self.max_epochs:
+            raise _fail(
+                "warmup_epochs",
+                self.warmup_epochs,
+                f"shorter than max_epochs ({self.max_epochs}) for the one-cycle schedule",
+            )
+        if not _is_number(self.plateau_factor) or not 0 < self.plateau_factor < 1:
+            raise _fail("plateau_factor", self.plateau_factor, "in (0, 1)")
+        set_(self, "plateau_factor", float(self.plateau_factor))
+        if not _is_int(self.plateau_patience) or self.plateau_patience < 0:
+            raise _fail("plateau_patience", self.plateau_patience, "an integer >= 0")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise _fail("label_smoothing", self.label_smoothing, "in [0, 1)")
+        set_(self, "label_smoothing", float(self.label_smoothing))
+        weights = self.class_weights
+        if isinstance(weights, (list, tuple)):
+            if not weights or not all(_is_number(w) and w >= 0 for w in weights):
+                raise _fail("class_weights", weights, "a list of non-negative numbers")
+            set_(self, "class_weights", tuple(float(w) for w in weights))
+        elif isinstance(weights, str):
+            from ..class_weights import METHODS
+
+            _choice("class_weights", weights, METHODS)
+        elif weights is not None:
+            raise _fail("class_weights", weights, "None, a method name or one weight per class")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0:
+                raise _fail(name, value, "a number >= 0 (0 disables it)")
+            set_(self, name, float(value))
+        for name in ("mix_prob", "mix_switch_prob"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value <= 1:
+                raise _fail(name, value, "a probability in [0, 1]")
+            set_(self, name, float(value))
+        if not _is_int(self.mix_off_epochs) or not 0 <= self.mix_off_epochs <= self.max_epochs:
+            raise _fail(
+                "mix_off_epochs", self.mix_off_epochs, f"an integer in [0, {self.max_epochs}]"
+            )
+        if self.ema_decay is not None:
+            if not _is_number(self.ema_decay) or not 0 < self.ema_decay < 1:
+                raise _fail("ema_decay", self.ema_decay, "None or a number in (0, 1), e.g. 0.999")
+            set_(self, "ema_decay", float(self.ema_decay))
+        if self.grad_clip is not None:
+            if not _is_number(self.grad_clip) or not self.grad_clip > 0:
+                raise _fail("grad_clip", self.grad_clip, "None or a positive number")
+            set_(self, "grad_clip", float(self.grad_clip))
+        if not _is_int(self.max_nonfinite_steps) or self.max_nonfinite_steps < 0:
+            raise _fail(
+                "max_nonfinite_steps", self.max_nonfinite_steps, "an integer >= 0 (0 stops at once)"
+            )
+        if not _is_int(self.seed) or self.seed < 0:
+            raise _fail("seed", self.seed, "a non-negative integer")
+        if not isinstance(self.device, str):
+            set_(self, "device", str(self.device))
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as exc:
+                raise _fail("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+        if self.num_workers is not None and (not _is_int(self.num_workers) or self.num_workers < 0):
+            raise _fail("num_workers", self.num_workers, "None or an integer >= 0")
+        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
+            raise _fail("num_threads", self.num_threads, "None or a positive integer")
+        for name in ("data_on_device", "channels_last"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise _fail(name, value, "None (automatic), True or False")
+        if self.data_on_device and self.num_workers:
+            raise InvalidArgumentError(
+                f"num_workers={self.num_workers} builds batches in worker processes, but "
+                "data_on_device=True builds them in the training process; set num_workers=0 "
+                "(or None), or data_on_device=False."
+            )
+        for name in ("compile", "decay_norm_and_bias", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise _fail(name, getattr(self, name), "True or False")
+        if isinstance(self.augment, Mapping):
+            set_(self, "augment", AugmentConfig.from_dict(self.augment))
+        elif not isinstance(self.augment, AugmentConfig):
+            raise _fail("augment", self.augment, "an AugmentConfig or a table of its fields")
+        monitor = MONITOR_ALIASES.get(str(self.monitor), self.monitor)
+        set_(self, "monitor", _choice("monitor", monitor, [*MONITORS, *MONITOR_ALIASES]))
+        patience = self.early_stopping_patience
+        if patience is not None and (not _is_int(patience) or patience < 1):
+            raise _fail("early_stopping_patience", patience, "None or a positive integer")
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+                raise _fail("checkpoint_dir", self.checkpoint_dir, "None or a folder path")
+            set_(self, "checkpoint_dir", os.fspath(self.checkpoint_dir))
+        if not isinstance(self.eval_tta, (bool, str)):
+            raise _fail("eval_tta", self.eval_tta, "False, True or a TTA mode name")
+        if isinstance(self.eval_tta, str):
+            from ..inference import TTA_MODES
+
+            if self.eval_tta not in TTA_MODES:
+                raise InvalidArgumentError(
+                    f"Unknown value {self.eval_tta!r} for argument eval_tta. Valid values are "
+                    f"False, True, {', '.join(repr(m) for m in TTA_MODES)}."
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of the settings (``augment`` as a nested dict).
+
+        Returns:
+            Setting names to values.
+
+        Example:
+            >>> TrainConfig().to_dict()["augment"]["hflip"]
+            0.5
+        """
+        result: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, AugmentConfig):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            result[item.name] = value
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build a config from a dict such as :meth:`to_dict` or a config file gives.
+
+        ``epochs`` is accepted as another name for ``max_epochs``.
+
+        Args:
+            data: Setting names to values; missing settings take their defaults.
+
+        Returns:
+            The config.
+
+        Raises:
+            InvalidArgumentError: If ``data`` has unknown keys or invalid values.
+
+        Example:
+            >>> TrainConfig.from_dict({"epochs": 3, "augment": {"hflip": 0.0}}).max_epochs
+            3
+        """
+        values = config_values(cls, data, what="training config", aliases={"epochs": "max_epochs"})
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, section: str | None = None) -> TrainConfig:
+        r"""Read a config from a JSON or TOML file.
+
+        Args:
+            path: A ``.json`` or ``.toml`` file.
+            section: Read this table of the file (e.g. ``"train"`` in a recipe file that also
+                holds model and data settings); ``None`` reads the top level.
+
+        Returns:
+            The config.
+
+        Raises:
+            InvalidArgumentError: If the file, the section or a setting is invalid.
+            MissingDependencyError: For TOML on Python 3.10 without ``tomli``.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = pathlib.Path(folder, "recipe.toml")
+            ...     _ = path.write_text("[train]\nmax_epochs = 4\n[train.augment]\nhflip = 0\n")
+            ...     config = TrainConfig.from_file(path, section="train")
+            >>> config.max_epochs, config.augment.hflip
+            (4, 0.0)
+        """
+        data = read_config_file(path)
+        if section is not None:
+            table = data.get(section)
+            if not isinstance(table, Mapping):
+                raise InvalidArgumentError(
+                    f"{path} has no table [{section}]; its top-level keys are {sorted(data)}."
+                )
+            data = dict(table)
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the config as JSON.
+
+        Args:
+            path: The ``.json`` file to write (parent folders are created).
+
+        Returns:
+            The path written.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = TrainConfig(lr=0.05).save(pathlib.Path(folder, "train.json"))
+            ...     TrainConfig.from_file(path).lr
+            0.05
+        """
+        return atomic_write_text(
+            Path(path), json.dumps(self.to_dict(), indent=2) + "\n", parents=True
+        )
+
+    @property
+    def monitor_mode(self) -> str:
+        """``"max"`` or ``"min"``: which direction of :attr:`monitor` is better."""
+        return MONITORS[self.monitor]
