@@ -5,7 +5,8 @@ writes ``best.safetensors``); :class:`EarlyStopping` ends a run whose metric sto
 improving. Like Ignite's handlers, both have ``state_dict()`` / ``load_state_dict()``: the
 :class:`~emotionnet.training.Trainer` saves their state in ``last.ckpt`` and restores it on
 resume, so a resumed run selects and stops exactly as an uninterrupted one. A callback of
-yours with these two methods is saved and restored the same way.
+yours with these two methods is saved and restored the same way (change its state in
+:meth:`Callback.on_validation_end`, which runs before the epoch's checkpoint is written).
 
 Example:
     >>> stopper = EarlyStopping(patience=2)
@@ -60,6 +61,14 @@ class Callback:
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """Called before each epoch; ``epoch`` counts from 1."""
+
+    def on_validation_end(self, trainer: Trainer, row: Row) -> None:
+        """Called after each epoch's validation, before its checkpoint is written.
+
+        Change here what ``last.ckpt`` must hold for this epoch (the state of a callback with
+        ``state_dict``, ``trainer.should_stop``); the trainer's own handlers
+        (:class:`BestWeights`, :class:`EarlyStopping`) run first.
+        """
 
     def on_epoch_end(self, trainer: Trainer, row: Row) -> None:
         """Called after each epoch's validation and checkpoint with its history row."""
@@ -138,7 +147,7 @@ class BestWeights(_MonitorHandler):
         self.value, self.epoch = float(value), int(epoch)
         return True
 
-    def on_epoch_end(self, trainer: Trainer, row: Row) -> None:
+    def on_validation_end(self, trainer: Trainer, row: Row) -> None:
         """Keep (and write) the epoch's weights if its metric is the best so far."""
         if not self.update(int(row["epoch"]), self._value(row)) or not trainer.is_main_process:
             return
@@ -235,7 +244,7 @@ class EarlyStopping(_MonitorHandler):
             self.bad_epochs += 1
         return self.triggered
 
-    def on_epoch_end(self, trainer: Trainer, row: Row) -> None:
+    def on_validation_end(self, trainer: Trainer, row: Row) -> None:
         """Count the epoch and set ``trainer.should_stop`` when patience has run out."""
         if not self.update(int(row["epoch"]), self._value(row)):
             return

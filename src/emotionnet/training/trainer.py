@@ -101,10 +101,11 @@ class Trainer:
         model_config: The model's :class:`~emotionnet.models.ModelConfig`; saved as
             ``config.json`` next to ``best.safetensors``, and its mean/std and labels are
             used. Without it, the FER2013 mean/std are used.
-        callbacks: Objects with any of the :class:`Callback` hooks. They run after the
-            trainer's own handlers (:attr:`best_weights`, :attr:`early_stopping`) and after
-            the epoch's checkpoint. Those with ``state_dict()`` and ``load_state_dict()`` are
-            saved in ``last.ckpt`` (plain values and tensors only) and restored on resume.
+        callbacks: Objects with any of the :class:`Callback` hooks. Their
+            ``on_validation_end`` runs after the trainer's own handlers
+            (:attr:`best_weights`, :attr:`early_stopping`) and before the epoch's checkpoint,
+            ``on_epoch_end`` after it. Those with ``state_dict()`` and ``load_state_dict()``
+            are saved in ``last.ckpt`` (plain values and tensors only) and restored on resume.
 
     Raises:
         InvalidArgumentError: If the data is unlabelled, labels are out of range, the model
@@ -887,8 +888,9 @@ class Trainer:
         if config.schedule == "plateau" and self.global_step >= self._warmup_steps():
             self.scheduler.step(row[config.monitor])
         # Only rank 0 keeps and writes the best weights; every rank counts for early stopping.
-        self.best_weights.on_epoch_end(self, row)
-        self.early_stopping.on_epoch_end(self, row)
+        self.best_weights.on_validation_end(self, row)
+        self.early_stopping.on_validation_end(self, row)
+        self._run_callbacks("on_validation_end", row)
         self._log(row)
         last = self.epoch >= config.max_epochs or self.should_stop
         if self.checkpoint_dir is not None and (last or self.epoch % config.save_every == 0):
