@@ -19,7 +19,7 @@ from typing import Any, Final, cast
 import torch
 
 from .._atomic import atomic_write_text
-from .._checks import check_choice
+from .._checks import check_choice, check_int, check_number, check_probability
 from .._config import config_values
 from .._io import read_text_file
 from ..augmentation import AugmentConfig
@@ -88,14 +88,6 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
 
 def _fail(name: str, value: object, expected: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"{name} must be {expected}, got {value!r}.")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _choice(name: str, value: object, valid: Iterable[str]) -> str:
@@ -302,41 +294,37 @@ class TrainConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         for name in ("max_epochs", "batch_size", "save_every", "eval_batch_size"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise _fail(name, value, "a positive integer")
+            check_int(name, getattr(self, name), minimum=1)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
-        if not _is_number(self.lr) or not self.lr > 0:
-            raise _fail("lr", self.lr, "a positive number")
-        for name in ("momentum", "weight_decay", "min_lr", "warmup_epochs"):
-            value = getattr(self, name)
-            if not _is_number(value) or value < 0:
-                raise _fail(name, value, "a number >= 0")
-            set_(self, name, float(value))
-        set_(self, "lr", float(self.lr))
-        if self.momentum >= 1:
-            raise _fail("momentum", self.momentum, "in [0, 1)")
+        set_(self, "lr", check_number("lr", self.lr, low=0, low_open=True))
+        for name in ("weight_decay", "min_lr", "warmup_epochs"):
+            set_(self, name, check_number(name, getattr(self, name), low=0))
+        set_(
+            self, "momentum", check_number("momentum", self.momentum, low=0, high=1, high_open=True)
+        )
         if self.schedule == "onecycle" and self.warmup_epochs >= self.max_epochs:
             raise _fail(
                 "warmup_epochs",
                 self.warmup_epochs,
                 f"shorter than max_epochs ({self.max_epochs}) for the one-cycle schedule",
             )
-        if not _is_number(self.plateau_factor) or not 0 < self.plateau_factor < 1:
-            raise _fail("plateau_factor", self.plateau_factor, "in (0, 1)")
-        set_(self, "plateau_factor", float(self.plateau_factor))
-        if not _is_int(self.plateau_patience) or self.plateau_patience < 0:
-            raise _fail("plateau_patience", self.plateau_patience, "an integer >= 0")
-        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
-            raise _fail("label_smoothing", self.label_smoothing, "in [0, 1)")
-        set_(self, "label_smoothing", float(self.label_smoothing))
+        factor = check_number(
+            "plateau_factor", self.plateau_factor, low=0, high=1, low_open=True, high_open=True
+        )
+        set_(self, "plateau_factor", factor)
+        check_int("plateau_patience", self.plateau_patience, minimum=0)
+        smoothing = check_number(
+            "label_smoothing", self.label_smoothing, low=0, high=1, high_open=True
+        )
+        set_(self, "label_smoothing", smoothing)
         weights = self.class_weights
         if isinstance(weights, (list, tuple)):
-            if not weights or not all(_is_number(w) and w >= 0 for w in weights):
+            if not weights:
                 raise _fail("class_weights", weights, "a list of non-negative numbers")
-            set_(self, "class_weights", tuple(float(w) for w in weights))
+            values = tuple(check_number("class_weights", w, low=0) for w in weights)
+            set_(self, "class_weights", values)
         elif isinstance(weights, str):
             from ..class_weights import METHODS
 
@@ -344,33 +332,32 @@ class TrainConfig:
         elif weights is not None:
             raise _fail("class_weights", weights, "None, a method name or one weight per class")
         for name in ("mixup_alpha", "cutmix_alpha"):
-            value = getattr(self, name)
-            if not _is_number(value) or value < 0:
-                raise _fail(name, value, "a number >= 0 (0 disables it)")
-            set_(self, name, float(value))
+            set_(self, name, check_number(name, getattr(self, name), low=0, hint="0 disables it"))
         for name in ("mix_prob", "mix_switch_prob"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value <= 1:
-                raise _fail(name, value, "a probability in [0, 1]")
-            set_(self, name, float(value))
-        if not _is_int(self.mix_off_epochs) or not 0 <= self.mix_off_epochs <= self.max_epochs:
-            raise _fail(
-                "mix_off_epochs", self.mix_off_epochs, f"an integer in [0, {self.max_epochs}]"
-            )
+            set_(self, name, check_probability(name, getattr(self, name)))
+        check_int("mix_off_epochs", self.mix_off_epochs, minimum=0, maximum=self.max_epochs)
         if self.ema_decay is not None:
-            if not _is_number(self.ema_decay) or not 0 < self.ema_decay < 1:
-                raise _fail("ema_decay", self.ema_decay, "None or a number in (0, 1), e.g. 0.999")
-            set_(self, "ema_decay", float(self.ema_decay))
-        if self.grad_clip is not None:
-            if not _is_number(self.grad_clip) or not self.grad_clip > 0:
-                raise _fail("grad_clip", self.grad_clip, "None or a positive number")
-            set_(self, "grad_clip", float(self.grad_clip))
-        if not _is_int(self.max_nonfinite_steps) or self.max_nonfinite_steps < 0:
-            raise _fail(
-                "max_nonfinite_steps", self.max_nonfinite_steps, "an integer >= 0 (0 stops at once)"
+            decay = check_number(
+                "ema_decay",
+                self.ema_decay,
+                low=0,
+                high=1,
+                low_open=True,
+                high_open=True,
+                hint="e.g. 0.999, or None for no average",
             )
-        if not _is_int(self.seed) or self.seed < 0:
-            raise _fail("seed", self.seed, "a non-negative integer")
+            set_(self, "ema_decay", decay)
+        if self.grad_clip is not None:
+            clip = check_number(
+                "grad_clip", self.grad_clip, low=0, low_open=True, hint="or None for no clipping"
+            )
+            set_(self, "grad_clip", clip)
+        check_int(
+            "max_nonfinite_steps", self.max_nonfinite_steps, minimum=0, hint="0 stops at once"
+        )
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise _fail("seed", seed, "a non-negative integer")
         if not isinstance(self.device, str):
             set_(self, "device", str(self.device))
         if self.device != "auto":
@@ -378,10 +365,10 @@ class TrainConfig:
                 torch.device(self.device)
             except RuntimeError as exc:
                 raise _fail("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
-        if self.num_workers is not None and (not _is_int(self.num_workers) or self.num_workers < 0):
-            raise _fail("num_workers", self.num_workers, "None or an integer >= 0")
-        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
-            raise _fail("num_threads", self.num_threads, "None or a positive integer")
+        if self.num_workers is not None:
+            check_int("num_workers", self.num_workers, minimum=0, hint="or None")
+        if self.num_threads is not None:
+            check_int("num_threads", self.num_threads, minimum=1, hint="or None")
         for name in ("data_on_device", "channels_last"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -401,9 +388,10 @@ class TrainConfig:
             raise _fail("augment", self.augment, "an AugmentConfig or a table of its fields")
         monitor = MONITOR_ALIASES.get(str(self.monitor), self.monitor)
         set_(self, "monitor", _choice("monitor", monitor, [*MONITORS, *MONITOR_ALIASES]))
-        patience = self.early_stopping_patience
-        if patience is not None and (not _is_int(patience) or patience < 1):
-            raise _fail("early_stopping_patience", patience, "None or a positive integer")
+        if self.early_stopping_patience is not None:
+            check_int(
+                "early_stopping_patience", self.early_stopping_patience, minimum=1, hint="or None"
+            )
         if self.checkpoint_dir is not None:
             if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
                 raise _fail("checkpoint_dir", self.checkpoint_dir, "None or a folder path")
