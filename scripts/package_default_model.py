@@ -49,7 +49,7 @@ from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
 from emotionnet.metrics import TTA_MODES, plot_confusion_matrix
 from emotionnet.recipe import Recipe
 from emotionnet.recognizer import DEFAULT_TTA
-from emotionnet.training import read_config_file
+from emotionnet.training import TrainConfig, read_config_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "src" / "emotionnet" / "weights" / "default"
@@ -57,6 +57,8 @@ COMMITTED_RECIPE = ROOT / "configs" / "fer2013_resnet18.toml"
 README = ROOT / "README.md"
 FIGURE = ROOT / "docs" / "_static" / "confusion_matrix_public_test.png"
 REQUIRED = ("model.safetensors", "config.json", "recipe.toml", "train_config.json", "history.json")
+# Settings that say where a run wrote its files, not how it trained.
+UNRECORDED = frozenset({"checkpoint_dir", "progress"})
 CARRIED = ("recipe.toml", "train_config.json", "history.json", "history.csv", "PROVENANCE.md")
 TTA_NAMES = {
     "none": "single view",
@@ -76,15 +78,19 @@ def report_file(split: str, tta: str) -> str:
     return f"evaluation_{split}.json" if tta == "none" else f"evaluation_{split}_{tta}.json"
 
 
-def recipe_overrides(recipe: dict[str, Any]) -> str:
-    """The [train] settings in which the folder's recipe differs from the committed one."""
-    committed = read_config_file(COMMITTED_RECIPE).get("train", {})
-    ran = recipe.get("train", {})
+def recipe_overrides(folder: Path) -> str:
+    """The training settings in which the run differed from the committed recipe.
+
+    Compared on the effective settings (``train_config.json``), so overrides given on the
+    command line count as well as those in the recipe file.
+    """
+    committed = TrainConfig.from_dict(read_config_file(COMMITTED_RECIPE).get("train", {}))
+    expected = committed.to_dict()
+    ran = json.loads((folder / "train_config.json").read_text())
     changed = [
-        f"{key} = {json.dumps(ran.get(key))} (committed: "
-        f"{json.dumps(committed[key]) if key in committed else 'the default'})"
-        for key in sorted(set(ran) | set(committed))
-        if ran.get(key) != committed.get(key)
+        f"{key} = {json.dumps(ran.get(key))} (committed: {json.dumps(expected.get(key))})"
+        for key in sorted(set(ran) | set(expected))
+        if key not in UNRECORDED and ran.get(key) != expected.get(key)
     ]
     return "; ".join(changed) if changed else "none"
 
@@ -115,9 +121,7 @@ def training_facts(
     facts = {
         "made by": "emotionnet's Trainer, examples/train_fer2013.py",
         "recipe": "configs/fer2013_resnet18.toml, as run: recipe.toml in this folder",
-        "changed from the committed recipe": recipe_overrides(
-            read_config_file(folder / "recipe.toml")
-        ),
+        "changed from the committed recipe": recipe_overrides(folder),
         "epochs": f"{len(history)} trained; epoch {best['epoch']} selected by {monitor} on "
         "PublicTest",
         "hardware": hardware,
@@ -126,6 +130,9 @@ def training_facts(
         "command": command,
         "data": "FER2013 Training (28,709 faces) to train, PublicTest (3,589) to select",
     }
+    if recorded.get("init"):  # a warm restart: the weights it started from
+        facts["started from"] = recorded["init"]
+        description += " It continued from earlier weights (see *started from*)."
     return facts, description
 
 

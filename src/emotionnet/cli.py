@@ -361,27 +361,31 @@ def _error_text(error: BaseException) -> str:
 _FORMATS: Final[tuple[str, ...]] = ("table", "json", "jsonl", "csv")
 
 
+def _prediction_cells(prediction: Any, labels: Sequence[str]) -> list[object]:
+    """The CSV cells of a prediction: emotion, score, then one probability per label."""
+    probabilities = [f"{prediction.probabilities[label]:.6f}" for label in labels]
+    return [prediction.label, f"{prediction.score:.6f}", *probabilities]
+
+
+def _face_cells(face: Any, labels: Sequence[str]) -> list[object]:
+    """The CSV cells of a face (predict --faces and video): box, confidence, prediction."""
+    confidence = "" if face.confidence is None else f"{face.confidence:.6f}"
+    return [*face.box, confidence, *_prediction_cells(face.prediction, labels)]
+
+
 def _csv_rows(result: Any, labels: Sequence[str], faces: bool) -> list[list[object]]:
     """CSV rows of one path: one per image, or one per face (none found: one empty row)."""
     empty = [""] * (8 + len(labels))  # face, x, y, w, h, confidence, emotion, score, p_*
     if result.error is not None:
         return [[result.path, *empty, result.to_dict()["error"]]]
     if not faces:
-        p = result.prediction
-        probabilities = [f"{p.probabilities[label]:.6f}" for label in labels]
-        return [[result.path, *[""] * 6, p.label, f"{p.score:.6f}", *probabilities, ""]]
+        return [[result.path, *[""] * 6, *_prediction_cells(result.prediction, labels), ""]]
     if not result.faces:
         return [[result.path, *empty, ""]]
-    rows: list[list[object]] = []
-    for number, face in enumerate(result.faces):
-        p = face.prediction
-        probabilities = [f"{p.probabilities[label]:.6f}" for label in labels]
-        confidence = "" if face.confidence is None else f"{face.confidence:.6f}"
-        score = f"{p.score:.6f}"
-        rows.append(
-            [result.path, number, *face.box, confidence, p.label, score, *probabilities, ""]
-        )
-    return rows
+    return [
+        [result.path, number, *_face_cells(face, labels), ""]
+        for number, face in enumerate(result.faces)
+    ]
 
 
 def _predict(args: argparse.Namespace, out: TextIO) -> int:
@@ -599,13 +603,8 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
                     if not frame.faces:
                         writer.writerow([frame.index, time] + [""] * (8 + len(labels)))
                     for face in frame.faces:
-                        p = face.prediction
-                        confidence = "" if face.confidence is None else f"{face.confidence:.6f}"
-                        writer.writerow(
-                            [frame.index, time, face.track, *face.box, confidence, p.label]
-                            + [f"{p.score:.6f}"]
-                            + [f"{p.probabilities[label]:.6f}" for label in labels]
-                        )
+                        cells = _face_cells(face, labels)
+                        writer.writerow([frame.index, time, face.track, *cells])
                 else:
                     target.write(_dumps(frame.to_dict(), indent=None))
                 yield frame
