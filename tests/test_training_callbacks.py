@@ -11,11 +11,11 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from test_training import TRAIN, VAL, model_with_seed, quick
 
 from emotionnet.errors import InvalidArgumentError
 from emotionnet.training import BestWeights, EarlyStopping, Trainer, load_checkpoint
 from emotionnet.training.checkpoint import save_checkpoint_file
-from test_training import TRAIN, VAL, model_with_seed, quick
 
 scores = st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=30)
 
