@@ -141,7 +141,8 @@ class Recipe:
         """The weights file :attr:`init` names (its ``model.safetensors`` for a folder).
 
         Example:
-            >>> print(Recipe.from_mapping({"model": {"init": "best.safetensors"}}).init_weights)
+            >>> tables = {"model": {"init": "best.safetensors"}, "train": {}}
+            >>> print(Recipe.from_mapping(tables).init_weights)
             best.safetensors
         """
         if self.init is None:

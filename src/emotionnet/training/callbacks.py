@@ -11,7 +11,7 @@ yours with these two methods is saved and restored the same way (change its stat
 Example:
     >>> stopper = EarlyStopping(patience=2)
     >>> for epoch, accuracy in enumerate([0.5, 0.6, 0.55, 0.58], start=1):
-    ...     stopper.update(epoch, accuracy)
+    ...     stop = stopper.update(epoch, accuracy)
     >>> stopper.state_dict()
     {'metric': 'val_accuracy', 'best': 0.6, 'best_epoch': 2, 'bad_epochs': 2}
     >>> stopper.triggered
