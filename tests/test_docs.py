@@ -89,7 +89,15 @@ def test_every_public_name_of_every_module_is_in_the_api_reference(module_name: 
     missing = []
     for name in getattr(module, "__all__", ()):
         documented_as = _documented_as(module_name, name)
-        if documented_as not in targets:
+        # A constant may be documented where it is defined (its docstring lives there).
+        value = getattr(module, name)
+        defined = {
+            f"{other}.{name}"
+            for other in _public_modules()
+            if name in getattr(importlib.import_module(other), "__all__", ())
+            and getattr(importlib.import_module(other), name) is value
+        }
+        if documented_as not in targets and not defined & targets:
             missing.append(documented_as)
     assert not missing, f"public names without an entry in docs/api.rst: {missing}"
 
