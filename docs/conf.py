@@ -83,10 +83,10 @@ import torch
 torch.set_num_threads(1)
 import emotionnet
 from emotionnet import *
-for _info in pkgutil.iter_modules(emotionnet.__path__):
-    if _info.name.startswith("_"):
-        continue
-    _module = importlib.import_module("emotionnet." + _info.name)
+for _info in pkgutil.walk_packages(emotionnet.__path__, prefix="emotionnet."):
+    if any(_part.startswith("_") for _part in _info.name.split(".")):
+        continue  # private modules, and data/__main__ (it runs the CLI)
+    _module = importlib.import_module(_info.name)
     globals().update({k: v for k, v in vars(_module).items() if not k.startswith("_")})
 """
 doctest_test_doctest_blocks = "default"
