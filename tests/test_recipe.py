@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emotionnet.errors import InvalidArgumentError
 from emotionnet.recipe import Recipe
@@ -92,3 +96,105 @@ def test_train_recipe_starts_from_the_init_weights(tmp_path: Path) -> None:
     after = load_file(tmp_path / "second" / "model.safetensors")
     assert torch.allclose(after["conv1.weight"], before["conv1.weight"], atol=1e-6)
     assert torch.allclose(after["fc.weight"], before["fc.weight"], atol=1e-6)
+
+
+# Recipe.save: the recipe as it ran, whatever changed after it was read.
+
+RUN_ONLY = {"checkpoint_dir", "progress"}
+
+
+def _same_training(saved: Recipe, ran: Recipe) -> bool:
+    """Equal but for where checkpoints go and progress bars (not part of a recipe)."""
+    keep = {name: getattr(saved.train, name) for name in RUN_ONLY}
+    return dataclasses.replace(ran.train, **keep) == saved.train
+
+
+def test_save_copies_an_unchanged_recipe_file_byte_for_byte(tmp_path: Path) -> None:
+    committed = ROOT / "configs" / "fer2013_resnet18.toml"
+    saved = Recipe.from_file(committed).with_train(progress=False).save(tmp_path / "out")
+    assert saved == tmp_path / "out" / "recipe.toml"
+    assert saved.read_bytes() == committed.read_bytes()
+
+
+def test_save_writes_the_overrides_into_the_file_and_keeps_its_comments(tmp_path: Path) -> None:
+    committed = ROOT / "configs" / "fer2013_resnet18.toml"
+    ran = Recipe.from_file(committed).with_train(
+        max_epochs=14, lr=0.02, seed=2, amp="off", checkpoint_dir=str(tmp_path / "ck")
+    )
+    ran = dataclasses.replace(ran, init=Path("runs/first"))  # as --init gives it: cwd-relative
+    text = ran.save(tmp_path).read_text()
+    lines = text.splitlines()
+    assert "max_epochs = 14  # run: 70 in fer2013_resnet18.toml" in lines
+    assert "lr = 0.02  # run: 0.1 in fer2013_resnet18.toml" in lines
+    first = Path("runs/first").absolute()
+    assert f'init = "{first}"  # run: unset in fer2013_resnet18.toml' in lines
+    assert "batch_size = 128" in lines  # untouched lines stay as written
+    assert "# emotionnet.training.TrainConfig" in lines
+    assert str(tmp_path / "ck") not in text  # run-only settings are not written
+    saved = Recipe.from_file(tmp_path / "recipe.toml")
+    assert _same_training(saved, ran) and saved.model == ran.model
+    assert saved.init == Path("runs/first").absolute()  # from any folder, the same weights
+    assert len(text.splitlines()) == len(committed.read_text().splitlines()) + 3  # header + init
+
+
+def test_save_adds_a_missing_table_and_drops_a_setting_set_back_to_none(tmp_path: Path) -> None:
+    recipe_file = tmp_path / "r.toml"
+    recipe_file.write_text("[train]\nmax_epochs = 3\ngrad_clip = 1.0\n")
+    read = Recipe.from_file(recipe_file)
+    ran = read.with_train(augment=dataclasses.replace(read.train.augment, crop=(40, 48)))
+    ran = dataclasses.replace(ran, train=dataclasses.replace(ran.train, grad_clip=None))
+    saved_file = ran.save(tmp_path / "out")
+    text = saved_file.read_text()
+    assert "[train.augment]" in text and "grad_clip" not in text
+    saved = Recipe.from_file(saved_file)
+    assert saved.train.augment.crop == (40, 48) and saved.train.grad_clip is None
+    assert _same_training(saved, ran)
+
+
+def test_save_falls_back_to_json_where_toml_cannot_be_edited(tmp_path: Path) -> None:
+    # A value spread over lines cannot be rewritten line by line; a bare [train] table
+    # cannot hold [model] init. Both are written whole as JSON, read back the same.
+    spread = tmp_path / "spread.toml"
+    spread.write_text("[train]\nmax_epochs = 3\n[train.augment]\nscale = [\n  0.8,\n  1.2,\n]\n")
+    read = Recipe.from_file(spread)
+    ran = read.with_train(augment=dataclasses.replace(read.train.augment, scale=(0.9, 1.1)))
+    bare = tmp_path / "bare.toml"
+    bare.write_text("max_epochs = 3\n")
+    warm = dataclasses.replace(Recipe.from_file(bare), init=tmp_path / "first")
+    for recipe, folder in ((ran, tmp_path / "a"), (warm, tmp_path / "b")):
+        saved_file = recipe.save(folder)
+        assert saved_file.name == "recipe.json"
+        saved = Recipe.from_file(saved_file)
+        assert _same_training(saved, recipe) and saved.init == recipe.init
+
+
+def test_save_of_a_recipe_without_a_file_writes_json(tmp_path: Path) -> None:
+    recipe = Recipe.from_mapping(
+        {"model": {"stem": "small"}, "train": {"lr": 0.05}, "release": {"tta": ["flip"]}}
+    )
+    saved = Recipe.from_file(recipe.save(tmp_path))
+    assert saved.model == recipe.model and saved.tta == ("flip",) and saved.train.lr == 0.05
+    assert _same_training(saved, recipe)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    epochs=st.integers(1, 500),
+    lr=st.floats(1e-6, 10.0, allow_nan=False),
+    amp=st.sampled_from(["auto", "bf16", "fp16", "off"]),
+    hflip=st.floats(0.0, 1.0),
+    tta=st.lists(st.sampled_from(["none", "flip", "ten_crop", "flip_crop"]), min_size=1),
+)
+def test_a_saved_recipe_reads_back_as_the_recipe_that_ran(
+    epochs: int, lr: float, amp: str, hflip: float, tta: list[str]
+) -> None:
+    committed = Recipe.from_file(ROOT / "configs" / "fer2013_resnet18.toml")
+    augment = dataclasses.replace(committed.train.augment, hflip=hflip)
+    ran = dataclasses.replace(
+        committed.with_train(max_epochs=epochs, lr=lr, amp=amp, augment=augment), tta=tuple(tta)
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        saved_file = ran.save(folder)
+        assert saved_file.suffix == ".toml"  # every one of these fits in the file's text
+        saved = Recipe.from_file(saved_file)
+    assert _same_training(saved, ran) and saved.tta == ran.tta and saved.model == ran.model

@@ -20,14 +20,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
-import shutil
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ._atomic import atomic_write_text
 from ._checks import check_choice
+from ._io import read_text_file
 from .errors import InvalidArgumentError
 from .models import ModelConfig
 from .training import History, TrainConfig, read_config_file
@@ -41,6 +45,13 @@ RELEASE_DTYPES: Final[tuple[str, ...]] = ("float16", "bfloat16", "float32")
 """Weight dtypes a recipe's ``[release] dtype`` may name; ``float16`` is the default."""
 
 _TABLES: Final[frozenset[str]] = frozenset({"data", "model", "train", "release"})
+
+# Where and how a run reports, not what it trains: never written into a saved recipe.
+_RUN_ONLY: Final[frozenset[tuple[str, ...]]] = frozenset(
+    {("train", "checkpoint_dir"), ("train", "progress")}
+)
+_SECTION = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,85 @@ class Recipe:
         kept = {name: value for name, value in changes.items() if value is not None}
         return dataclasses.replace(self, train=dataclasses.replace(self.train, **kept))
 
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the recipe as it runs into ``folder``: ``recipe.toml`` or ``recipe.json``.
+
+        A recipe read from a file and unchanged since is copied as it is, comments included.
+        Settings changed after reading (command-line overrides through :meth:`with_train`,
+        another ``init``) are written into that file's text, each marked ``# run:`` with the
+        value the file had, so the saved recipe trains exactly what ran. Where a TOML file
+        cannot be edited that way (a value TOML cannot hold, a multi-line value), and for a
+        recipe built from a mapping, the whole recipe is written as ``recipe.json``. Either
+        file is read back and checked to give this recipe before it is written. Where a run
+        writes its checkpoints and whether it shows progress bars are not part of a recipe
+        and stay as the file had them.
+
+        Args:
+            folder: The folder to write into (created if missing).
+
+        Returns:
+            The file written.
+
+        Example:
+            >>> import tempfile
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     recipe = Recipe.from_mapping({"train": {"lr": 0.1}}).with_train(lr=0.02)
+            ...     saved = recipe.save(folder)
+            ...     print(saved.name, Recipe.from_file(saved).train.lr)
+            recipe.json 0.02
+        """
+        target = Path(folder)
+        text: str | None = None
+        if self.path is not None:
+            original = Recipe.from_file(self.path)
+            changes = {
+                key: value
+                for key, value in _flat(self).items()
+                if key not in _RUN_ONLY and value != _flat(original).get(key)
+            }
+            source = read_text_file(self.path, "recipe file")
+            if not changes:
+                text = source
+            elif self.path.suffix.lower() == ".toml":
+                text = _edited_toml(source, changes, _flat(original), self.path.name)
+            if text is not None and not self._reads_back(text, self.path.suffix.lower()):
+                text = None
+        name = "recipe.json"
+        if text is not None and self.path is not None:
+            name = f"recipe{self.path.suffix.lower()}"
+        else:
+            text = json.dumps(self._tables(), indent=2) + "\n"
+        target.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(target / name, text)
+
+    def _tables(self) -> dict[str, Any]:
+        """The recipe's tables with every setting spelled out (but the run-only ones)."""
+        tables: dict[str, Any] = {}
+        for key, value in _flat(self).items():
+            if key in _RUN_ONLY or value is None:
+                continue
+            table = tables
+            for part in key[:-1]:
+                table = table.setdefault(part, {})
+            table[key[-1]] = value
+        return tables
+
+    def _reads_back(self, text: str, suffix: str) -> bool:
+        """Whether ``text`` (a recipe file's content) reads as this recipe."""
+        from .training.config import _toml_loads
+
+        assert self.path is not None
+        try:
+            tables = json.loads(text) if suffix == ".json" else _toml_loads(text, self.path)
+            if not isinstance(tables, dict):
+                return False
+            again = Recipe.from_mapping(tables, path=self.path)
+        except (ValueError, InvalidArgumentError, TypeError):
+            return False
+        return {k: v for k, v in _flat(again).items() if k not in _RUN_ONLY} == {
+            k: v for k, v in _flat(self).items() if k not in _RUN_ONLY
+        }
+
     @property
     def init_weights(self) -> Path | None:
         """The weights file :attr:`init` names (its ``model.safetensors`` for a folder).
@@ -166,7 +256,8 @@ def train_recipe(
     are saved in ``recipe.dtype``, loaded back and evaluated on ``val_data`` with eager
     PyTorch for each of ``recipe.tta`` (the reference numbers),
     and the folder gets ``model.safetensors``, ``config.json`` (with ``metadata``),
-    ``README.md``, ``evaluation_<split>[_<tta>].json``, ``recipe.<ext>``,
+    ``README.md``, ``evaluation_<split>[_<tta>].json``, the recipe as it ran
+    (:meth:`Recipe.save`),
     ``train_config.json``, ``history.json`` and ``history.csv``. Checkpoints go to
     ``recipe.train.checkpoint_dir``.
 
@@ -209,9 +300,125 @@ def train_recipe(
         suffix = "" if tta == "none" else f"_{tta}"
         reports[name].save_json(folder / f"evaluation_{recipe.val_split}{suffix}.json")
     released.save_pretrained(folder, evaluation=reports, dtype=recipe.dtype)
-    if recipe.path is not None:
-        shutil.copyfile(recipe.path, folder / f"recipe{recipe.path.suffix}")
+    recipe.save(folder)
     recipe.train.save(folder / "train_config.json")
     history.to_json(folder / "history.json")
     history.to_csv(folder / "history.csv")
     return history, reports
+
+
+def _flat(recipe: Recipe) -> dict[tuple[str, ...], Any]:
+    """Every setting of ``recipe`` by its table path, e.g. ``("train", "augment", "hflip")``."""
+    flat: dict[tuple[str, ...], Any] = {
+        ("data", "train_split"): recipe.train_split,
+        ("data", "val_split"): recipe.val_split,
+    }
+    flat.update({("model", name): value for name, value in recipe.model.to_dict().items()})
+    flat[("model", "init")] = None if recipe.init is None else str(recipe.init.absolute())
+    train = recipe.train.to_dict()
+    augment = train.pop("augment")
+    flat.update({("train", name): value for name, value in train.items()})
+    flat.update({("train", "augment", name): value for name, value in augment.items()})
+    flat[("release", "dtype")] = recipe.dtype
+    flat[("release", "tta")] = list(recipe.tta)
+    return flat
+
+
+class _NotToml(Exception):
+    """A value TOML cannot hold (``None``) or that this writer does not write."""
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
+    if isinstance(value, str):
+        return json.dumps(value).replace("\x7f", "\\u007f")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise _NotToml(value)
+
+
+def _edited_toml(
+    text: str,
+    changes: Mapping[tuple[str, ...], Any],
+    before: Mapping[tuple[str, ...], Any],
+    name: str,
+) -> str | None:
+    """``text`` with each changed setting's line rewritten (or added); ``None`` if it cannot."""
+    tables = _toml_loads_or_none(text)
+    if tables is None:
+        return None
+    bare = not isinstance(tables.get("train"), Mapping)  # a bare [train] table
+    if bare and any(key[0] != "train" for key in changes):
+        return None  # a bare table holds training settings only
+    pending = dict(changes)
+    section: tuple[str, ...] = ()
+    edited: list[str] = []
+    try:
+        for line in text.splitlines():
+            header = _SECTION.match(line)
+            if header:
+                _add_new_keys(edited, _full_key(section, bare), pending, name)
+                section = tuple(part.strip().strip("\"'") for part in header[1].split("."))
+                edited.append(line)
+                continue
+            match = _KEY.match(line)
+            key = (*_full_key(section, bare), match[1]) if match else None
+            if match is None or key not in pending:
+                edited.append(line)
+                continue
+            value = pending.pop(key)
+            if value is not None:  # None: the line goes, the setting's default applies
+                was = "unset" if before.get(key) is None else _toml_value(before[key])
+                edited.append(f"{match[1]} = {_toml_value(value)}  # run: {was} in {name}")
+        _add_new_keys(edited, _full_key(section, bare), pending, name)
+        new_tables = sorted({key[:-1] for key, value in pending.items() if value is not None})
+        for table in new_tables:  # tables the file does not have
+            edited += ["", f"[{'.'.join(table[1:] if bare else table)}]"]
+            _add_new_keys(edited, table, pending, name)
+    except _NotToml:
+        return None
+    intro = [line.format(name=name) for line in _EDITED_HEADER]
+    return "\n".join([*intro, *edited]).rstrip() + "\n"
+
+
+_EDITED_HEADER: Final[tuple[str, ...]] = (
+    "# THE RECIPE AS IT RAN: {name} with the settings marked `# run:` changed for this run",
+    "# (command-line overrides or other starting weights); the rest is the file as it was.",
+)
+
+
+def _full_key(section: tuple[str, ...], bare: bool) -> tuple[str, ...]:
+    """The table path of a TOML section (a bare recipe's sections are inside ``train``)."""
+    return ("train", *section) if bare else section
+
+
+def _add_new_keys(
+    edited: list[str], table: tuple[str, ...], pending: dict[tuple[str, ...], Any], name: str
+) -> None:
+    """Add the pending settings of ``table`` (which the file does not set) at its end."""
+    mine = sorted(key for key in pending if key[:-1] == table)
+    if not mine:
+        return
+    trailer: list[str] = []  # blank lines and the next section's comments stay after them
+    while edited and (not edited[-1].strip() or edited[-1].lstrip().startswith("#")):
+        trailer.insert(0, edited.pop())
+    for key in mine:
+        value = pending.pop(key)
+        if value is not None:
+            edited.append(f"{key[-1]} = {_toml_value(value)}  # run: unset in {name}")
+    edited += trailer
+
+
+def _toml_loads_or_none(text: str) -> dict[str, Any] | None:
+    from .training.config import _toml_loads
+
+    try:
+        tables = _toml_loads(text, Path("recipe.toml"))
+    except ValueError:
+        return None
+    return tables if isinstance(tables, dict) else None
