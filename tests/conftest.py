@@ -83,7 +83,7 @@ def bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     Same layout as the release (fp16 model.safetensors, config.json, README.md), random
     weights; from_pretrained() with no name loads it.
     """
-    import emotionnet.hub
+    import emotionnet.models.hub
     from emotionnet.models import ModelConfig, build_model
     from emotionnet.recognizer import EmotionRecognizer
 
@@ -92,7 +92,7 @@ def bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "weights" / "default"
     recognizer = EmotionRecognizer(build_model(config), config, device="cpu")
     recognizer.save_pretrained(folder, dtype=torch.float16)
-    monkeypatch.setattr(emotionnet.hub, "bundled_model_dir", lambda: folder)
+    monkeypatch.setattr(emotionnet.models.hub, "bundled_model_dir", lambda: folder)
     return folder
 
 

@@ -48,11 +48,13 @@ def test_the_api_reference_has_no_stale_entries() -> None:
 
 
 def _public_modules() -> list[str]:
-    """Every public module, those of the subpackages (``emotionnet.training.trainer``) too."""
+    """Every public module, those of the subpackages (``emotionnet.training.trainer``) too,
+    but the deprecated aliases of moved modules (``emotionnet.hub``)."""
     return sorted(
         info.name
         for info in pkgutil.walk_packages(emotionnet.__path__, prefix="emotionnet.")
         if not any(part.startswith("_") for part in info.name.split("."))
+        and not (importlib.import_module(info.name).__doc__ or "").startswith("Deprecated alias")
     )
 
 

@@ -92,7 +92,7 @@ def tiny_fer2013(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_quickstart_with_the_bundled_model(tmp_path: Path) -> None:
     from emotionnet.errors import WeightsNotFoundError
-    from emotionnet.hub import bundled_model_dir
+    from emotionnet.models.hub import bundled_model_dir
 
     try:
         bundled_model_dir()

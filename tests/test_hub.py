@@ -34,7 +34,9 @@ from emotionnet.errors import (
     ModelLoadError,
     WeightsNotFoundError,
 )
-from emotionnet.hub import (
+from emotionnet.metrics import report_from_predictions
+from emotionnet.models import ModelConfig, build_model
+from emotionnet.models.hub import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
     WEIGHTS_NAME,
@@ -42,8 +44,6 @@ from emotionnet.hub import (
     read_config,
     resolve_model_files,
 )
-from emotionnet.metrics import report_from_predictions
-from emotionnet.models import ModelConfig, build_model
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
@@ -220,7 +220,8 @@ def test_a_mistyped_local_folder_is_no_such_folder_not_a_download(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "fer2013_quick").mkdir(parents=True)
     # The Hub is never asked: a download attempt would fail the test.
-    monkeypatch.setattr("emotionnet.hub._download", lambda *a, **k: pytest.fail("downloaded"))
+    never = lambda *a, **k: pytest.fail("downloaded")  # noqa: E731
+    monkeypatch.setattr("emotionnet.models.hub._download", never)
     with pytest.raises(WeightsNotFoundError) as info:
         resolve_model_files(name)
     message = str(info.value)
@@ -235,7 +236,9 @@ def test_a_hub_id_whose_first_part_is_no_local_folder_goes_to_the_hub(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     asked = []
-    monkeypatch.setattr("emotionnet.hub._download", lambda repo_id, **_: asked.append(repo_id))
+    monkeypatch.setattr(
+        "emotionnet.models.hub._download", lambda repo_id, **_: asked.append(repo_id)
+    )
     resolve_model_files("org/emotion")
     assert asked == ["org/emotion"]
 

@@ -17,8 +17,8 @@ from emotionnet.errors import (
     UnsupportedInputError,
     WeightsNotFoundError,
 )
-from emotionnet.export import METADATA_KEY, onnx_bytes
 from emotionnet.models import ModelConfig, build_model
+from emotionnet.models.onnx import METADATA_KEY, onnx_bytes
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -183,7 +183,7 @@ def test_auto_falls_back_to_pytorch_when_export_fails(
     def broken(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("unsupported operator")
 
-    monkeypatch.setattr("emotionnet.export.onnx_bytes", broken)
+    monkeypatch.setattr("emotionnet.models.onnx.onnx_bytes", broken)
     recognizer = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
     assert recognizer.backend == "onnx"  # decided now, exported at the first prediction
     with caplog.at_level("WARNING"):

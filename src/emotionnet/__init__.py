@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from .data import SPLITS as SPLITS
     from .data import as_tensors as as_tensors
     from .errors import EmotionNetError as EmotionNetError
-    from .export import OnnxClassifier as OnnxClassifier
-    from .export import export_onnx as export_onnx
     from .faces import DlibHogDetector as DlibHogDetector
     from .faces import HaarCascadeDetector as HaarCascadeDetector
     from .faces import detect_faces as detect_faces
@@ -48,6 +46,8 @@ if TYPE_CHECKING:
     from .models import ModelConfig as ModelConfig
     from .models import build_model as build_model
     from .models import resnet18_emotion as resnet18_emotion
+    from .models.onnx import OnnxClassifier as OnnxClassifier
+    from .models.onnx import export_onnx as export_onnx
     from .preprocessing import normalize as normalize
     from .preprocessing import to_face_array as to_face_array
     from .recognizer import EmotionRecognizer as EmotionRecognizer
@@ -73,7 +73,7 @@ _LAZY: dict[str, str] = {
     "EMOTIONS": "labels",
     "evaluate": "metrics",
     "EvaluationReport": "metrics",
-    "export_onnx": "export",
+    "export_onnx": "models.onnx",
     "FaceEmotion": "recognizer",
     "FER2013": "data",
     "HaarCascadeDetector": "faces",
@@ -83,7 +83,7 @@ _LAZY: dict[str, str] = {
     "ModelConfig": "models",
     "normalize": "preprocessing",
     "NUM_CLASSES": "labels",
-    "OnnxClassifier": "export",
+    "OnnxClassifier": "models.onnx",
     "PathResult": "batch",
     "plot_confusion_matrix": "metrics",
     "predict_logits": "inference",

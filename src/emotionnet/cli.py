@@ -629,7 +629,7 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _export(args: argparse.Namespace, out: TextIO) -> int:
-    from .export import export_onnx
+    from .models.onnx import export_onnx
 
     if args.model and args.model.lower().endswith(".onnx"):
         raise InvalidArgumentError(

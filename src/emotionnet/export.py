@@ -1,340 +1,38 @@
-"""ONNX export of the classifier, and an onnxruntime-backed classifier module.
+"""Deprecated alias of :mod:`emotionnet.models.onnx` (ONNX export and the onnxruntime classifier).
 
-:func:`export_onnx` writes the network as an ONNX graph with a dynamic batch axis. Like the
-PyTorch model, the graph takes the *normalised* ``float32`` batch ``N x 1 x 48 x 48`` (see
-:func:`emotionnet.preprocessing.normalize`) and returns logits ``N x 7``; the model config
-(input size, mean/std, label names) is stored in the graph's metadata under
-``emotionnet.config`` so another runtime knows how to feed it.
-
-:class:`OnnxClassifier` runs such a graph with onnxruntime behind the ``torch.nn.Module``
-interface, so everything that takes a model (:func:`emotionnet.metrics.evaluate`,
-:class:`~emotionnet.EmotionRecognizer`) takes it too. The usual ways to get one are
-``EmotionRecognizer.from_pretrained(backend="onnx")`` and, for a file :func:`export_onnx`
-wrote, ``EmotionRecognizer.from_pretrained("model.onnx")``.
-
-Both need the ``onnx`` extra: ``pip install "emotionnet[onnx]"``. The export uses PyTorch's
-TorchScript-based exporter (``dynamo=False``), which needs neither ``onnxscript`` nor
-``torch.export`` and exports a ResNet18 in about a second.
+The module moved into :mod:`emotionnet.models`; importing a name from
+``emotionnet.export`` still works and warns with :class:`DeprecationWarning`. The alias will be
+removed in 0.2.
 
 Example:
-    >>> import tempfile, torch
-    >>> from emotionnet.models import ModelConfig, build_model
-    >>> model = build_model(ModelConfig(stem="imagenet")).eval()
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     path = export_onnx(model, f"{folder}/model.onnx")
-    ...     onnx_model = OnnxClassifier(path)
-    ...     x = torch.randn(3, 1, 48, 48)
-    ...     bool(torch.allclose(onnx_model(x), model(x), atol=1e-4))
+    >>> import warnings
+    >>> import emotionnet.export
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = emotionnet.export.__all__
+    >>> "emotionnet.models.onnx" in str(caught[0].message)
     True
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
-import io
-import json
-import os
 import warnings
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any
 
-import torch
-from torch import nn
-
-from ._atomic import atomic_write_bytes
-from .errors import (
-    InvalidArgumentError,
-    MissingDependencyError,
-    ModelLoadError,
-    UnsupportedInputError,
-    WeightsNotFoundError,
-)
-from .models import ModelConfig
-from .preprocessing import IMAGE_SIZE
-
-if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer
-
-__all__ = [
-    "DEFAULT_OPSET",
-    "OnnxClassifier",
-    "export_onnx",
-    "onnx_bytes",
-]
-
-DEFAULT_OPSET: Final[int] = 17
-"""ONNX opset of exported graphs; onnxruntime >= 1.14 runs it."""
-
-METADATA_KEY: Final[str] = "emotionnet.config"
-_INPUT_NAME: Final[str] = "input"
-_OUTPUT_NAME: Final[str] = "logits"
-_INSTALL_HINT: Final[str] = 'pip install "emotionnet[onnx]"'
+_TARGET = "emotionnet.models.onnx"
 
 
-def _import_optional(name: str, purpose: str) -> Any:
+def __getattr__(name: str) -> Any:
+    """Return ``name`` from :mod:`emotionnet.models.onnx`, with a deprecation warning."""
     try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"{purpose} needs the {name!r} package, which is not installed; install it with "
-            f"`{_INSTALL_HINT}`."
-        ) from error
-
-
-def _unwrap(model_or_recognizer: object) -> tuple[nn.Module, ModelConfig | None]:
-    from .recognizer import EmotionRecognizer
-
-    if isinstance(model_or_recognizer, EmotionRecognizer):
-        model_or_recognizer._require_torch_weights("export")
-        return model_or_recognizer.model, model_or_recognizer.config
-    if isinstance(model_or_recognizer, OnnxClassifier):
-        raise InvalidArgumentError(
-            "This model already runs on onnxruntime; export the PyTorch model instead "
-            "(EmotionRecognizer.from_pretrained(..., backend='torch'))."
-        )
-    if isinstance(model_or_recognizer, nn.Module):
-        return model_or_recognizer, None
-    raise UnsupportedInputError(
-        f"export_onnx expects a torch.nn.Module or an EmotionRecognizer, got "
-        f"{type(model_or_recognizer).__name__}."
+        value = getattr(importlib.import_module(_TARGET), name)
+    except AttributeError:
+        raise AttributeError(f"module 'emotionnet.export' has no attribute {name!r}") from None
+    warnings.warn(
+        f"emotionnet.export is deprecated: import {name} from {_TARGET} instead (the alias "
+        "goes in emotionnet 0.2).",
+        DeprecationWarning,
+        stacklevel=2,
     )
-
-
-def _input_channels(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    return 1
-
-
-def _highest_opset() -> int:
-    """The highest opset torch.onnx's TorchScript exporter (dynamo=False) writes."""
-    try:
-        from torch.onnx import _constants
-
-        return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET))
-    except ImportError:  # a PyTorch that moved its constants: the default is known to work
-        return DEFAULT_OPSET
-
-
-def onnx_bytes(
-    model_or_recognizer: nn.Module | EmotionRecognizer,
-    *,
-    config: ModelConfig | None = None,
-    opset: int = DEFAULT_OPSET,
-    dynamic_batch: bool = True,
-) -> bytes:
-    """Export the classifier to an in-memory ONNX model.
-
-    Args:
-        model_or_recognizer: A model taking normalised ``N x C x H x W`` input, or an
-            :class:`~emotionnet.EmotionRecognizer` (its model and config are used).
-        config: The model's config, for the input shape and the metadata; defaults to the
-            recognizer's config. For a bare model without one, the graph carries no config
-            and takes ``C x 48 x 48`` input (``C`` from the first convolution).
-        opset: ONNX opset version.
-        dynamic_batch: Make the batch axis dynamic (``"batch"``); ``False`` fixes it to 1.
-
-    Returns:
-        The serialized ONNX model.
-
-    Raises:
-        MissingDependencyError: If the ``onnx`` package is not installed.
-        UnsupportedInputError: If the object is neither a model nor a recognizer.
-        InvalidArgumentError: If ``opset`` is not one the exporter writes (9 to 20 with
-            PyTorch 2.x), or the model is already an ONNX graph (no PyTorch weights).
-
-    Example:
-        >>> from emotionnet.models import ModelConfig, build_model
-        >>> len(onnx_bytes(build_model(ModelConfig(stem="imagenet")))) > 40_000_000
-        True
-    """
-    model, own_config = _unwrap(model_or_recognizer)
-    config = config if config is not None else own_config
-    highest = _highest_opset()
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 9 <= opset <= highest:
-        raise InvalidArgumentError(
-            f"opset must be an integer from 9 to {highest} (the highest this PyTorch's "
-            f"exporter writes), got {opset!r}; the default {DEFAULT_OPSET} runs everywhere."
-        )
-    onnx = _import_optional("onnx", "ONNX export")
-    # Export a float32 CPU copy in eval mode: the caller's model keeps its device and mode.
-    exported = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
-    if config is not None:
-        dummy = torch.zeros(1, config.in_chans, config.input_size, config.input_size)
-    else:
-        dummy = torch.zeros(1, _input_channels(model), IMAGE_SIZE, IMAGE_SIZE)
-    buffer = io.BytesIO()
-    dynamic_axes = (
-        {_INPUT_NAME: {0: "batch"}, _OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    )
-    with warnings.catch_warnings():
-        # dynamo=False is deliberate (no onnxscript dependency); its deprecation notice is noise.
-        warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*")
-        torch.onnx.export(
-            exported,
-            (dummy,),
-            buffer,  # type: ignore[arg-type]  # file-like objects are accepted
-            dynamo=False,
-            opset_version=opset,
-            input_names=[_INPUT_NAME],
-            output_names=[_OUTPUT_NAME],
-            dynamic_axes=dynamic_axes,
-        )
-    graph = onnx.load_from_string(buffer.getvalue())
-    if config is not None:
-        entry = graph.metadata_props.add()
-        entry.key = METADATA_KEY
-        entry.value = json.dumps(config.to_dict())
-    graph.producer_name = "emotionnet"
-    data: bytes = graph.SerializeToString()
-    return data
-
-
-def export_onnx(
-    model_or_recognizer: nn.Module | EmotionRecognizer,
-    path: str | os.PathLike[str],
-    *,
-    config: ModelConfig | None = None,
-    opset: int = DEFAULT_OPSET,
-    dynamic_batch: bool = True,
-) -> Path:
-    """Export the classifier to an ONNX file with a dynamic batch axis.
-
-    The graph has one input ``"input"`` (normalised ``float32`` ``batch x 1 x 48 x 48``) and
-    one output ``"logits"`` (``batch x 7``); the model config is stored as JSON in the
-    metadata entry ``emotionnet.config``. Apply a softmax to the logits for probabilities.
-
-    Args:
-        model_or_recognizer: A model or an :class:`~emotionnet.EmotionRecognizer`.
-        path: Where to write the ``.onnx`` file (parent folders are created).
-        config: See :func:`onnx_bytes`.
-        opset: ONNX opset version.
-        dynamic_batch: Make the batch axis dynamic.
-
-    Returns:
-        The path written.
-
-    Raises:
-        MissingDependencyError: If the ``onnx`` package is not installed.
-        UnsupportedInputError: If the object is neither a model nor a recognizer.
-        InvalidArgumentError: See :func:`onnx_bytes`.
-
-    Example:
-        >>> import tempfile
-        >>> from emotionnet.models import ModelConfig, build_model
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     export_onnx(build_model(ModelConfig(stem="imagenet")), f"{folder}/m.onnx").name
-        'm.onnx'
-    """
-    data = onnx_bytes(model_or_recognizer, config=config, opset=opset, dynamic_batch=dynamic_batch)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(target, data)
-
-
-class OnnxClassifier(nn.Module):
-    """An ONNX classifier run by onnxruntime, usable wherever a PyTorch model is.
-
-    ``forward`` takes the normalised ``float`` batch and returns ``float32`` logits on the
-    input's device (the computation itself runs where the onnxruntime providers run, by
-    default the CPU). It has no parameters and cannot be trained.
-
-    Args:
-        source: Path of an ``.onnx`` file, or the serialized model as ``bytes``.
-        providers: onnxruntime execution providers, in order of preference; ``None`` uses
-            ``["CPUExecutionProvider"]``.
-        threads: Threads for one inference (onnxruntime's ``intra_op_num_threads``);
-            ``None`` lets onnxruntime choose (one per physical core).
-
-    Raises:
-        MissingDependencyError: If onnxruntime is not installed.
-        WeightsNotFoundError: If the file does not exist.
-        ModelLoadError: If onnxruntime cannot load the model, or its ``emotionnet.config``
-            metadata is not a valid model config.
-
-    Attributes:
-        config: The :class:`~emotionnet.models.ModelConfig` stored in the graph by
-            :func:`export_onnx`, or ``None`` for graphs from elsewhere.
-
-    Example:
-        >>> import torch
-        >>> from emotionnet.models import ModelConfig, build_model
-        >>> config = ModelConfig(stem="imagenet")
-        >>> classifier = OnnxClassifier(onnx_bytes(build_model(config), config=config))
-        >>> classifier(torch.zeros(4, 1, 48, 48)).shape, classifier.config.stem
-        (torch.Size([4, 7]), 'imagenet')
-    """
-
-    def __init__(
-        self,
-        source: str | os.PathLike[str] | bytes,
-        *,
-        providers: Sequence[str] | None = None,
-        threads: int | None = None,
-    ) -> None:
-        super().__init__()
-        ort = _import_optional("onnxruntime", "The onnx backend")
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"No ONNX model at {str(source)!r}; export one with "
-                    "emotionnet.export_onnx(...) or `emotionnet export --onnx FILE`."
-                )
-            model_data: str | bytes = str(path)
-            what = str(path)
-        elif isinstance(source, (bytes, bytearray)):
-            model_data = bytes(source)
-            what = "the given bytes"
-        else:
-            raise UnsupportedInputError(
-                f"OnnxClassifier expects a path or bytes, got {type(source).__name__}."
-            )
-        options = ort.SessionOptions()
-        if threads is not None:
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}.")
-            options.intra_op_num_threads = threads
-        chosen = list(providers) if providers is not None else ["CPUExecutionProvider"]
-        try:
-            session = ort.InferenceSession(model_data, options, providers=chosen)
-        except Exception as error:  # onnxruntime raises its own exception types, no common base
-            raise ModelLoadError(
-                f"onnxruntime could not load the ONNX model from {what}: {error}"
-            ) from error
-        self._session = session
-        self._input_name: str = session.get_inputs()[0].name
-        meta = session.get_modelmeta().custom_metadata_map
-        self.config: ModelConfig | None = None
-        if METADATA_KEY in meta:
-            try:
-                self.config = ModelConfig.from_dict(json.loads(meta[METADATA_KEY]))
-            except (ValueError, TypeError) as error:  # not JSON, or not a valid config
-                raise ModelLoadError(
-                    f"The ONNX model from {what} has an unusable {METADATA_KEY!r} metadata "
-                    f"entry ({error}); export it again with emotionnet.export_onnx."
-                ) from None
-
-    @property
-    def providers(self) -> list[str]:
-        """The execution providers the session actually uses."""
-        return list(self._session.get_providers())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the graph on a normalised batch.
-
-        Args:
-            x: ``float`` tensor ``N x C x H x W`` on any device.
-
-        Returns:
-            ``float32`` logits ``N x num_classes`` on ``x``'s device.
-        """
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits,) = self._session.run(None, {self._input_name: array})[:1]
-        return torch.from_numpy(logits).to(x.device)
-
-    def extra_repr(self) -> str:  # noqa: D102 - nn.Module's repr hook
-        return f"providers={self.providers}"
+    return value

@@ -63,16 +63,16 @@ from .faces import (
     crop_face,
     get_detector,
 )
-from .hub import (
+from .images import ImageInput, load_image, original_size, unbatch
+from .inference import predict_proba
+from .models import ModelConfig, build_model, clean_state_dict, read_state_dict
+from .models.hub import (
     load_state_dict_strict,
     load_weights,
     read_config,
     resolve_model_files,
     save_model_files,
 )
-from .images import ImageInput, load_image, original_size, unbatch
-from .inference import predict_proba
-from .models import ModelConfig, build_model, clean_state_dict, read_state_dict
 from .preprocessing import to_face_array, to_grayscale
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def _check_face_filters(
 
 
 def _onnx_installed(*, required: bool) -> bool:
-    from .export import _import_optional
+    from .models.onnx import _import_optional
 
     try:
         _import_optional("onnx", "The onnx backend")
@@ -287,7 +287,7 @@ class EmotionRecognizer:
     Args:
         model: A module mapping the normalised ``float`` batch ``N x 1 x H x W`` to logits
             ``N x len(config.labels)``, such as :func:`~emotionnet.models.build_model` returns
-            (or an :class:`~emotionnet.export.OnnxClassifier`).
+            (or an :class:`~emotionnet.models.onnx.OnnxClassifier`).
         config: The model's config (input size, mean/std, labels); defaults to the one stored
             in an ``OnnxClassifier``, else :class:`~emotionnet.models.ModelConfig` defaults.
         device: Where the PyTorch model runs: ``"cpu"``, ``"cuda"``, ``"mps"``...; ``None``
@@ -362,8 +362,8 @@ class EmotionRecognizer:
         metadata: Mapping[str, Any] | None = None,
         tta: bool | str = DEFAULT_TTA,
     ) -> None:
-        from .export import OnnxClassifier
         from .inference import _resolve_tta
+        from .models.onnx import OnnxClassifier
 
         if not isinstance(model, nn.Module):
             raise UnsupportedInputError(
@@ -430,7 +430,7 @@ class EmotionRecognizer:
         return self.model
 
     def _export(self) -> nn.Module | None:
-        from .export import OnnxClassifier, onnx_bytes
+        from .models.onnx import OnnxClassifier, onnx_bytes
 
         providers = ["CPUExecutionProvider"]
         if self.device.type == "cuda":
@@ -450,7 +450,7 @@ class EmotionRecognizer:
 
     def _require_torch_weights(self, action: str) -> None:
         """Refuse what needs the PyTorch weights when the model is an ONNX graph."""
-        from .export import OnnxClassifier
+        from .models.onnx import OnnxClassifier
 
         if isinstance(self.model, OnnxClassifier):
             source = f" ({self.source})" if self.source else ""
@@ -571,7 +571,7 @@ class EmotionRecognizer:
         tta: bool | str,
     ) -> EmotionRecognizer:
         """An exported ``.onnx`` file, run by onnxruntime with the config in its metadata."""
-        from .export import METADATA_KEY, OnnxClassifier
+        from .models.onnx import METADATA_KEY, OnnxClassifier
 
         text = os.fspath(path)
         if _check_backend(backend) == "torch":

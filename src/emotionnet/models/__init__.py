@@ -20,8 +20,10 @@ through huggingface_hub's :class:`~huggingface_hub.PyTorchModelHubMixin`.
 
 Layout: :mod:`~emotionnet.models.config` (:class:`ModelConfig`),
 :mod:`~emotionnet.models.resnet` (:class:`EmotionNet`, the factories, ImageNet weights),
-:mod:`~emotionnet.models.weights` (the one strict state-dict reader) and
-:mod:`~emotionnet.models.card` (the model card).
+:mod:`~emotionnet.models.weights` (the one strict state-dict reader),
+:mod:`~emotionnet.models.card` (the model card), :mod:`~emotionnet.models.hub` (model
+folders, the bundled default, the Hub) and :mod:`~emotionnet.models.onnx` (ONNX export and
+the onnxruntime classifier).
 
 Example:
     >>> import torch

@@ -1,0 +1,870 @@
+"""Where model files live: the bundled default model, local folders and the Hugging Face Hub.
+
+A saved model is a folder in the layout of ``huggingface_hub``'s ``PyTorchModelHubMixin``:
+
+* ``model.safetensors``: the state dict (keys exactly torchvision's ResNet18 ones);
+* ``config.json``: :meth:`emotionnet.models.ModelConfig.to_dict` plus a ``"metadata"``
+  entry (emotionnet version, evaluation summaries);
+* ``README.md``: the model card, with the evaluation numbers when known.
+
+:func:`resolve_model_files` finds such a folder for
+:meth:`~emotionnet.EmotionRecognizer.from_pretrained`: the default model shipped inside the
+package, a local folder, or a Hub repository downloaded (and cached) by ``huggingface_hub``.
+Offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) only the cache is looked at, so
+a missing model fails at once with :class:`~emotionnet.errors.WeightsNotFoundError`. Online,
+the Hub calls are bounded in time (``timeout=``, or the ``EMOTIONNET_HUB_TIMEOUT``
+environment variable; 30 s by default), and a Hub that cannot be reached or answers with an
+error fails at once. Model files are checked before use: only regular files are opened, and
+configs and weights that would make the model answer NaN are refused with
+:class:`~emotionnet.errors.ModelLoadError`.
+
+Example:
+    >>> import tempfile
+    >>> from emotionnet.models import ModelConfig, build_model
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder)
+    ...     files = resolve_model_files(folder)
+    ...     sorted(p.name for p in files.folder.iterdir())
+    ['README.md', 'config.json', 'model.safetensors']
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib.resources
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import torch
+from torch import nn
+
+from .._atomic import atomic_write_bytes, atomic_write_text
+from .._checks import check_number
+from .._io import file_kind
+from ..errors import EmotionNetError, InvalidArgumentError, ModelLoadError, WeightsNotFoundError
+from .card import _summary, model_card, normalize_evaluation
+from .config import ModelConfig, _read_config_json
+from .weights import load_state_dict_strict
+
+__all__ = [
+    "CONFIG_NAME",
+    "MODEL_CARD_NAME",
+    "WEIGHTS_NAME",
+    "ModelFiles",
+    "bundled_model_dir",
+    "load_state_dict_strict",
+    "load_weights",
+    "read_config",
+    "resolve_model_files",
+    "save_model_files",
+]
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME: Final[str] = "model.safetensors"
+"""The name of the weights file in a model folder (the state dict, in safetensors format)."""
+
+CONFIG_NAME: Final[str] = "config.json"
+"""The name of the config file in a model folder (the
+:class:`~emotionnet.models.ModelConfig` as JSON, with a ``"metadata"`` entry)."""
+
+MODEL_CARD_NAME: Final[str] = "README.md"
+"""The name of the model card in a model folder (Markdown, shown by the Hugging Face Hub)."""
+
+_METADATA_KEY: Final[str] = "metadata"
+_TIMEOUT_ENV: Final[str] = "EMOTIONNET_HUB_TIMEOUT"
+_DEFAULT_TIMEOUT_S: Final[float] = 30.0
+# huggingface_hub's default per-request metadata timeout (HF_HUB_ETAG_TIMEOUT overrides it).
+_ETAG_TIMEOUT_S: Final[float] = 10.0
+_REPO_ID: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TRUE: Final[frozenset[str]] = frozenset({"1", "on", "yes", "true"})
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of one saved model, resolved to local paths.
+
+    Attributes:
+        config: Path of ``config.json``.
+        weights: Path of ``model.safetensors``.
+        source: Human-readable origin, used in messages (``"the bundled default model"``,
+            a folder path, or ``"org/name@revision"``).
+
+    Example:
+        >>> from pathlib import Path
+        >>> ModelFiles(Path("m/config.json"), Path("m/model.safetensors"), "m").folder
+        PosixPath('m')
+    """
+
+    config: Path
+    weights: Path
+    source: str
+
+    @property
+    def folder(self) -> Path:
+        """The folder holding the weights."""
+        return self.weights.parent
+
+
+def bundled_model_dir() -> Path:
+    """Return the folder of the default model shipped inside the package.
+
+    Returns:
+        ``<site-packages>/emotionnet/weights/default``.
+
+    Raises:
+        WeightsNotFoundError: If the package was installed without its bundled weights.
+
+    Example:
+        >>> bundled_model_dir().parts[-2:]  # doctest: +SKIP
+        ('weights', 'default')
+    """
+    folder = importlib.resources.files("emotionnet").joinpath("weights").joinpath("default")
+    # Wheels and editable installs put the package on disk; a zipped install cannot be read
+    # by safetensors' memory map, and is not supported.
+    path = Path(str(folder))
+    if not (path / WEIGHTS_NAME).is_file() or not (path / CONFIG_NAME).is_file():
+        raise WeightsNotFoundError(
+            f"The bundled default model is missing from {path} (expected {WEIGHTS_NAME} and "
+            f"{CONFIG_NAME}); the installation is incomplete. Reinstall emotionnet "
+            "(pip install --force-reinstall emotionnet), or pass a local folder or a Hub repo "
+            "id to from_pretrained."
+        )
+    return path
+
+
+def _hub_offline() -> bool:
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; reading the variable here as well
+    # honours it when it is set after huggingface_hub was imported (as tests and notebooks do).
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return env.strip().lower() in _TRUE or bool(constants.HF_HUB_OFFLINE)
+
+
+def _check_timeout(timeout: object) -> float | None:
+    """Validate the ``timeout`` argument: ``None`` or a positive, finite number of seconds."""
+    if timeout is None:
+        return None
+    return check_number(
+        "timeout",
+        timeout,
+        low=0,
+        low_open=True,
+        hint=(
+            f"seconds; pass e.g. 60, or None for {_TIMEOUT_ENV} (default {_DEFAULT_TIMEOUT_S:g} s)"
+        ),
+    )
+
+
+def _hub_timeout(timeout: float | None) -> float:
+    """The time bound of the Hub calls: the argument, else EMOTIONNET_HUB_TIMEOUT, else 30 s."""
+    if timeout is not None:
+        return timeout
+    text = os.environ.get(_TIMEOUT_ENV, "").strip()
+    if not text:
+        return _DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(
+            f"{_TIMEOUT_ENV}={text!r} is not a positive number of seconds; set it to e.g. 60, "
+            f"or unset it for the default ({_DEFAULT_TIMEOUT_S:g} s)."
+        )
+    return value
+
+
+def _hub_endpoint() -> str:
+    """The Hub URL (``HF_ENDPOINT``, read now), refused unless it is ``http(s)://host...``."""
+    from huggingface_hub import constants
+
+    raw = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    endpoint = raw.rstrip("/")
+    try:
+        url = urlsplit(endpoint)
+        _ = url.port  # raises ValueError for a port that is not a number in 0..65535
+        valid = (
+            url.scheme in ("http", "https")
+            and bool(url.hostname)
+            and not url.query
+            and not url.fragment
+            and not any(char.isspace() or not char.isprintable() for char in endpoint)
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidArgumentError(
+            f"HF_ENDPOINT={raw!r} is not an http(s) URL of a Hub server, such as "
+            "'https://huggingface.co' or 'http://mirror.example:8080'; fix it, or unset it to "
+            "use the Hugging Face Hub."
+        )
+    return endpoint
+
+
+def _check_repo_id(repo_id: str) -> None:
+    """Refuse, before any network call, what huggingface_hub would refuse as a repo id."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise InvalidArgumentError(
+            f"{repo_id!r} is not a valid Hub repo id ({error}). Repo ids look like "
+            "'org/name' (letters, digits, '-', '_' and '.'; no '--' or '..'); check the "
+            "spelling, or pass an existing local folder."
+        ) from None
+
+
+_T = TypeVar("_T")
+
+
+class _DeadlineExceeded(Exception):
+    """The Hub calls did not finish within the time bound."""
+
+
+class _Unreachable(Exception):
+    """The Hub did not answer at all (no connection, DNS failure, proxy error, timeout)."""
+
+
+@dataclass
+class _Attempt:
+    """What the download thread is doing, for messages: the current file, the last error."""
+
+    current: str = CONFIG_NAME
+    last_error: BaseException | None = None
+
+
+def _call_with_deadline(function: Callable[[], _T], seconds: float) -> _T:
+    """Run ``function`` in a daemon thread; return its result or raise its error in time.
+
+    huggingface_hub retries failed requests (for minutes against a server that accepts
+    connections and never answers), so its calls run in a thread that is waited for at most
+    ``seconds``. When they take longer, :class:`_DeadlineExceeded` is raised and the thread is
+    left to finish on its own: it is a daemon, so it never delays the interpreter's exit.
+    """
+    results: list[_T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(function())
+        except BaseException as error:  # handed to the waiting thread, which raises it
+            errors.append(error)
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(target,), name="emotionnet-hub-download", daemon=True
+    )
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise _DeadlineExceeded
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def _request_timeout(deadline: float) -> float:
+    """Timeout of one metadata request: huggingface_hub's own, at most the time left."""
+    from huggingface_hub import constants
+
+    own = float(getattr(constants, "HF_HUB_ETAG_TIMEOUT", _ETAG_TIMEOUT_S) or _ETAG_TIMEOUT_S)
+    return max(0.1, min(own, deadline - time.monotonic()))
+
+
+def _status(error: BaseException) -> int | None:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _cached_files(repo_id: str, revision: str | None, cache_path: Path | None) -> list[Path] | None:
+    """The cached ``config.json`` and weights of a revision, or ``None`` unless both are."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [
+        try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
+        for name in (CONFIG_NAME, WEIGHTS_NAME)
+    ]
+    return (
+        [Path(path) for path in found if isinstance(path, str)]
+        if all(isinstance(path, str) for path in found)
+        else None
+    )
+
+
+def _fetch(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_path: Path | None,
+    token: str | bool | None,
+    endpoint: str,
+    deadline: float,
+    attempt: _Attempt,
+) -> list[Path]:
+    """Download (or find in the cache) both files; runs in the download thread."""
+    from huggingface_hub import (
+        get_hf_file_metadata,
+        hf_hub_download,
+        hf_hub_url,
+        try_to_load_from_cache,
+    )
+    from huggingface_hub.errors import HfHubHTTPError
+
+    paths: list[Path] = []
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        attempt.current = name
+        cached = try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
+        if not isinstance(cached, str):
+            # Not cached: one metadata request without retries first, through huggingface_hub
+            # (its proxies, token and offline mode). A server that cannot be reached or
+            # answers with an error fails at once instead of being retried for minutes.
+            url = hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint)
+            try:
+                get_hf_file_metadata(url, token=token, timeout=_request_timeout(deadline))
+            except HfHubHTTPError as error:
+                attempt.last_error = error
+                raise
+            except Exception as error:  # no HTTP answer: refused, DNS, proxy, timeout, TLS
+                attempt.last_error = error
+                raise _Unreachable(error) from error
+        path = hf_hub_download(
+            repo_id,
+            name,
+            revision=revision,
+            cache_dir=cache_path,
+            token=token,
+            endpoint=endpoint,
+            etag_timeout=_request_timeout(deadline),
+        )
+        paths.append(Path(path))
+    return paths
+
+
+def _describe(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _hub_error(
+    error: BaseException,
+    *,
+    repo_id: str,
+    revision: str | None,
+    where: str,
+    cache: str,
+    endpoint: str,
+    local_files_only: bool,
+    offline: bool,
+    missing: str,
+) -> EmotionNetError:
+    """Translate an error of huggingface_hub into emotionnet's, with what to do about it."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    fixes = (
+        f"Check the network connection, proxy settings and HF_ENDPOINT ({endpoint}); set "
+        "HF_HUB_OFFLINE=1 to use only models already in the cache; or pass a local folder "
+        "written by save_pretrained."
+    )
+    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline:
+        why = (
+            "local_files_only=True was passed"
+            if local_files_only
+            else "offline mode is on (HF_HUB_OFFLINE=1)"
+        )
+        return WeightsNotFoundError(
+            f"The model {where!r} is not in the Hugging Face cache ({cache}) and {why}, "
+            "so it was not downloaded. Download it once with network access (unset "
+            "HF_HUB_OFFLINE and pass local_files_only=False), point cache_dir/HF_HUB_CACHE "
+            "at a cache that holds it, or pass a local folder written by save_pretrained."
+        )
+    if isinstance(error, _Unreachable):
+        cause = error.__cause__ or error
+        return WeightsNotFoundError(
+            f"The model {where!r} is not in the Hugging Face cache ({cache}) and the Hub at "
+            f"{endpoint} could not be reached ({_describe(cause)}). {fixes}"
+        )
+    if isinstance(error, GatedRepoError):
+        return WeightsNotFoundError(
+            f"The Hub repository {repo_id!r} is gated: accept its conditions on the Hub and "
+            "pass token=... (or log in with `hf auth login`)."
+        )
+    if isinstance(error, RepositoryNotFoundError):
+        return WeightsNotFoundError(
+            f"There is no Hub repository {repo_id!r} (or it is private: pass token=...). "
+            "Check the name, or pass a local folder written by save_pretrained."
+        )
+    if isinstance(error, RevisionNotFoundError):
+        return WeightsNotFoundError(
+            f"The Hub repository {repo_id!r} has no revision {revision!r}; pass an existing "
+            "branch, tag or commit hash."
+        )
+    if isinstance(error, EntryNotFoundError) and not isinstance(error, LocalEntryNotFoundError):
+        return WeightsNotFoundError(
+            f"The Hub repository {where!r} has no {missing}, so it does not hold an "
+            f"emotionnet model (expected {WEIGHTS_NAME} and {CONFIG_NAME}, as save_pretrained "
+            "writes them)."
+        )
+    if isinstance(error, HFValidationError):
+        return InvalidArgumentError(f"{repo_id!r} is not a valid Hub repo id: {error}")
+    if isinstance(error, HfHubHTTPError):
+        status = _status(error)
+        answer = f"answered HTTP {status}" if status is not None else "failed"
+        retry = " Try again later, or" if status is None or status >= 500 or status == 429 else ""
+        return WeightsNotFoundError(
+            f"Downloading {where!r}: the Hub at {endpoint} {answer} ({_describe(error)}), and "
+            f"the model is not in the cache ({cache}).{retry} {fixes}"
+        )
+    return WeightsNotFoundError(
+        f"The model {where!r} could not be downloaded from {endpoint} ({_describe(error)}) and "
+        f"is not in the Hugging Face cache ({cache}). {fixes} If the cache folder is not "
+        "writable, point cache_dir or HF_HUB_CACHE at one that is."
+    )
+
+
+def _download(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    token: str | bool | None,
+    timeout: float | None,
+) -> ModelFiles:
+    from huggingface_hub import constants, hf_hub_download
+
+    offline = local_files_only or _hub_offline()
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    cache_path = None if cache_dir is None else Path(cache_dir)
+    cache = str(cache_path) if cache_path is not None else constants.HF_HUB_CACHE
+    attempt = _Attempt()
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT  # validated when used
+    seconds = 0.0
+    try:
+        if offline:
+            paths = []
+            for name in (CONFIG_NAME, WEIGHTS_NAME):
+                attempt.current = name
+                found = hf_hub_download(
+                    repo_id,
+                    name,
+                    revision=revision,
+                    cache_dir=cache_path,
+                    local_files_only=True,
+                    token=token,
+                )
+                paths.append(Path(found))
+        else:
+            # Both read now, not when huggingface_hub was imported, and checked before any
+            # network call.
+            endpoint = _hub_endpoint()
+            seconds = _hub_timeout(timeout)
+            deadline = time.monotonic() + seconds
+            paths = _call_with_deadline(
+                lambda: _fetch(
+                    repo_id,
+                    revision=revision,
+                    cache_path=cache_path,
+                    token=token,
+                    endpoint=endpoint,
+                    deadline=deadline,
+                    attempt=attempt,
+                ),
+                seconds,
+            )
+    except _DeadlineExceeded:
+        cached = _cached_files(repo_id, revision, cache_path)
+        if cached is not None:
+            logger.warning(
+                "The Hub at %s did not answer within %g s; using the cached copy of %r.",
+                endpoint,
+                seconds,
+                where,
+            )
+            return ModelFiles(config=cached[0], weights=cached[1], source=where)
+        last = f"; last error: {_describe(attempt.last_error)}" if attempt.last_error else ""
+        raise WeightsNotFoundError(
+            f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
+            f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}{last}), and it is not "
+            f"in the Hugging Face cache ({cache}). Check the network connection, proxy settings "
+            "and HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; "
+            "pass a local folder written by save_pretrained; or, on a slow connection, allow "
+            f"more time with timeout=... or {_TIMEOUT_ENV}=..."
+        ) from None
+    except EmotionNetError:
+        raise
+    except Exception as error:  # huggingface_hub's and the HTTP client's, translated
+        raise _hub_error(
+            error,
+            repo_id=repo_id,
+            revision=revision,
+            where=where,
+            cache=cache,
+            endpoint=endpoint,
+            local_files_only=local_files_only,
+            offline=offline,
+            missing=attempt.current,
+        ) from None
+    config_path, weights_path = paths
+    return ModelFiles(config=config_path, weights=weights_path, source=where)
+
+
+def _looks_like_a_path(text: str) -> str | None:
+    """Why a name that is no existing folder must still be a local path, or ``None``.
+
+    A Hub repo id is ``org/name``: one separator, no leading ``./``, ``../``, ``~`` or root.
+    A name with more separators, or one whose first part is a folder here (``runs/typo`` when
+    ``runs/`` exists), is a mistyped path: it gets "no such folder", not a Hub download.
+    """
+    separators = {"/", os.sep, *([os.altsep] if os.altsep else [])}
+    for prefix in ("~", "./", "../", ".\\", "..\\"):
+        if text.startswith(prefix):
+            return f"it starts with {prefix!r}"
+    if os.path.isabs(text):
+        return "it is an absolute path"
+    count = sum(text.count(separator) for separator in separators)
+    if count > 1:
+        return f"it has {count} path separators (a Hub repo id has one: 'org/name')"
+    first = re.split(r"[/\\]", text, maxsplit=1)[0]
+    if count == 1 and first and os.path.isdir(first):
+        return (
+            f"its first part {first!r} is a folder here (to download the Hub repository "
+            f"{text!r} instead, run from another folder)"
+        )
+    return None
+
+
+def _no_such_folder(text: str, path: Path, why_local: str) -> str:
+    """The message for a local path that does not exist, naming what does exist nearby."""
+    absolute = path.absolute()
+    nearest = absolute.parent
+    while not nearest.is_dir() and nearest != nearest.parent:
+        nearest = nearest.parent
+    try:
+        entries = sorted(
+            entry.name
+            for entry in nearest.iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")
+        )
+    except OSError:
+        entries = []
+    shown = ", ".join(entries[:8]) + (f" and {len(entries) - 8} more" if len(entries) > 8 else "")
+    holds = f"; it holds the folders {shown}" if entries else ", which holds no folder"
+    return (
+        f"No such folder: {text!r} ({absolute}). The nearest existing folder is {nearest}"
+        f"{holds}. Check the path. {text!r} is taken as a local folder, not a Hub repo id, "
+        f"because {why_local}."
+    )
+
+
+def resolve_model_files(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    timeout: float | None = None,
+) -> ModelFiles:
+    """Find ``config.json`` and ``model.safetensors`` of a model, downloading them if needed.
+
+    Hub calls are bounded in time: after ``timeout`` seconds (default: the
+    ``EMOTIONNET_HUB_TIMEOUT`` environment variable, else 30) the download is abandoned and
+    :class:`~emotionnet.errors.WeightsNotFoundError` says what to do, unless the model is in
+    the cache, which is then used. A Hub that cannot be reached at all (connection refused,
+    unknown host) or answers with an error fails at once, without retries. huggingface_hub's
+    per-request settings (``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) still apply
+    within that bound.
+
+    Args:
+        name_or_path: ``None`` for the bundled default model; an existing local folder
+            written by ``save_pretrained``; or a Hub repo id ``"org/name"``. A name that
+            looks like a path is never looked up on the Hub: a :class:`os.PathLike`, one that
+            starts with ``./``, ``../``, ``~`` or the root, one with more than one separator
+            (``runs/fer2013/model``), or one whose first part is a folder in the working
+            directory (``runs/fer2013_resnet18`` when ``runs/`` exists).
+        revision: Hub branch, tag or commit hash (Hub only).
+        cache_dir: Hugging Face cache folder (Hub only; default ``HF_HUB_CACHE``).
+        local_files_only: Only look in the cache, never on the network (Hub only). Implied
+            by ``HF_HUB_OFFLINE=1``.
+        token: Hub access token for private or gated repositories.
+        timeout: Most seconds spent on the Hub in all (Hub only): a positive number, or
+            ``None`` for ``EMOTIONNET_HUB_TIMEOUT`` (default 30). Raise it to download a
+            large model over a slow connection.
+
+    Returns:
+        The local paths of the files.
+
+    Raises:
+        WeightsNotFoundError: If the folder or repository does not hold a model, a name that
+            looks like a path names no folder ("No such folder", with the nearest folder
+            that exists), or the model is neither cached nor downloadable (in time).
+        InvalidArgumentError: If ``name_or_path`` is neither a folder nor a valid repo id,
+            ``timeout``, ``revision``, ``EMOTIONNET_HUB_TIMEOUT`` or ``HF_ENDPOINT`` is
+            invalid (checked before any network call).
+
+    Example:
+        >>> resolve_model_files("no/such-model", local_files_only=True)
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.WeightsNotFoundError: The model 'no/such-model' is not in the Hugging Face cache ...
+        >>> resolve_model_files("org/a--b", timeout=5)
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.InvalidArgumentError: 'org/a--b' is not a valid Hub repo id ...
+        >>> resolve_model_files("./runs/no-such-run")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.WeightsNotFoundError: No such folder: './runs/no-such-run' ...
+    """  # noqa: E501
+    timeout = _check_timeout(timeout)
+    if name_or_path is None:
+        folder = bundled_model_dir()
+        return ModelFiles(folder / CONFIG_NAME, folder / WEIGHTS_NAME, "the bundled default model")
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"name_or_path must be None, a folder or a Hub repo id, got "
+            f"{type(name_or_path).__name__} {name_or_path!r}."
+        )
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        weights, config = path / WEIGHTS_NAME, path / CONFIG_NAME
+        missing = [p.name for p in (weights, config) if not p.exists()]
+        if missing:
+            raise WeightsNotFoundError(
+                f"The folder {text!r} has no {' or '.join(missing)}; expected a folder "
+                "written by EmotionRecognizer.save_pretrained. For a .pt/.pth state dict use "
+                "EmotionRecognizer.from_state_dict(path, config=...)."
+            )
+        for file in (weights, config):
+            kind = file_kind(file)
+            if kind is not None:
+                raise ModelLoadError(
+                    f"{str(file)!r} is {kind}, not a regular file; a model folder holds the "
+                    "files written by EmotionRecognizer.save_pretrained."
+                )
+        return ModelFiles(config, weights, text)
+    if path.exists():
+        raise InvalidArgumentError(
+            f"{text!r} is a file, not a model folder; pass the folder written by "
+            "save_pretrained, an .onnx file written by export_onnx (to "
+            "EmotionRecognizer.from_pretrained), or load a .pt/.pth state dict with "
+            "EmotionRecognizer.from_state_dict(path, config=...)."
+        )
+    why_local = "it is a path object" if isinstance(name_or_path, os.PathLike) else None
+    why_local = why_local or _looks_like_a_path(text)
+    if why_local is not None:
+        raise WeightsNotFoundError(_no_such_folder(text, path, why_local))
+    if not _REPO_ID.match(text):
+        raise WeightsNotFoundError(
+            f"{text!r} is neither an existing folder nor a Hub repo id like 'org/name'; "
+            "check the path."
+        )
+    _check_repo_id(text)
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise InvalidArgumentError(
+            f"revision must be None or a branch, tag or commit hash, got {revision!r}."
+        )
+    return _download(
+        text,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
+        timeout=timeout,
+    )
+
+
+def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
+    """Read a ``config.json``: the model config and the metadata saved with it.
+
+    Only a regular file is opened (a FIFO or device named ``config.json`` is refused at
+    once), of at most 16 MiB.
+
+    Args:
+        path: The ``config.json`` file.
+
+    Returns:
+        The :class:`~emotionnet.models.ModelConfig` and the ``"metadata"`` dict (empty when
+        the file has none, as for a bare ``ModelConfig.save``).
+
+    Raises:
+        ModelLoadError: If the file is not a regular file, not JSON (or nested too deeply),
+            or not a valid model config.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     written = ModelConfig(stem="small").save(folder)
+        ...     read_config(written)[0].stem
+        'small'
+    """
+    try:
+        data = _read_config_json(Path(path))
+    except (OSError, InvalidArgumentError) as error:
+        raise ModelLoadError(f"Cannot read the model config {str(path)!r}: {error}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(
+            f"The model config {str(path)!r} holds {type(data).__name__}, not a JSON object."
+        )
+    metadata = data.pop(_METADATA_KEY, None) or {}
+    try:
+        config = ModelConfig.from_dict(data)
+    except InvalidArgumentError as error:
+        raise ModelLoadError(f"The model config {str(path)!r} is invalid: {error}") from None
+    return config, dict(metadata) if isinstance(metadata, Mapping) else {}
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str = "") -> None:
+    """Load a safetensors file into a model, strictly.
+
+    Half-precision tensors are cast to the model's dtype (float32) by ``load_state_dict``.
+
+    Args:
+        model: The model whose state dict the file must match exactly.
+        path: The ``model.safetensors`` file.
+        source: Where the file came from, for messages.
+
+    Raises:
+        ModelLoadError: If the file is not a regular safetensors file, or a tensor is
+            missing, unexpected, mis-shaped, of the wrong kind (integer or bool where the
+            model has floats) or holds unusable values (NaN, infinity, a negative batch-norm
+            variance); the message lists them.
+
+    Example:
+        >>> import tempfile
+        >>> from torch import nn
+        >>> from safetensors.torch import save_file
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_file({"weight": torch.zeros(2, 3)}, f"{folder}/w.safetensors")
+        ...     load_weights(nn.Linear(3, 2), f"{folder}/w.safetensors")
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.ModelLoadError: The weights ... do not fit the model: missing: bias. ...
+    """
+    from safetensors.torch import load_file
+
+    what = source or str(path)
+    try:
+        kind = file_kind(path)
+    except OSError as error:
+        raise ModelLoadError(
+            f"Cannot read the weights of {what} ({error}); expected a safetensors file as "
+            "save_pretrained writes it."
+        ) from None
+    if kind is not None:
+        raise ModelLoadError(
+            f"The weights of {what} ({str(path)!r}) are {kind}, not a regular file; expected "
+            "a safetensors file as save_pretrained writes it."
+        )
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own error types, no common base
+        raise ModelLoadError(
+            f"Cannot read the weights of {what} ({error}); expected a safetensors file as "
+            "save_pretrained writes it."
+        ) from None
+    load_state_dict_strict(model, state, source=what)
+
+
+def save_model_files(
+    model: nn.Module,
+    config: ModelConfig,
+    save_directory: str | os.PathLike[str],
+    *,
+    evaluation: Any = None,
+    metadata: Mapping[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+    name: str | None = None,
+) -> Path:
+    """Write ``model.safetensors``, ``config.json`` and ``README.md`` into a folder.
+
+    Args:
+        model: The model; its floating-point tensors are saved in ``dtype``.
+        config: Its config.
+        save_directory: The folder (created if needed; existing files are replaced).
+        evaluation: Results for the model card and ``config.json`` (see
+            :func:`normalize_evaluation`); ``None`` keeps those in ``metadata``.
+        metadata: Extra JSON-safe facts stored under ``"metadata"`` in ``config.json``.
+        dtype: ``torch.float32`` (exact) or ``torch.float16`` / ``torch.bfloat16`` (half
+            the size).
+        name: Title of the model card; defaults to the folder name.
+
+    Returns:
+        The folder.
+
+    Raises:
+        InvalidArgumentError: If ``dtype`` is not a floating-point dtype or ``evaluation``
+            has an unsupported form.
+
+    Example:
+        >>> import tempfile, json
+        >>> from emotionnet.models import build_model
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder,
+        ...                          evaluation={"accuracy": 0.5})
+        ...     json.load(open(f"{folder}/config.json"))["metadata"]["evaluation"]
+        {'evaluation': {'accuracy': 0.5}}
+    """
+    from safetensors.torch import save
+
+    from .._version import __version__
+
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise InvalidArgumentError(
+            f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}."
+        )
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    named = normalize_evaluation(evaluation)
+    meta = dict(metadata or {})
+    if named:
+        meta["evaluation"] = {key: _summary(value) for key, value in named.items()}
+    meta["emotionnet_version"] = __version__
+    # Reports given now go into the card in full; older summaries in the metadata briefly.
+    card_evaluation: dict[str, Any] = named or dict(meta.get("evaluation") or {})
+
+    state = {
+        key: (tensor.to(dtype) if tensor.is_floating_point() else tensor)
+        .detach()
+        .to("cpu")
+        .contiguous()
+        for key, tensor in model.state_dict().items()
+    }
+    atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+    config_data = {**config.to_dict(), _METADATA_KEY: meta}
+    text = json.dumps(config_data, indent=2) + "\n"
+    atomic_write_text(folder / CONFIG_NAME, text)
+    card = model_card(
+        config,
+        evaluation=card_evaluation,
+        name=name or folder.resolve().name,
+        metadata=meta,
+    )
+    atomic_write_text(folder / MODEL_CARD_NAME, card)
+    return folder
