@@ -104,8 +104,9 @@ write_results(ROOT, DOCS / "_generated")
 # -- docstrings of re-exported constants ----------------------------------------------------------
 # ``.. autodata:: emotionnet.EMOTIONS`` looks for the constant's docstring (the string literal
 # after its assignment) in ``emotionnet/__init__.py``, which only re-exports it, and falls back
-# to the docstring of its type: "Built-in immutable sequence", "str(object='') -> str". Use
-# the docstring written where the constant is defined (``labels.py``) instead.
+# to the docstring of its type: "Built-in immutable sequence", "str(object='') -> str". The
+# same holds for the subpackages' re-exports (``emotionnet.training.OPTIMIZERS``). Use the
+# docstring written where the constant is defined (``labels.py``, ``training/config.py``).
 
 
 def _definition_docstring(name: str, obj: object) -> list[str] | None:
@@ -116,14 +117,15 @@ def _definition_docstring(name: str, obj: object) -> list[str] | None:
     from sphinx.util.docstrings import prepare_docstring
 
     package, _, attribute = name.rpartition(".")
-    if package != "emotionnet":
+    if package != "emotionnet" and not package.startswith("emotionnet."):
         return None
-    for info in pkgutil.iter_modules(emotionnet.__path__):
-        module_name = f"emotionnet.{info.name}"
-        module = importlib.import_module(module_name)
-        if getattr(module, attribute, None) is not obj:
+    for info in pkgutil.walk_packages(emotionnet.__path__, prefix="emotionnet."):
+        if info.name.endswith("__main__"):
+            continue  # data/__main__ runs the CLI
+        module = importlib.import_module(info.name)
+        if vars(module).get(attribute) is not obj:
             continue
-        docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        docs = ModuleAnalyzer.for_module(info.name).find_attr_docs()
         if ("", attribute) in docs:
             return prepare_docstring("\n".join(docs["", attribute]))
     return None
