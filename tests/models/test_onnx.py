@@ -258,7 +258,7 @@ def test_the_command_line_takes_an_onnx_file(
 
     from emotionnet.cli import main
 
-    face = str(Path(__file__).resolve().parents[1] / "examples" / "images" / "astronaut_face.jpg")
+    face = str(Path(__file__).resolve().parents[2] / "examples" / "images" / "astronaut_face.jpg")
     assert main(["predict", face, "--json", "--model", str(onnx_file), "--device", "cpu"]) == 0
     (record,) = json.loads(capsys.readouterr().out)
     expected = torch_recognizer.predict(face)
