@@ -16,23 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from ._moved import moved_module
 
-_TARGET = "emotionnet.models.onnx"
-
-
-def __getattr__(name: str) -> Any:
-    """Return ``name`` from :mod:`emotionnet.models.onnx`, with a deprecation warning."""
-    try:
-        value = getattr(importlib.import_module(_TARGET), name)
-    except AttributeError:
-        raise AttributeError(f"module 'emotionnet.export' has no attribute {name!r}") from None
-    warnings.warn(
-        f"emotionnet.export is deprecated: import {name} from {_TARGET} instead (the alias "
-        "goes in emotionnet 0.2).",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return value
+__getattr__ = moved_module("emotionnet.export", "emotionnet.models.onnx")
