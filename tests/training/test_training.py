@@ -467,19 +467,34 @@ def test_class_weight_method_from_the_class_weights_module() -> None:
 # ---- CPU defaults: bf16 where native, channels_last, batches built in-process -------------
 
 
-def fake_cpu(monkeypatch: pytest.MonkeyPatch, *, avx512_bf16: bool, amx: bool) -> None:
+def fake_cpu(
+    monkeypatch: pytest.MonkeyPatch, *, avx512_bf16: bool, amx: bool, vendor: str = "AuthenticAMD"
+) -> None:
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr("emotionnet.training.config._cpu_vendor", lambda: vendor)
 
 
 @pytest.mark.parametrize(
-    ("avx512_bf16", "amx", "expected"),
-    [(True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, None)],
+    ("avx512_bf16", "amx", "vendor", "expected"),
+    [
+        (True, False, "AuthenticAMD", torch.bfloat16),  # Zen 4/5: 3x float32 measured
+        (True, False, "GenuineIntel", None),  # AVX512-BF16 without AMX: 0.8x measured
+        (True, False, "", None),
+        (False, True, "GenuineIntel", torch.bfloat16),  # AMX
+        (True, True, "GenuineIntel", torch.bfloat16),
+        (False, False, "AuthenticAMD", None),
+        (False, False, "GenuineIntel", None),
+    ],
 )
-def test_amp_auto_is_bf16_exactly_on_cpus_that_report_native_bf16(
-    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, expected: torch.dtype | None
+def test_amp_auto_is_bf16_exactly_on_cpus_where_it_measured_faster(
+    monkeypatch: pytest.MonkeyPatch,
+    avx512_bf16: bool,
+    amx: bool,
+    vendor: str,
+    expected: torch.dtype | None,
 ) -> None:
-    fake_cpu(monkeypatch, avx512_bf16=avx512_bf16, amx=amx)
+    fake_cpu(monkeypatch, avx512_bf16=avx512_bf16, amx=amx, vendor=vendor)
     assert bf16_supported("cpu") is (expected is not None)
     trainer = Trainer(model_with_seed(), TRAIN, VAL, TrainConfig(device="cpu", progress=False))
     assert trainer.amp_dtype == expected
@@ -487,6 +502,26 @@ def test_amp_auto_is_bf16_exactly_on_cpus_that_report_native_bf16(
     off = Trainer(model_with_seed(), TRAIN, VAL, quick(amp="off"))
     forced = Trainer(model_with_seed(), TRAIN, VAL, quick(amp="bf16"))
     assert (off.amp_dtype, forced.amp_dtype) == (None, torch.bfloat16)
+
+
+def test_the_cpu_vendor_is_read_from_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emotionnet.training.config import _cpu_vendor
+
+    assert isinstance(_cpu_vendor(), str)  # this machine's, whatever it is
+    real_open = open
+
+    def fake_open(path: object, *args: object, **kwargs: object) -> object:
+        if path == "/proc/cpuinfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr("platform.processor", lambda: "AMD64 Family 25 Model 97, AuthenticAMD")
+    assert _cpu_vendor() == "AuthenticAMD"
+    monkeypatch.setattr("platform.processor", lambda: "Intel64 Family 6 Model 85")
+    assert _cpu_vendor() == "GenuineIntel"
+    monkeypatch.setattr("platform.processor", lambda: "")
+    assert _cpu_vendor() == ""
 
 
 def test_bf16_detection_is_false_where_bf16_would_be_emulated() -> None:

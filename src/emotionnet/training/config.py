@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import platform
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -60,18 +61,20 @@ MONITOR_ALIASES: Final[dict[str, str]] = {
 
 
 def bf16_supported(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` computes in bfloat16 natively, so bf16 autocast pays off there.
+    """Whether ``device`` computes in bfloat16 fast enough that bf16 autocast pays off there.
 
-    On CUDA this is :func:`torch.cuda.is_bf16_supported`. On the CPU it is what PyTorch's
-    own CPU feature detection reports: AVX512-BF16 or AMX instructions (recent Intel Xeon,
-    AMD Zen 4 and later). Elsewhere (other CPUs, ``mps``) it is ``False``: bf16 would be
-    emulated there and run slower than float32.
+    On CUDA this is :func:`torch.cuda.is_bf16_supported`. On the CPU it follows PyTorch's own
+    CPU feature detection and what was measured: AMX (Intel Xeon since Sapphire Rapids), or
+    AVX512-BF16 on an AMD processor (Zen 4 and later; 3x float32 measured on a Zen 5). An
+    Intel processor with AVX512-BF16 but no AMX (Cooper Lake, some cloud Xeons) converts
+    more than it gains: 0.8x float32 was measured on one, so it counts as ``False``, as do
+    other CPUs (bf16 would be emulated) and ``mps``.
 
     Args:
         device: A device or device string.
 
     Returns:
-        ``True`` if bf16 autocast is fast on ``device``.
+        ``True`` if bf16 autocast is expected to be faster than float32 on ``device``.
 
     Example:
         >>> bf16_supported("cpu") in (True, False)
@@ -82,8 +85,34 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    if bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()):
+        return True
+    avx512_bf16 = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    return avx512_bf16 and _cpu_vendor() == "AuthenticAMD"
+
+
+def _cpu_vendor() -> str:
+    """The CPU vendor string (``"AuthenticAMD"``, ``"GenuineIntel"``), or ``""`` if unknown.
+
+    Read from ``/proc/cpuinfo`` on Linux, else from :func:`platform.processor`.
+
+    Example:
+        >>> isinstance(_cpu_vendor(), str)
+        True
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    processor = platform.processor()
+    for vendor in ("AuthenticAMD", "GenuineIntel"):
+        if vendor in processor:
+            return vendor
+    return "AuthenticAMD" if "AMD" in processor else "GenuineIntel" if "Intel" in processor else ""
 
 
 def _fail(name: str, value: object, expected: str) -> InvalidArgumentError:
