@@ -161,7 +161,12 @@ def test_save_falls_back_to_json_where_toml_cannot_be_edited(tmp_path: Path) -> 
     bare = tmp_path / "bare.toml"
     bare.write_text("max_epochs = 3\n")
     warm = dataclasses.replace(Recipe.from_file(bare), init=tmp_path / "first")
-    for recipe, folder in ((ran, tmp_path / "a"), (warm, tmp_path / "b")):
+    gone = tmp_path / "gone.toml"  # deleted (or moved) while the run trained
+    gone.write_text("[train]\nmax_epochs = 3\n")
+    vanished = Recipe.from_file(gone).with_train(lr=0.03)
+    gone.unlink()
+    cases = ((ran, tmp_path / "a"), (warm, tmp_path / "b"), (vanished, tmp_path / "c"))
+    for recipe, folder in cases:
         saved_file = recipe.save(folder)
         assert saved_file.name == "recipe.json"
         saved = Recipe.from_file(saved_file)

@@ -175,28 +175,35 @@ class Recipe:
             recipe.json 0.02
         """
         target = Path(folder)
-        text: str | None = None
-        if self.path is not None:
-            original = Recipe.from_file(self.path)
-            changes = {
-                key: value
-                for key, value in _flat(self).items()
-                if key not in _RUN_ONLY and value != _flat(original).get(key)
-            }
-            source = read_text_file(self.path, "recipe file")
-            if not changes:
-                text = source
-            elif self.path.suffix.lower() == ".toml":
-                text = _edited_toml(source, changes, _flat(original), self.path.name)
-            if text is not None and not self._reads_back(text, self.path.suffix.lower()):
-                text = None
-        name = "recipe.json"
+        text = self._edited_file()
         if text is not None and self.path is not None:
             name = f"recipe{self.path.suffix.lower()}"
         else:
-            text = json.dumps(self._tables(), indent=2) + "\n"
+            name, text = "recipe.json", json.dumps(self._tables(), indent=2) + "\n"
         target.mkdir(parents=True, exist_ok=True)
         return atomic_write_text(target / name, text)
+
+    def _edited_file(self) -> str | None:
+        """The recipe file's text with the changes since it was read, if that reads back."""
+        if self.path is None:
+            return None
+        try:  # the file may have gone or changed during a run of hours: then JSON
+            source = read_text_file(self.path, "recipe file")
+            before = _flat(Recipe.from_file(self.path))
+        except (OSError, InvalidArgumentError):
+            return None
+        changes = {
+            key: value
+            for key, value in _flat(self).items()
+            if key not in _RUN_ONLY and value != before.get(key)
+        }
+        text: str | None = source
+        if changes:
+            edit = self.path.suffix.lower() == ".toml"
+            text = _edited_toml(source, changes, before, self.path.name) if edit else None
+        if text is None or not self._reads_back(text, self.path.suffix.lower()):
+            return None
+        return text
 
     def _tables(self) -> dict[str, Any]:
         """The recipe's tables with every setting spelled out (but the run-only ones)."""
