@@ -164,3 +164,38 @@ def test_moved_modules_keep_a_deprecated_alias(alias: str, target: str, name: st
     assert value is getattr(importlib.import_module(target), name)
     with pytest.raises(AttributeError, match=f"module '{alias}' has no attribute 'nope'"):
         _ = old.nope
+
+
+def _all_imports(path: Path, name: str) -> set[str]:
+    """Package modules ``path`` imports anywhere, inside functions too (not for typing only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level and id(node) not in typing_only:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            found.add(f"{base}.{node.module}" if node.module else base)
+    return found
+
+
+def test_the_models_never_import_the_recognizer_not_even_when_called() -> None:
+    # The ONNX export takes a recognizer through a hook (_model_to_export), so the layer of
+    # models stays below the product layer at run time too (there was an export <->
+    # recognizer cycle once).
+    offenders = {
+        name: sorted(i for i in _all_imports(path, name) if i.startswith("emotionnet.recognizer"))
+        for name, path in _modules().items()
+        if name.startswith("emotionnet.models")
+    }
+    assert not {name: found for name, found in offenders.items() if found}
+    assert "emotionnet.models.config" in _all_imports(
+        PACKAGE / "models" / "onnx.py", "emotionnet.models.onnx"
+    )  # the walk sees this module's imports

@@ -448,6 +448,11 @@ class EmotionRecognizer:
             self._backend = "torch"
             return None
 
+    def _model_to_export(self) -> tuple[nn.Module, ModelConfig]:
+        """The PyTorch model and its config, for :func:`~emotionnet.export_onnx`."""
+        self._require_torch_weights("export")
+        return self.model, self.config
+
     def _require_torch_weights(self, action: str) -> None:
         """Refuse what needs the PyTorch weights when the model is an ONNX graph."""
         from .models.onnx import OnnxClassifier

@@ -84,11 +84,12 @@ def _import_optional(name: str, purpose: str) -> Any:
 
 
 def _unwrap(model_or_recognizer: object) -> tuple[nn.Module, ModelConfig | None]:
-    from ..recognizer import EmotionRecognizer
-
-    if isinstance(model_or_recognizer, EmotionRecognizer):
-        model_or_recognizer._require_torch_weights("export")
-        return model_or_recognizer.model, model_or_recognizer.config
+    # An EmotionRecognizer hands over its model and config through this hook, so this module
+    # (a layer below the recognizer) never imports it.
+    exported = getattr(model_or_recognizer, "_model_to_export", None)
+    if callable(exported) and not isinstance(model_or_recognizer, nn.Module):
+        model, config = exported()
+        return model, config
     if isinstance(model_or_recognizer, OnnxClassifier):
         raise InvalidArgumentError(
             "This model already runs on onnxruntime; export the PyTorch model instead "
