@@ -177,7 +177,9 @@ def test_save_of_a_recipe_without_a_file_writes_json(tmp_path: Path) -> None:
     recipe = Recipe.from_mapping(
         {"model": {"stem": "small"}, "train": {"lr": 0.05}, "release": {"tta": ["flip"]}}
     )
+    (tmp_path / "recipe.toml").write_text("[train]\nlr = 0.1\n")  # an earlier run's
     saved = Recipe.from_file(recipe.save(tmp_path))
+    assert not (tmp_path / "recipe.toml").exists()  # one recipe per folder, the one that ran
     assert saved.model == recipe.model and saved.tta == ("flip",) and saved.train.lr == 0.05
     assert _same_training(saved, recipe)
 

@@ -157,8 +157,9 @@ class Recipe:
         cannot be edited that way (a value TOML cannot hold, a multi-line value), and for a
         recipe built from a mapping, the whole recipe is written as ``recipe.json``. Either
         file is read back and checked to give this recipe before it is written. Where a run
-        writes its checkpoints and whether it shows progress bars are not part of a recipe
-        and stay as the file had them.
+        writes its checkpoints and whether it shows progress bars are not part of a recipe:
+        an edited file keeps the file's, a JSON recipe leaves them out. A recipe of the other
+        format left in ``folder`` by an earlier run is removed, so the folder holds one.
 
         Args:
             folder: The folder to write into (created if missing).
@@ -181,7 +182,10 @@ class Recipe:
         else:
             name, text = "recipe.json", json.dumps(self._tables(), indent=2) + "\n"
         target.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(target / name, text)
+        written = atomic_write_text(target / name, text)
+        for stale in {"recipe.toml", "recipe.json"} - {name}:
+            (target / stale).unlink(missing_ok=True)
+        return written
 
     def _edited_file(self) -> str | None:
         """The recipe file's text with the changes since it was read, if that reads back."""
