@@ -196,11 +196,7 @@ class Recipe:
             before = _flat(Recipe.from_file(self.path))
         except (OSError, InvalidArgumentError):
             return None
-        changes = {
-            key: value
-            for key, value in _flat(self).items()
-            if key not in _RUN_ONLY and value != before.get(key)
-        }
+        changes = {key: value for key, value in _flat(self).items() if value != before.get(key)}
         text: str | None = source
         if changes:
             edit = self.path.suffix.lower() == ".toml"
@@ -213,7 +209,7 @@ class Recipe:
         """The recipe's tables with every setting spelled out (but the run-only ones)."""
         tables: dict[str, Any] = {}
         for key, value in _flat(self).items():
-            if key in _RUN_ONLY or value is None:
+            if value is None:
                 continue
             table = tables
             for part in key[:-1]:
@@ -233,9 +229,7 @@ class Recipe:
             again = Recipe.from_mapping(tables, path=self.path)
         except (ValueError, InvalidArgumentError, TypeError):
             return False
-        return {k: v for k, v in _flat(again).items() if k not in _RUN_ONLY} == {
-            k: v for k, v in _flat(self).items() if k not in _RUN_ONLY
-        }
+        return _flat(again) == _flat(self)
 
     @property
     def init_weights(self) -> Path | None:
@@ -319,7 +313,7 @@ def train_recipe(
 
 
 def _flat(recipe: Recipe) -> dict[tuple[str, ...], Any]:
-    """Every setting of ``recipe`` by its table path, e.g. ``("train", "augment", "hflip")``."""
+    """The settings of ``recipe`` by table path, ``("train", "augment", "hflip")``, but run-only."""
     flat: dict[tuple[str, ...], Any] = {
         ("data", "train_split"): recipe.train_split,
         ("data", "val_split"): recipe.val_split,
@@ -329,6 +323,8 @@ def _flat(recipe: Recipe) -> dict[tuple[str, ...], Any]:
     train = recipe.train.to_dict()
     augment = train.pop("augment")
     flat.update({("train", name): value for name, value in train.items()})
+    for key in _RUN_ONLY:
+        del flat[key]
     flat.update({("train", "augment", name): value for name, value in augment.items()})
     flat[("release", "dtype")] = recipe.dtype
     flat[("release", "tta")] = list(recipe.tta)
