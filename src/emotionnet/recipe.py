@@ -313,7 +313,7 @@ def train_recipe(
 
 
 def _flat(recipe: Recipe) -> dict[tuple[str, ...], Any]:
-    """The settings of ``recipe`` by table path, ``("train", "augment", "hflip")``, but run-only."""
+    """The settings of ``recipe`` by table path (``("train", "lr")``), run-only ones left out."""
     flat: dict[tuple[str, ...], Any] = {
         ("data", "train_split"): recipe.train_split,
         ("data", "val_split"): recipe.val_split,
