@@ -124,7 +124,7 @@ def test_save_writes_the_overrides_into_the_file_and_keeps_its_comments(tmp_path
     ran = dataclasses.replace(ran, init=Path("runs/first"))  # as --init gives it: cwd-relative
     text = ran.save(tmp_path).read_text()
     lines = text.splitlines()
-    assert "max_epochs = 14  # run: 70 in fer2013_resnet18.toml" in lines
+    assert "max_epochs = 14  # run: 117 in fer2013_resnet18.toml" in lines
     assert "lr = 0.02  # run: 0.1 in fer2013_resnet18.toml" in lines
     first = Path("runs/first").absolute()
     assert f'init = "{first}"  # run: unset in fer2013_resnet18.toml' in lines

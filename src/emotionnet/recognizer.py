@@ -90,7 +90,7 @@ DEFAULT_TTA: Final[str] = "flip_crop"
 """The test-time augmentation a recognizer uses unless told otherwise.
 
 ``"flip_crop"`` (the face, its centre crop, and both mirrored: 4 views in one forward pass):
-on the bundled model 70.24% on PublicTest against 68.71% for a single view and 70.21% for
+on the bundled model 71.55% on PublicTest against 69.66% for a single view and 71.36% for
 ``"ten_crop"`` (ten views), at 14.4 ms per face against 4.9 ms for a single
 view (onnxruntime, one CPU core; ``benchmarks/bench_predict.py --tta``). Pass ``tta="none"``
 for the fastest predictions.
