@@ -78,6 +78,7 @@ else
 import json, math, sys
 row = json.load(open(sys.argv[1]))[-1]           # the second epoch: cudnn tuned, caches warm
 ips = row["images_per_sec"]
+# The recipe's batches of 128, whole batches only: 224 steps (28,672 faces) an epoch.
 train_s = int(sys.argv[4]) // 128 * 128 / ips
 val_s = max(row["seconds"] - train_s, 0.0)       # validation on the full PublicTest
 epoch_s = 28672 / ips + val_s + 0.5              # + the checkpoint written every epoch
