@@ -50,7 +50,7 @@ def test_other_faces_are_not_comparable(script: ModuleType) -> None:
         st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=60
     ),
 )
-def test_moved_predictions_is_a_lower_bound_exact_without_cancelling(
+def test_moved_predictions_is_a_lower_bound_and_sees_one_moved_face(
     script: ModuleType, faces: list[tuple[int, int, int]]
 ) -> None:
     """Half the matrices' distance never exceeds the faces whose prediction changed."""
