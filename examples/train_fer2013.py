@@ -97,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", help="override train.device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--amp", help="override train.amp (auto, bf16, fp16, off)")
     parser.add_argument("--num-workers", type=int, help="override train.num_workers")
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="set train.cuda_graph: replay each training step as CUDA graphs (GPU only)",
+    )
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument("--max-train-samples", type=int, help="train on a random subset")
     parser.add_argument("--max-val-samples", type=int, help="validate on a random subset")
@@ -105,6 +110,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="start from these weights (a model folder or state dict, e.g. an earlier run's "
         "folder for a warm restart) instead of the seed's random ones",
+    )
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        help="write the resume checkpoint every N epochs (train.save_every; default 1)",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -178,8 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         amp=args.amp,
         num_workers=args.num_workers,
+        cuda_graph=True if args.cuda_graph else None,
         seed=args.seed,
         checkpoint_dir=str(args.output / "checkpoints"),
+        save_every=args.save_every,
         progress=not args.no_progress,
     )
 

@@ -100,18 +100,20 @@ def test_train_recipe_starts_from_the_init_weights(tmp_path: Path) -> None:
 
 # Recipe.save: the recipe as it ran, whatever changed after it was read.
 
-RUN_ONLY = {"checkpoint_dir", "progress"}
+RUN_ONLY = {"checkpoint_dir", "progress", "save_every"}
 
 
 def _same_training(saved: Recipe, ran: Recipe) -> bool:
-    """Equal but for where checkpoints go and progress bars (not part of a recipe)."""
+    """Equal but for where and how often checkpoints are written and progress bars."""
     keep = {name: getattr(saved.train, name) for name in RUN_ONLY}
     return dataclasses.replace(ran.train, **keep) == saved.train
 
 
 def test_save_copies_an_unchanged_recipe_file_byte_for_byte(tmp_path: Path) -> None:
     committed = ROOT / "configs" / "fer2013_resnet18.toml"
-    saved = Recipe.from_file(committed).with_train(progress=False).save(tmp_path / "out")
+    saved = (
+        Recipe.from_file(committed).with_train(progress=False, save_every=10).save(tmp_path / "out")
+    )
     assert saved == tmp_path / "out" / "recipe.toml"
     assert saved.read_bytes() == committed.read_bytes()
 

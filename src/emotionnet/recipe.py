@@ -48,7 +48,7 @@ _TABLES: Final[frozenset[str]] = frozenset({"data", "model", "train", "release"}
 
 # Where and how a run reports, not what it trains: never written into a saved recipe.
 _RUN_ONLY: Final[frozenset[tuple[str, ...]]] = frozenset(
-    {("train", "checkpoint_dir"), ("train", "progress")}
+    {("train", "checkpoint_dir"), ("train", "progress"), ("train", "save_every")}
 )
 _SECTION = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
@@ -156,10 +156,11 @@ class Recipe:
         value the file had, so the saved recipe trains exactly what ran. Where a TOML file
         cannot be edited that way (a value TOML cannot hold, a multi-line value), and for a
         recipe built from a mapping, the whole recipe is written as ``recipe.json``. Either
-        file is read back and checked to give this recipe before it is written. Where a run
-        writes its checkpoints and whether it shows progress bars are not part of a recipe:
-        an edited file keeps the file's, a JSON recipe leaves them out. A recipe of the other
-        format left in ``folder`` by an earlier run is removed, so the folder holds one.
+        file is read back and checked to give this recipe before it is written. Where and how
+        often a run writes its checkpoints and whether it shows progress bars are not part of
+        a recipe: an edited file keeps the file's, a JSON recipe leaves them out. A recipe of
+        the other format left in ``folder`` by an earlier run is removed, so the folder holds
+        one.
 
         Args:
             folder: The folder to write into (created if missing).

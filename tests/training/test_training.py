@@ -596,6 +596,65 @@ def test_num_threads_holds_during_fit_and_is_restored() -> None:
         TrainConfig(num_threads=0)
 
 
+# ---- CUDA graphs ---------------------------------------------------------------------------
+
+
+def test_cuda_graph_is_refused_where_it_cannot_run() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"device is cpu; set cuda_graph=False"):
+        Trainer(model_with_seed(), TRAIN, VAL, quick(cuda_graph=True))
+    with pytest.raises(InvalidArgumentError, match="choose one of them"):
+        quick(cuda_graph=True, compile=True)
+
+
+def test_the_graph_capture_leaves_the_run_and_the_model_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The capture's warm-up steps move batch-norm statistics; the run must not see them.
+
+    CUDA is not needed to check the trainer's side: a stand-in for make_graphed_callables
+    runs warm-up forward passes in training mode, as the real one does, and returns the
+    module it was given, so the run must match a run without graphs bit for bit.
+    """
+    calls: list[tuple[torch.Size, bool]] = []
+
+    def make_graphed_callables(module: nn.Module, sample_args: tuple[torch.Tensor, ...]) -> Any:
+        (sample,) = sample_args
+        calls.append((sample.shape, module.training))
+        with torch.no_grad():
+            for _ in range(3):
+                module(torch.randn_like(sample) * 5)
+        return module
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", make_graphed_callables)
+    reference = model_with_seed()
+    expected = Trainer(reference, TRAIN, VAL, quick(seed=3)).fit()
+    model = model_with_seed()
+    trainer = Trainer(model, TRAIN, VAL, quick(seed=3))
+    # The device check refuses a CPU run: switch graphs on past it.
+    trainer.config = dataclass_replace(trainer.config, cuda_graph=True)
+    history = trainer.fit()
+    assert calls == [(torch.Size([16, 1, 16, 16]), True)]  # captured once, for every step
+    assert without_timing(history) == without_timing(expected)
+    assert_same_weights(model, reference)
+    assert "forward" not in vars(model)  # the graph wraps the model; it is not patched
+    with pytest.raises(InvalidArgumentError, match=r"captured batches shaped \(16, 1, 16, 16\)"):
+        trainer._graphed_model(torch.zeros(8, 1, 16, 16))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_training_matches_eager_training_on_a_gpu() -> None:
+    runs = []
+    for graph in (False, True):
+        model = model_with_seed()
+        config = quick(device="cuda", amp="off", cuda_graph=graph, seed=5)
+        history = Trainer(model, TRAIN, VAL, config).fit()
+        runs.append((model.cpu().state_dict(), [row["train_loss"] for row in history]))
+    (eager, eager_losses), (graphed, graphed_losses) = runs
+    assert graphed_losses == pytest.approx(eager_losses, rel=1e-4)
+    for key, value in eager.items():
+        torch.testing.assert_close(graphed[key], value, rtol=1e-3, atol=1e-4, msg=key)
+
+
 # ---- weight averaging and the end of the run ------------------------------------------------
 
 

@@ -259,6 +259,13 @@ class TrainConfig:
         channels_last: Use the ``channels_last`` memory format; ``None`` means on (on the
             CPU it measures faster than NCHW in float32 and the same under bf16).
         compile: Train through :func:`torch.compile`.
+        cuda_graph: Capture the model's training forward and backward pass as CUDA graphs
+            (:func:`torch.cuda.make_graphed_callables`), replayed every step: on a GPU, a step
+            of a small network on small images is bound by the cost of launching its
+            hundreds of kernels, not by arithmetic, and a replay launches them at once. CUDA
+            only, one process, not with ``compile``; the model itself is left as it is (the
+            graph wraps it), and validation runs it as usual. Numerically the same training
+            (the same kernels, bf16 autocast included), so a run may switch it on resume.
         augment: Per-image augmentation, see :class:`~emotionnet.augmentation.AugmentConfig`.
         monitor: Metric that selects the best checkpoint, drives early stopping and the
             plateau schedule: one of :data:`MONITORS` (``"accuracy"``, ``"macro_f1"`` and
@@ -311,6 +318,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | None = None
     compile: bool = False
+    cuda_graph: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     monitor: str = "val_accuracy"
     early_stopping_patience: int | None = None
@@ -408,9 +416,14 @@ class TrainConfig:
                 "data_on_device=True builds them in the training process; set num_workers=0 "
                 "(or None), or data_on_device=False."
             )
-        for name in ("compile", "decay_norm_and_bias", "progress"):
+        for name in ("compile", "cuda_graph", "decay_norm_and_bias", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise _fail(name, getattr(self, name), "True or False")
+        if self.compile and self.cuda_graph:
+            raise InvalidArgumentError(
+                "compile=True and cuda_graph=True both take over the model's training forward "
+                "pass; choose one of them."
+            )
         if isinstance(self.augment, Mapping):
             set_(self, "augment", AugmentConfig.from_dict(self.augment))
         elif not isinstance(self.augment, AugmentConfig):

@@ -77,11 +77,23 @@ _RESUME_FREE_KEYS: Final[frozenset[str]] = frozenset(
         "device",
         "max_epochs",
         "compile",
+        "cuda_graph",
         "max_nonfinite_steps",
     }
 )
 # Schedules whose LR at each step depends on the run's length: a resumed run must keep it.
 _LENGTH_BOUND_SCHEDULES: Final[frozenset[str]] = frozenset({"cosine", "onecycle"})
+
+
+class _Forward(nn.Module):
+    """The model's forward as a module of its own: graphing it leaves the model as it is."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, self.model(inputs))
 
 
 class Trainer:
@@ -212,6 +224,16 @@ class Trainer:
                 else tuple(f"class_{i}" for i in range(self.num_classes))
             )
         self.amp_dtype = self._resolve_amp()
+        if config.cuda_graph and (self.device.type != "cuda" or self.world_size > 1):
+            where = (
+                f"the device is {self.device}"
+                if self.device.type != "cuda"
+                else f"this is one of {self.world_size} processes"
+            )
+            raise InvalidArgumentError(
+                f"cuda_graph=True replays the training step on one CUDA device, but {where}; "
+                "set cuda_graph=False (a CPU step gains nothing from graphs)."
+            )
         self.channels_last = config.channels_last is not False
         workers = config.num_workers
         self.data_on_device = (
@@ -482,6 +504,9 @@ class Trainer:
         if config.compile:
             module = cast(nn.Module, torch.compile(module))
         self._train_module = module
+        # With cuda_graph, captured at the first training step (after a resume has loaded
+        # the weights into the same tensors), for that step's batch shape.
+        self._graphed: tuple[nn.Module, torch.Size] | None = None
 
     def _warmup_steps(self) -> int:
         return round(self.config.warmup_epochs * self.steps_per_epoch)
@@ -580,8 +605,9 @@ class Trainer:
                     first_lr = float(self.optimizer.param_groups[0]["lr"])
                 if self._model_buffers:
                     torch._foreach_copy_(self._buffer_backup, self._model_buffers)
+                forward = self._graphed_model(inputs) if config.cuda_graph else module
                 with self._autocast():
-                    logits = module(inputs)
+                    logits = forward(inputs)
                 loss = F.cross_entropy(
                     logits.float(),
                     targets,
@@ -620,6 +646,32 @@ class Trainer:
             dist.all_reduce(totals)
             self._sync_buffers()
         return float(totals[0] / totals[1]), int(totals[1]), seconds, first_lr
+
+    def _graphed_model(self, inputs: torch.Tensor) -> nn.Module:
+        """The model's training forward/backward as CUDA graphs, captured on first use."""
+        if self._graphed is None:
+            sample = torch.zeros_like(inputs)
+            # Capture runs a few warm-up steps, whose batch-norm statistics must not count.
+            before = [buffer.detach().clone() for buffer in self._model_buffers]
+            amp = (
+                nullcontext()
+                if self.amp_dtype is None
+                # Autocast's weight cache cannot be captured: the casts go in the graph.
+                else torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=False)
+            )
+            with amp:
+                graphed = torch.cuda.make_graphed_callables(_Forward(self.model), (sample,))
+            if self._model_buffers:
+                torch._foreach_copy_(self._model_buffers, before)
+            self._graphed = (cast(nn.Module, graphed), inputs.shape)
+        graphed, shape = self._graphed
+        if inputs.shape != shape:
+            # A replay copies the batch into the captured one, broadcasting a smaller batch.
+            raise InvalidArgumentError(
+                f"cuda_graph=True captured batches shaped {tuple(shape)}, got "
+                f"{tuple(inputs.shape)}; every training batch must have the same shape."
+            )
+        return graphed
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank (collective under DDP)."""
