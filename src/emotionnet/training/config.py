@@ -261,11 +261,11 @@ class TrainConfig:
         compile: Train through :func:`torch.compile`.
         cuda_graph: Capture the model's training forward and backward pass as CUDA graphs
             (:func:`torch.cuda.make_graphed_callables`), replayed every step: on a GPU, a step
-            of a small network on small images is bound by the cost of launching its
+            of a small network on small images tends to be bound by launching its
             hundreds of kernels, not by arithmetic, and a replay launches them at once. CUDA
             only, one process, not with ``compile``; the model itself is left as it is (the
-            graph wraps it), and validation runs it as usual. Numerically the same training
-            (the same kernels, bf16 autocast included), so a run may switch it on resume.
+            graph wraps it), and validation runs it as usual. The same computation (not bit for
+            bit: cuDNN may pick other algorithms), so a run may switch it on or off on resume.
         augment: Per-image augmentation, see :class:`~emotionnet.augmentation.AugmentConfig`.
         monitor: Metric that selects the best checkpoint, drives early stopping and the
             plateau schedule: one of :data:`MONITORS` (``"accuracy"``, ``"macro_f1"`` and
