@@ -251,6 +251,25 @@ def test_resume_with_another_max_epochs_is_refused_when_the_schedule_spans_the_r
     assert len(longer.history) == 0
 
 
+def test_resume_warns_about_changed_training_settings_but_not_run_only_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = quick(max_epochs=2, schedule="constant", checkpoint_dir=str(tmp_path))
+    Trainer(model_with_seed(), TRAIN, VAL, dataclass_replace(config, max_epochs=1)).fit()
+    # Where and how the run reports or checkpoints does not change what it trains.
+    run_only = dataclass_replace(config, save_every=5, progress=not config.progress)
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+        Trainer(model_with_seed(), TRAIN, VAL, run_only).fit(resume=True)
+    assert "changed settings" not in caplog.text
+
+    Trainer(model_with_seed(), TRAIN, VAL, dataclass_replace(config, max_epochs=1)).fit()
+    caplog.clear()
+    other_lr = dataclass_replace(config, lr=config.lr / 2, save_every=5)
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+        Trainer(model_with_seed(), TRAIN, VAL, other_lr).fit(resume=True)
+    assert "changed settings ['lr']" in caplog.text
+
+
 @pytest.mark.parametrize("schedule", ["constant", "plateau"])
 def test_resume_can_extend_schedules_that_do_not_span_the_run(
     tmp_path: Path, schedule: str

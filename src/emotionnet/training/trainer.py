@@ -79,6 +79,7 @@ _RESUME_FREE_KEYS: Final[frozenset[str]] = frozenset(
         "compile",
         "cuda_graph",
         "max_nonfinite_steps",
+        "save_every",
     }
 )
 # Schedules whose LR at each step depends on the run's length: a resumed run must keep it.
