@@ -35,6 +35,7 @@ from ._io import read_text_file
 from .errors import InvalidArgumentError
 from .models import ModelConfig
 from .training import History, TrainConfig, read_config_file
+from .training.config import _RUN_ONLY_SETTINGS
 
 if TYPE_CHECKING:
     from .metrics import EvaluationReport
@@ -48,7 +49,7 @@ _TABLES: Final[frozenset[str]] = frozenset({"data", "model", "train", "release"}
 
 # Where and how a run reports, not what it trains: never written into a saved recipe.
 _RUN_ONLY: Final[frozenset[tuple[str, ...]]] = frozenset(
-    {("train", "checkpoint_dir"), ("train", "progress"), ("train", "save_every")}
+    ("train", name) for name in _RUN_ONLY_SETTINGS
 )
 _SECTION = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")

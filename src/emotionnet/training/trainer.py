@@ -49,7 +49,7 @@ from .checkpoint import (
     save_checkpoint_file,
     set_rng_state,
 )
-from .config import TrainConfig, bf16_supported
+from .config import _RUN_ONLY_SETTINGS, TrainConfig, bf16_supported
 from .distributed import dist_env, model_device
 from .history import History, Row
 
@@ -67,21 +67,17 @@ the class prior (a run too short for its learning-rate warm-up, a learning rate 
 wrong labels). The check uses the validation predictions of the best epoch, the weights
 :meth:`Trainer.load_best` restores (else of the last epoch validated)."""
 
-# Differences in these settings are expected when resuming and not worth a warning.
-_RESUME_FREE_KEYS: Final[frozenset[str]] = frozenset(
-    {
-        "checkpoint_dir",
-        "progress",
-        "num_workers",
-        "num_threads",
-        "device",
-        "max_epochs",
-        "compile",
-        "cuda_graph",
-        "max_nonfinite_steps",
-        "save_every",
-    }
-)
+# Differences in these settings are expected when resuming and not worth a warning: the run-only
+# ones, and those that change how fast a run trains, not what it computes.
+_RESUME_FREE_KEYS: Final[frozenset[str]] = _RUN_ONLY_SETTINGS | {
+    "num_workers",
+    "num_threads",
+    "device",
+    "max_epochs",
+    "compile",
+    "cuda_graph",
+    "max_nonfinite_steps",
+}
 # Schedules whose LR at each step depends on the run's length: a resumed run must keep it.
 _LENGTH_BOUND_SCHEDULES: Final[frozenset[str]] = frozenset({"cosine", "onecycle"})
 
