@@ -53,9 +53,9 @@ MONITORS: Final[dict[str, str]] = {
 }
 """Metrics :attr:`TrainConfig.monitor` can select, with the direction that is better."""
 
-_RUN_ONLY_SETTINGS: Final[frozenset[str]] = frozenset({"checkpoint_dir", "progress", "save_every"})
 # Where and how a run reports, not what it trains: they never change the weights, a resumed run
 # may set them afresh without a warning, and a saved recipe leaves them out.
+_RUN_ONLY_SETTINGS: Final[frozenset[str]] = frozenset({"checkpoint_dir", "progress", "save_every"})
 
 MONITOR_ALIASES: Final[dict[str, str]] = {
     "accuracy": "val_accuracy",

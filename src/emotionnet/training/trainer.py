@@ -68,7 +68,8 @@ wrong labels). The check uses the validation predictions of the best epoch, the 
 :meth:`Trainer.load_best` restores (else of the last epoch validated)."""
 
 # Differences in these settings are expected when resuming and not worth a warning: the run-only
-# ones, and those that change how fast a run trains, not what it computes.
+# ones, the hardware and speed ones, the non-finite-step limit, and max_epochs (a schedule whose
+# learning rate depends on the run's length is checked on its own, see below).
 _RESUME_FREE_KEYS: Final[frozenset[str]] = _RUN_ONLY_SETTINGS | {
     "num_workers",
     "num_threads",
