@@ -115,7 +115,7 @@ def test_float_pil_image_is_not_rescaled_by_one_stray_pixel() -> None:
 def test_float_pil_image_and_float_array_agree(value: float) -> None:
     values = np.full((48, 48), value, dtype=np.float32)
     from_pil = to_face_array(Image.fromarray(values, mode="F"))
-    np.testing.assert_array_equal(from_pil, to_face_batch([values])[0].numpy())
+    np.testing.assert_array_equal(from_pil, to_face_batch([values])[0])
     assert from_pil[0, 0] == round(value * 255)
 
 

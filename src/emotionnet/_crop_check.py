@@ -17,7 +17,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from PIL import Image
 
 from .errors import MissingDependencyError, NotAFaceCropWarning
@@ -120,7 +119,7 @@ class FaceCropCheck:
         )
         return to_face_array(gray, self.input_size)
 
-    def face_batch(self, items: Sequence[Any]) -> torch.Tensor:
+    def face_batch(self, items: Sequence[Any]) -> npt.NDArray[np.uint8]:
         """:func:`~emotionnet.images.to_face_batch`, with the check."""
         size = self.input_size
         faces = []
@@ -132,5 +131,5 @@ class FaceCropCheck:
                 else self.face_array(load_image(item), source=_source(item))
             )
         if not faces:
-            return torch.empty((0, size, size), dtype=torch.uint8)
-        return torch.from_numpy(np.stack(faces))
+            return np.empty((0, size, size), dtype=np.uint8)
+        return np.stack(faces)

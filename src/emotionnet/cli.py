@@ -67,15 +67,24 @@ def _add_model_options(parser: argparse.ArgumentParser, *, backend: bool = True)
     )
     group.add_argument("--revision", help="Hub branch, tag or commit to pin")
     group.add_argument(
-        "--device", help="cpu, cuda, cuda:1, mps (default: CUDA when available, else CPU)"
+        "--device",
+        help="cpu, cuda, cuda:1, mps (default: the CPU with the model's model.onnx; CUDA and "
+        "mps run PyTorch, the torch extra)",
+    )
+    group.add_argument(
+        "--threads",
+        type=_whole(1),
+        metavar="N",
+        help="threads of one forward pass (default: OMP_NUM_THREADS, else one per physical "
+        "core); with several processes on one machine give each cores / processes",
     )
     if backend:
         group.add_argument(
             "--backend",
             choices=("auto", "torch", "onnx"),
             default="auto",
-            help="eager PyTorch, onnxruntime (the onnx extra), or auto: onnxruntime on the CPU "
-            "when installed (default)",
+            help="onnxruntime on the model's model.onnx, eager PyTorch (the torch extra), or "
+            "auto: onnxruntime on the CPU (default)",
         )
 
 
@@ -315,6 +324,7 @@ def _load(args: argparse.Namespace) -> Any:
         revision=args.revision,
         device=args.device,
         backend=getattr(args, "backend", "torch"),  # export: the PyTorch model is exported
+        num_threads=args.threads,
     )
 
 
@@ -517,6 +527,9 @@ def _table_rows(result: Any, k: int, faces: bool) -> list[list[str]]:
 
 
 def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from ._optional import require
+
+    require("torch", "`emotionnet evaluate` (it reads FER2013 with PyTorch)")
     from .data import FER2013
 
     recognizer = _load(args)
@@ -539,6 +552,9 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _train(args: argparse.Namespace, out: TextIO) -> int:
+    from ._optional import require
+
+    require("torch", "`emotionnet train`")
     from .data import FER2013
     from .recipe import Recipe, train_recipe
 
@@ -629,6 +645,9 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _export(args: argparse.Namespace, out: TextIO) -> int:
+    from ._optional import require
+
+    require("torch", "`emotionnet export` (it exports the PyTorch weights)")
     from .models.onnx import export_onnx
 
     if args.model and args.model.lower().endswith(".onnx"):
@@ -646,9 +665,11 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
 def _check_device(args: argparse.Namespace) -> None:
     """Refuse a ``--device`` this machine lacks before any work, in the command line's words."""
     value = getattr(args, "device", None)
-    if value is None or (args.command == "train" and value == "auto"):
+    if value is None or value == "cpu" or (args.command == "train" and value == "auto"):
         return
-    import torch
+    from ._optional import require
+
+    torch = require("torch", f"--device {value} (PyTorch runs the model there)")
 
     from .recognizer import _device_unavailable
 

@@ -35,7 +35,7 @@ Example:
     >>> load_image(np.zeros((60, 40, 3), dtype=np.uint8)).size
     (40, 60)
     >>> to_face_batch([np.ones((96, 96), dtype=np.float32)]).shape
-    torch.Size([1, 48, 48])
+    (1, 48, 48)
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Final, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._io import NotARegularFileError, open_regular_file
@@ -60,7 +59,10 @@ from .errors import (
     InvalidImageError,
     UnsupportedInputError,
 )
-from .preprocessing import IMAGE_SIZE, pixels_to_uint8, to_face_array
+from .preprocessing import IMAGE_SIZE, is_tensor, pixels_to_uint8, to_face_array
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -74,14 +76,8 @@ __all__ = [
 ]
 
 ImageInput: TypeAlias = (
-    str
-    | os.PathLike[str]
-    | bytes
-    | bytearray
-    | memoryview
-    | Image.Image
-    | npt.NDArray[Any]
-    | torch.Tensor
+    "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | npt.NDArray[Any]"
+    " | torch.Tensor"
 )
 """One image in any accepted form (see the module docstring)."""
 
@@ -293,6 +289,8 @@ def _array_to_pil(array: npt.NDArray[Any], what: str, layout: str) -> Image.Imag
 
 
 def _tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    import torch  # already imported: the caller made the tensor
+
     what = f"The tensor of shape {tuple(tensor.shape)}"
     if tensor.is_complex():
         raise UnsupportedInputError(f"{what} is complex ({tensor.dtype}); pass real pixel values.")
@@ -375,7 +373,7 @@ def load_image(image: ImageInput) -> Image.Image:
             f"The array of shape {tuple(image.shape)}",
             "H x W or H x W x C (channels last)",
         )
-    if isinstance(image, torch.Tensor):
+    if is_tensor(image):
         return _tensor_to_pil(image)
     raise UnsupportedInputError(
         f"Cannot read an image from {type(image).__module__}.{type(image).__qualname__}; "
@@ -433,16 +431,17 @@ def unbatch(
         ...
         emotionnet.errors.InvalidImageError: The tensor of shape (3, 48, 48) is ambiguous: ...
     """
-    if isinstance(images, torch.Tensor) and images.ndim == 3:
-        _refuse_ambiguous_tensor(images, size)
+    tensor = is_tensor(images)
+    if tensor and images.ndim == 3:  # type: ignore[union-attr]
+        _refuse_ambiguous_tensor(images, size)  # type: ignore[arg-type]
     if isinstance(images, (list, tuple)):
         return list(images), True
-    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
-        return list(images), True
+    if (isinstance(images, np.ndarray) or tensor) and images.ndim == 4:  # type: ignore[union-attr]
+        return list(images), True  # type: ignore[arg-type]
     return [images], False  # type: ignore[list-item]
 
 
-def to_face_batch(images: Sequence[ImageInput], *, size: int = IMAGE_SIZE) -> torch.Tensor:
+def to_face_batch(images: Sequence[ImageInput], *, size: int = IMAGE_SIZE) -> npt.NDArray[np.uint8]:
     """Load images and apply the shared grayscale/resize rule to each.
 
     Args:
@@ -450,7 +449,7 @@ def to_face_batch(images: Sequence[ImageInput], *, size: int = IMAGE_SIZE) -> to
         size: Side of the square model input.
 
     Returns:
-        A ``uint8`` tensor ``N x size x size``, the same pixels the dataset path gives.
+        A ``uint8`` array ``N x size x size``, the same pixels the dataset path gives.
 
     Raises:
         ImageNotFoundError: See :func:`load_image`.
@@ -460,17 +459,17 @@ def to_face_batch(images: Sequence[ImageInput], *, size: int = IMAGE_SIZE) -> to
 
     Example:
         >>> from PIL import Image
-        >>> to_face_batch([Image.new("RGB", (64, 64), "white")], size=48)[0, 0, 0]
-        tensor(255, dtype=torch.uint8)
+        >>> int(to_face_batch([Image.new("RGB", (64, 64), "white")], size=48)[0, 0, 0])
+        255
     """
     if not images:
-        return torch.empty((0, size, size), dtype=torch.uint8)
+        return np.empty((0, size, size), dtype=np.uint8)
     arrays = [_unchanged_by_the_rule(image, size) for image in images]
     faces = [
         array if array is not None else to_face_array(load_image(image), size)
         for image, array in zip(images, arrays, strict=True)
     ]
-    return torch.from_numpy(np.stack(faces))
+    return np.stack(faces)
 
 
 def _unchanged_by_the_rule(image: object, size: int) -> npt.NDArray[np.uint8] | None:
@@ -480,11 +479,11 @@ def _unchanged_by_the_rule(image: object, size: int) -> npt.NDArray[np.uint8] | 
     conversion, no resize), so a batch of ready faces skips the round trip through PIL.
     """
     if (
-        isinstance(image, torch.Tensor)
-        and image.dtype == torch.uint8
-        and tuple(image.shape) in ((size, size), (1, size, size))
+        is_tensor(image)
+        and str(image.dtype) == "torch.uint8"  # type: ignore[attr-defined]
+        and tuple(image.shape) in ((size, size), (1, size, size))  # type: ignore[attr-defined]
     ):
-        return np.asarray(image.detach().cpu().reshape(size, size).numpy())
+        return np.asarray(image.detach().cpu().reshape(size, size).numpy())  # type: ignore[attr-defined]
     if (
         isinstance(image, np.ndarray)
         and image.dtype == np.uint8

@@ -10,8 +10,11 @@ A face becomes model input in two steps, the same everywhere in emotionnet:
    must lie in ``[0, 1]``; never guessed from the values). An image that is not already
    ``size x size`` is resized as a whole (no crop, so a non-square image is stretched) with
    Pillow's antialiased bilinear filter. FER2013 images are 48x48 and pass through unchanged.
-2. :func:`normalize`: ``uint8`` batch -> ``float32`` ``N x 1 x H x W`` tensor,
-   ``(x / 255 - mean) / std`` with the model's mean and std.
+2. :func:`normalize`: ``uint8`` batch -> ``float32`` ``N x 1 x H x W`` array (or tensor, for
+   a tensor batch), ``(x / 255 - mean) / std`` with the model's mean and std.
+
+Everything here runs on numpy and Pillow alone; torch is imported only when a torch tensor is
+passed in (by the training layer), so the inference install never needs it.
 
 Example:
     >>> import numpy as np
@@ -21,25 +24,29 @@ Example:
     >>> arr.shape, arr.dtype, int(arr[0, 0])
     ((48, 48), dtype('uint8'), 76)
     >>> normalize(np.stack([arr])).shape
-    torch.Size([1, 1, 48, 48])
+    (1, 1, 48, 48)
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, overload
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from PIL import Image
 
 from .errors import InvalidImageError, UnsupportedInputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "FER2013_MEAN",
     "FER2013_STD",
     "IMAGE_SIZE",
+    "as_uint8_array",
     "as_uint8_batch",
     "normalize",
     "pixels_to_uint8",
@@ -222,14 +229,104 @@ def to_face_array(image: Image.Image, size: int = IMAGE_SIZE) -> npt.NDArray[np.
     return np.ascontiguousarray(np.asarray(gray, dtype=np.uint8))
 
 
+def _torch_tensor_type() -> type | None:
+    """``torch.Tensor`` when torch is already imported (by the caller), else ``None``."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else torch.Tensor
+
+
+def is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch.
+
+    A tensor can only exist once its caller imported torch, so torch's absence from
+    :data:`sys.modules` answers ``False`` without the 4-second import.
+
+    Example:
+        >>> import numpy as np
+        >>> is_tensor(np.zeros(3))
+        False
+    """
+    tensor = _torch_tensor_type()
+    return tensor is not None and isinstance(value, tensor)
+
+
+def _check_face_batch_shape(shape: tuple[int, ...], what: str, allow_empty: bool) -> None:
+    if len(shape) != 3:
+        raise InvalidImageError(
+            f"{what}: expected a grayscale batch shaped N x H x W or N x 1 x H x W, got shape "
+            f"{shape}; add a batch dimension with images[None] for one face."
+        )
+    if not allow_empty and shape[0] == 0:
+        raise InvalidImageError(
+            f"{what}: an empty batch (0 images); pass at least one image or skip the call."
+        )
+    if shape[0] and (shape[1] == 0 or shape[2] == 0):
+        raise InvalidImageError(f"{what}: the images are empty ({shape}).")
+
+
+def _not_uint8(what: str, dtype: object) -> InvalidImageError:
+    return InvalidImageError(
+        f"{what}: expected uint8 pixels (0..255), got dtype {dtype}; pass the raw "
+        "images (for example FER2013.images or emotionnet.to_face_array output), not "
+        "normalised ones."
+    )
+
+
+def as_uint8_array(
+    images: object, what: str = "The images", *, allow_empty: bool = True
+) -> npt.NDArray[np.uint8]:
+    """Check a batch of ready faces and return it as a ``uint8`` ``N x H x W`` numpy array.
+
+    The one check of face batches: a numpy array (or a CPU torch tensor) of ``uint8`` pixels,
+    ``N x H x W`` or ``N x 1 x H x W`` (squeezed). The array shares memory with the input
+    when it can. :func:`as_uint8_batch` is the same check returning a tensor.
+
+    Args:
+        images: The batch.
+        what: The batch, for messages.
+        allow_empty: Accept ``N = 0``.
+
+    Returns:
+        The ``N x H x W`` array.
+
+    Raises:
+        UnsupportedInputError: If ``images`` is neither an array nor a tensor.
+        InvalidImageError: If the pixels are not ``uint8``, the shape is not a grayscale
+            batch, or the batch (or each image) is empty when that is not allowed.
+
+    Example:
+        >>> as_uint8_array(np.zeros((2, 1, 48, 48), dtype=np.uint8)).shape
+        (2, 48, 48)
+        >>> as_uint8_array(np.zeros((2, 48, 48)))
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.InvalidImageError: The images: expected uint8 pixels (0..255), got dtype float64; pass the raw images (for example FER2013.images or emotionnet.to_face_array output), not normalised ones.
+    """  # noqa: E501
+    if is_tensor(images):
+        return as_uint8_batch(images, what, allow_empty=allow_empty).cpu().numpy()
+    if not isinstance(images, np.ndarray):
+        raise UnsupportedInputError(
+            f"{what}: expected a uint8 numpy array (or torch.Tensor) shaped N x H x W, got "
+            f"{type(images).__name__}; stack single faces with numpy.stack first."
+        )
+    if images.dtype != np.uint8:
+        raise _not_uint8(what, images.dtype)
+    batch = np.asarray(images)
+    if batch.ndim == 4 and batch.shape[1] == 1:
+        batch = batch[:, 0]
+    _check_face_batch_shape(tuple(batch.shape), what, allow_empty)
+    return batch
+
+
 def as_uint8_batch(
     images: object, what: str = "The images", *, allow_empty: bool = True
 ) -> torch.Tensor:
     """Check a batch of ready faces and return it as a ``uint8`` ``N x H x W`` tensor.
 
-    The one check of face batches (the data set's ``as_tensors``, ``predict_logits`` and
-    ``predict_proba``): a tensor or array of ``uint8`` pixels, ``N x H x W`` or
-    ``N x 1 x H x W`` (squeezed). numpy arrays share memory with the tensor when they can.
+    :func:`as_uint8_array`'s check, for the training layer (the data set's ``as_tensors``,
+    ``predict_logits`` and ``predict_proba``): a tensor or array of ``uint8`` pixels,
+    ``N x H x W`` or ``N x 1 x H x W`` (squeezed). numpy arrays share memory with the
+    tensor when they can. Needs torch.
 
     Args:
         images: The batch.
@@ -245,6 +342,7 @@ def as_uint8_batch(
             batch, or the batch (or each image) is empty when that is not allowed.
 
     Example:
+        >>> import torch
         >>> as_uint8_batch(np.zeros((2, 1, 48, 48), dtype=np.uint8)).shape
         torch.Size([2, 48, 48])
         >>> as_uint8_batch(torch.zeros(2, 48, 48))
@@ -252,6 +350,8 @@ def as_uint8_batch(
         ...
         emotionnet.errors.InvalidImageError: The images: expected uint8 pixels (0..255), got dtype torch.float32; pass the raw images (for example FER2013.images or emotionnet.to_face_array output), not normalised ones.
     """  # noqa: E501
+    import torch
+
     batch = (
         torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     )
@@ -261,65 +361,80 @@ def as_uint8_batch(
             f"{type(images).__name__}; stack single faces with torch.stack or numpy.stack first."
         )
     if batch.dtype != torch.uint8:
-        raise InvalidImageError(
-            f"{what}: expected uint8 pixels (0..255), got dtype {batch.dtype}; pass the raw "
-            "images (for example FER2013.images or emotionnet.to_face_array output), not "
-            "normalised ones."
-        )
+        raise _not_uint8(what, batch.dtype)
     if batch.ndim == 4 and batch.shape[1] == 1:
         batch = batch[:, 0]
-    if batch.ndim != 3:
-        raise InvalidImageError(
-            f"{what}: expected a grayscale batch shaped N x H x W or N x 1 x H x W, got shape "
-            f"{tuple(batch.shape)}; add a batch dimension with images[None] for one face."
-        )
-    if not allow_empty and batch.shape[0] == 0:
-        raise InvalidImageError(
-            f"{what}: an empty batch (0 images); pass at least one image or skip the call."
-        )
-    if batch.shape[0] and (batch.shape[1] == 0 or batch.shape[2] == 0):
-        raise InvalidImageError(f"{what}: the images are empty ({tuple(batch.shape)}).")
+    _check_face_batch_shape(tuple(batch.shape), what, allow_empty)
     return batch
+
+
+def _mean_std(mean: float | Sequence[float], std: float | Sequence[float]) -> tuple[float, float]:
+    m = float(mean if isinstance(mean, (int, float)) else mean[0])
+    s = float(std if isinstance(std, (int, float)) else std[0])
+    return m, s
+
+
+@overload
+def normalize(
+    images: npt.NDArray[np.uint8],
+    mean: float | Sequence[float] = ...,
+    std: float | Sequence[float] = ...,
+) -> npt.NDArray[np.float32]: ...
+
+
+@overload
+def normalize(
+    images: torch.Tensor,
+    mean: float | Sequence[float] = ...,
+    std: float | Sequence[float] = ...,
+) -> torch.Tensor: ...
 
 
 def normalize(
     images: torch.Tensor | npt.NDArray[np.uint8],
     mean: float | Sequence[float] = FER2013_MEAN,
     std: float | Sequence[float] = FER2013_STD,
-) -> torch.Tensor:
+) -> torch.Tensor | npt.NDArray[np.float32]:
     """Convert a ``uint8`` image batch to the normalised ``float32`` model input.
 
-    Works on any device: a CUDA ``uint8`` tensor is normalised on the GPU.
+    A numpy batch gives a numpy array (the onnxruntime path); a tensor gives a tensor on its
+    own device (a CUDA ``uint8`` tensor is normalised on the GPU). Both compute
+    ``(images / 255 - mean) / std`` in ``float32`` in that order, so they agree exactly.
 
     Args:
-        images: ``N x H x W`` or ``N x 1 x H x W`` ``uint8`` tensor or array (0..255).
+        images: ``N x H x W`` or ``N x 1 x H x W`` ``uint8`` array or tensor (0..255).
         mean: Mean on the 0..1 scale (a float, or a one-element sequence).
         std: Standard deviation on the 0..1 scale.
 
     Returns:
-        A ``float32`` tensor ``N x 1 x H x W`` equal to ``(images / 255 - mean) / std``.
+        A ``float32`` array or tensor ``N x 1 x H x W``.
 
     Raises:
         InvalidImageError: If the batch is not ``uint8`` or has the wrong number of dimensions.
 
     Example:
-        >>> import torch
-        >>> normalize(torch.full((2, 48, 48), 255, dtype=torch.uint8), 0.5, 0.5)[0, 0, 0, 0]
-        tensor(1.)
+        >>> normalize(np.full((2, 48, 48), 255, dtype=np.uint8), 0.5, 0.5)[0, 0, 0, 0]
+        np.float32(1.0)
     """
-    batch = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
-    if batch.dtype != torch.uint8:
+    dtype = images.dtype
+    if dtype not in (np.uint8,) and str(dtype) != "torch.uint8":
         raise InvalidImageError(
-            f"normalize expects uint8 pixels (0..255), got dtype {batch.dtype}; "
-            "convert with to_face_array or .to(torch.uint8) first."
+            f"normalize expects uint8 pixels (0..255), got dtype {dtype}; "
+            "convert with to_face_array or .astype(numpy.uint8) first."
         )
-    if batch.ndim == 3:
-        batch = batch.unsqueeze(1)
-    if batch.ndim != 4 or batch.shape[1] != 1:
+    shape = tuple(images.shape)
+    if len(shape) == 3:
+        shape = (shape[0], 1, *shape[1:])
+    if len(shape) != 4 or shape[1] != 1:
         raise InvalidImageError(
             "normalize expects a batch shaped N x H x W or N x 1 x H x W, "
-            f"got {tuple(batch.shape)}."
+            f"got {tuple(images.shape)}."
         )
-    m = float(mean if isinstance(mean, (int, float)) else mean[0])
-    s = float(std if isinstance(std, (int, float)) else std[0])
-    return batch.float().div_(255.0).sub_(m).div_(s)
+    m, s = _mean_std(mean, std)
+    if isinstance(images, np.ndarray):
+        out = images.reshape(shape).astype(np.float32)
+        out /= np.float32(255.0)
+        out -= np.float32(m)
+        out /= np.float32(s)
+        return out
+    return images.reshape(shape).float().div_(255.0).sub_(m).div_(s)

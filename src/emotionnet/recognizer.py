@@ -30,8 +30,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 import tempfile
 import threading
 import warnings
@@ -42,12 +44,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from PIL import Image
-from torch import nn
 
 from ._checks import check_choice
 from ._crop_check import FaceCropCheck
+from ._optional import require
 from .errors import (
     InvalidArgumentError,
     MissingDependencyError,
@@ -64,18 +65,16 @@ from .faces import (
     get_detector,
 )
 from .images import ImageInput, load_image, original_size, unbatch
-from .inference import predict_proba
-from .models import ModelConfig, build_model, clean_state_dict, read_state_dict
-from .models.hub import (
-    load_state_dict_strict,
-    load_weights,
-    read_config,
-    resolve_model_files,
-    save_model_files,
-)
+from .models.config import ModelConfig
+from .models.hub import ModelFiles, read_config, resolve_model_files, weights_sha256
 from .preprocessing import to_face_array, to_grayscale
+from .runtime import OnnxModel, check_threads, softmax
+from .tta import resolve_tta
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from .metrics import EvaluationReport
 
 __all__ = [
@@ -108,7 +107,7 @@ PyTorch with 2 intra-op threads on a busy 2-core machine took 0.7 s per face, on
 logger = logging.getLogger(__name__)
 
 _SingleImage: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image
-_ArrayLike: TypeAlias = npt.NDArray[Any] | torch.Tensor
+_ArrayLike: TypeAlias = "npt.NDArray[Any] | torch.Tensor"
 _ImageList: TypeAlias = list[Any] | tuple[Any, ...]  # of ImageInput; list is invariant
 
 
@@ -207,9 +206,15 @@ class FaceEmotion:
         return {"box": list(self.box), "confidence": self.confidence, **self.prediction.to_dict()}
 
 
-def _resolve_device(device: torch.device | str | None) -> torch.device:
+def _resolve_device(device: object) -> str:
+    """The device a PyTorch model runs on, as a string (``"cpu"``, ``"cuda:0"``...).
+
+    ``None`` is CUDA when torch is installed and sees a GPU, else the CPU. Checking needs
+    torch, so only the torch backend calls this.
+    """
+    torch = require("torch", "Running the model with PyTorch")
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
@@ -221,16 +226,28 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
         raise InvalidArgumentError(
             f"device={device!r} was requested but {problem}; pass 'cpu' or None."
         )
-    return resolved
+    return str(resolved)
 
 
 def _device_unavailable(device: torch.device) -> str | None:
     """Why ``device`` cannot run on this machine (``"CUDA is not available"``), or ``None``."""
+    import torch
+
     if device.type == "cuda" and not torch.cuda.is_available():
         return "CUDA is not available"
     if device.type == "mps" and not torch.backends.mps.is_available():
         return "MPS is not available"
     return None
+
+
+def _is_cpu(device: object) -> bool:
+    """Whether ``device`` is ``None`` or names the CPU, without importing torch."""
+    return device is None or str(device) == "cpu"
+
+
+def _is_module(model: object) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
 
 
 def _is_onnx_file(name_or_path: object) -> bool:
@@ -253,12 +270,15 @@ def _check_face_filters(
     )
 
 
-def _onnx_installed(*, required: bool) -> bool:
-    from .models.onnx import _import_optional
+def _onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
 
+
+def _onnx_exportable(*, required: bool) -> bool:
+    """Whether a PyTorch model can be exported to ONNX here (the ``onnx`` package)."""
     try:
-        _import_optional("onnx", "The onnx backend")
-        _import_optional("onnxruntime", "The onnx backend")
+        require("onnx", "Exporting the model to ONNX")
+        require("onnxruntime", "The onnx backend")
     except MissingDependencyError:
         if required:
             raise
@@ -267,14 +287,52 @@ def _onnx_installed(*, required: bool) -> bool:
 
 
 def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    torch = require("torch", "Saving PyTorch weights")
     if isinstance(dtype, str):
         resolved = getattr(torch, dtype, None)
         if not isinstance(resolved, torch.dtype):
             raise InvalidArgumentError(
                 f"Unknown dtype {dtype!r}; pass 'float32', 'float16' or 'bfloat16'."
             )
-        return resolved
+        return resolved  # type: ignore[no-any-return]
     return dtype
+
+
+def _load_module(config: ModelConfig, files: ModelFiles) -> nn.Module:
+    """Build the PyTorch model of a folder and load its weights (needs torch)."""
+    require("torch", "Loading PyTorch weights")
+    from .models import build_model
+    from .models.hub import load_weights
+
+    model = build_model(config)
+    assert files.weights is not None
+    load_weights(model, files.weights, source=files.source)
+    return model.eval()  # type: ignore[no-any-return]
+
+
+def _folder_onnx(
+    files: ModelFiles, config: ModelConfig, num_threads: int | None
+) -> OnnxModel | None:
+    """The folder's ``model.onnx`` when it may be used: made from these very weights.
+
+    ``None`` when the folder has no graph, or its graph was exported from other weights (the
+    SHA-256 recorded in the graph differs from ``model.safetensors``'s, or none is recorded):
+    the caller then exports the weights (which needs torch).
+    """
+    if files.onnx is None:
+        return None
+    model = OnnxModel(files.onnx, config=config, num_threads=num_threads)
+    if files.weights is None:
+        return model  # a deployment folder: the graph is the model
+    if model.weights_sha256 is not None and model.weights_sha256 == weights_sha256(files.weights):
+        return model
+    logger.warning(
+        "%s: model.onnx was not exported from this model.safetensors (its recorded SHA-256 "
+        "differs); ignoring it and exporting the weights again. Save the folder again "
+        "(save_pretrained) to refresh model.onnx.",
+        files.source,
+    )
+    return None
 
 
 class EmotionRecognizer:
@@ -287,17 +345,17 @@ class EmotionRecognizer:
     Args:
         model: A module mapping the normalised ``float`` batch ``N x 1 x H x W`` to logits
             ``N x len(config.labels)``, such as :func:`~emotionnet.models.build_model` returns
-            (or an :class:`~emotionnet.models.onnx.OnnxClassifier`).
+            (needs torch), or an :class:`~emotionnet.runtime.OnnxModel` (no torch).
         config: The model's config (input size, mean/std, labels); defaults to the one stored
-            in an ``OnnxClassifier``, else :class:`~emotionnet.models.ModelConfig` defaults.
-        device: Where the PyTorch model runs: ``"cpu"``, ``"cuda"``, ``"mps"``...; ``None``
-            picks CUDA when available, else the CPU.
-        backend: ``"torch"`` (eager PyTorch); ``"onnx"`` (the model is exported to ONNX at
-            the first prediction and run by onnxruntime; needs the ``onnx`` extra;
-            probabilities match PyTorch's to 1e-4; later changes to ``model`` do not reach
-            it); or ``"auto"`` (``"onnx"`` on the CPU when the extra is installed, else
-            ``"torch"``). The default here is ``"torch"``, as ``model`` may be any module;
-            :meth:`from_pretrained` defaults to ``"auto"``, see :data:`BACKENDS`.
+            in an ONNX model, else :class:`~emotionnet.models.ModelConfig` defaults.
+        device: Where a PyTorch model runs: ``"cpu"``, ``"cuda"``, ``"mps"``...; ``None``
+            picks CUDA when available, else the CPU. An ONNX model runs on the CPU.
+        backend: ``"torch"`` (eager PyTorch); ``"onnx"`` (a PyTorch model is exported to ONNX
+            at the first prediction and run by onnxruntime; later changes to ``model`` do not
+            reach it); ``"auto"`` (``"onnx"`` on the CPU when the ``onnx`` package can
+            export, else ``"torch"``); ``None``: ``"onnx"`` for an ONNX model, ``"torch"``
+            for a module. :meth:`from_pretrained` defaults to ``"auto"`` and uses the
+            folder's shipped ``model.onnx`` (see :data:`BACKENDS`).
         face_detector: Detector used by ``predict(..., faces=True)``: ``"haar"``
             (:class:`~emotionnet.faces.HaarCascadeDetector`, ``face`` extra), ``"dlib"``
             (:class:`~emotionnet.faces.DlibHogDetector`, ``dlib`` extra), ``"auto"`` or
@@ -314,13 +372,16 @@ class EmotionRecognizer:
         metadata: Facts that travel with the model (evaluation summaries, ...), kept by
             :meth:`save_pretrained`.
         tta: The test-time augmentation :meth:`predict` and :meth:`evaluate` use when not
-            told otherwise (:data:`DEFAULT_TTA`; a mode of
-            :data:`emotionnet.inference.TTA_MODES`, ``False`` or ``True``).
+            told otherwise (:data:`DEFAULT_TTA`; a mode of :data:`emotionnet.tta.TTA_MODES`,
+            ``False`` or ``True``).
+        num_threads: Threads of one forward pass: onnxruntime's intra-op pool, or
+            :func:`torch.set_num_threads` (process-wide) for the torch backend; ``None``:
+            ``OMP_NUM_THREADS``, else one per physical core.
 
     Attributes:
-        model: The PyTorch model, in eval mode, on :attr:`device`.
         config: The model config.
-        device: The device of the PyTorch model.
+        device: Where the model runs, as a string (``"cpu"``, ``"cuda:0"``).
+        num_threads: Threads of one forward pass (``None``: the runtime's default).
         face_detector: See the argument; may be replaced at any time.
         face_margin: See the argument.
         min_face_size: See the argument; may be changed at any time.
@@ -349,11 +410,11 @@ class EmotionRecognizer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | OnnxModel,
         config: ModelConfig | None = None,
         *,
         device: torch.device | str | None = None,
-        backend: str = "torch",
+        backend: str | None = None,
         face_detector: str | FaceDetector | None = None,
         face_margin: float = DEFAULT_MARGIN,
         min_face_size: int | None = None,
@@ -361,17 +422,22 @@ class EmotionRecognizer:
         max_faces: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         tta: bool | str = DEFAULT_TTA,
+        num_threads: int | None = None,
     ) -> None:
-        from .inference import _resolve_tta
-        from .models.onnx import OnnxClassifier
-
-        if not isinstance(model, nn.Module):
+        onnx_model = model if isinstance(model, OnnxModel) else None
+        if onnx_model is None and not _is_module(model):
             raise UnsupportedInputError(
-                f"EmotionRecognizer expects a torch.nn.Module, got {type(model).__name__}; "
-                "use EmotionRecognizer.from_pretrained(...) to load a saved model."
+                f"EmotionRecognizer expects a torch.nn.Module or an emotionnet OnnxModel, got "
+                f"{type(model).__name__}; use EmotionRecognizer.from_pretrained(...) to load a "
+                "saved model."
             )
+        if onnx_model is None:
+            from .models.onnx import OnnxClassifier
+
+            if isinstance(model, OnnxClassifier):
+                onnx_model = model.onnx_model
         if config is None:
-            stored = model.config if isinstance(model, OnnxClassifier) else None
+            stored = onnx_model.config if onnx_model is not None else None
             config = stored if stored is not None else ModelConfig()
         if not isinstance(config, ModelConfig):
             raise UnsupportedInputError(
@@ -389,11 +455,12 @@ class EmotionRecognizer:
         _check_face_filters(min_face_size, min_face_confidence, max_faces)
         if isinstance(face_detector, str) or not (face_detector is None or callable(face_detector)):
             get_detector(face_detector)  # an unknown name or a missing library: say so now
+        if backend is None:
+            backend = "onnx" if onnx_model is not None else "torch"
         _check_backend(backend)
-        self.tta = _resolve_tta(tta)
+        self.num_threads = check_threads(num_threads)
+        self.tta = resolve_tta(tta)
         self.config = config
-        self.device = _resolve_device(device)
-        self.model = model.to(self.device).eval()
         self.face_detector = face_detector
         self.face_margin = face_margin
         self.min_face_size = min_face_size
@@ -401,17 +468,35 @@ class EmotionRecognizer:
         self.max_faces = max_faces
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.source: str | None = None
+        self._files: ModelFiles | None = None  # where the PyTorch weights can be loaded from
         self._auto = backend == "auto"
-        if isinstance(model, OnnxClassifier):
-            backend = "onnx"
-        elif backend == "auto":
-            on_cpu = self.device.type == "cpu"
-            backend = "onnx" if on_cpu and _onnx_installed(required=False) else "torch"
-        elif backend == "onnx":
-            _onnx_installed(required=True)
-        self._backend = backend
-        self._onnx_runner: nn.Module | None = model if isinstance(model, OnnxClassifier) else None
         self._export_lock = threading.Lock()
+        self._onnx: OnnxModel | None = onnx_model
+        self._module: nn.Module | None = None
+        if onnx_model is not None:
+            if backend == "torch":
+                raise InvalidArgumentError(
+                    "This model is an ONNX graph, which only onnxruntime runs; pass "
+                    "backend='onnx' or 'auto', or load the PyTorch weights for backend='torch'."
+                )
+            if not _is_cpu(device) and not str(device).startswith("cuda"):
+                raise InvalidArgumentError(
+                    f"An ONNX model runs on the CPU (or CUDA through onnxruntime), not on "
+                    f"{device!r}; pass device='cpu' or None."
+                )
+            self.device = "cpu" if device is None else str(device)
+            self._backend = "onnx"
+            return
+        self.device = _resolve_device(device)
+        self._module = model.to(self.device).eval()  # type: ignore[union-attr]
+        if self.num_threads is not None:
+            require("torch", "Running the model with PyTorch").set_num_threads(self.num_threads)
+        if backend == "auto":
+            on_cpu = self.device == "cpu"
+            backend = "onnx" if on_cpu and _onnx_exportable(required=False) else "torch"
+        elif backend == "onnx":
+            _onnx_exportable(required=True)
+        self._backend = backend
 
     @property
     def backend(self) -> str:
@@ -419,24 +504,49 @@ class EmotionRecognizer:
         return self._backend
 
     @property
+    def model(self) -> nn.Module:
+        """The PyTorch model, in eval mode, on :attr:`device`.
+
+        A recognizer loaded from a folder's ``model.onnx`` loads its PyTorch weights here, on
+        first use (this needs the ``torch`` extra); one loaded from a bare ``.onnx`` file has
+        none and raises :class:`~emotionnet.errors.InvalidArgumentError`.
+        """
+        if self._module is None:
+            self._require_torch_weights("use as a PyTorch model")
+            assert self._files is not None and self._files.weights is not None
+            self._module = _load_module(self.config, self._files)
+        return self._module
+
+    @property
     def _runner(self) -> nn.Module:
-        """The module that runs the forward pass; exports to ONNX on first use."""
-        if self._backend == "onnx":
-            with self._export_lock:
-                if self._onnx_runner is None:
-                    self._onnx_runner = self._export()
-            if self._onnx_runner is not None:
-                return self._onnx_runner
+        """A module running the forward pass, for :func:`~emotionnet.metrics.evaluate`."""
+        onnx_model = self._onnx_model()
+        if onnx_model is not None:
+            from .models.onnx import OnnxClassifier
+
+            return OnnxClassifier(onnx_model)
         return self.model
 
-    def _export(self) -> nn.Module | None:
-        from .models.onnx import OnnxClassifier, onnx_bytes
+    def _onnx_model(self) -> OnnxModel | None:
+        """The onnxruntime model of the ``onnx`` backend, exported on first use; else None."""
+        if self._backend != "onnx":
+            return None
+        with self._export_lock:
+            if self._onnx is None:
+                self._onnx = self._export()
+        return self._onnx
+
+    def _export(self) -> OnnxModel | None:
+        from .models.onnx import onnx_bytes
 
         providers = ["CPUExecutionProvider"]
-        if self.device.type == "cuda":
+        if self.device.startswith("cuda"):
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            return OnnxClassifier(onnx_bytes(self.model, config=self.config), providers=providers)
+            data = onnx_bytes(self.model, config=self.config)
+            return OnnxModel(
+                data, config=self.config, num_threads=self.num_threads, providers=providers
+            )
         except Exception as error:  # export failures have no common base class
             if not self._auto:
                 raise
@@ -450,21 +560,22 @@ class EmotionRecognizer:
 
     def _model_to_export(self) -> tuple[nn.Module, ModelConfig]:
         """The PyTorch model and its config, for :func:`~emotionnet.export_onnx`."""
-        self._require_torch_weights("export")
         return self.model, self.config
 
     def _require_torch_weights(self, action: str) -> None:
-        """Refuse what needs the PyTorch weights when the model is an ONNX graph."""
-        from .models.onnx import OnnxClassifier
-
-        if isinstance(self.model, OnnxClassifier):
-            source = f" ({self.source})" if self.source else ""
-            raise InvalidArgumentError(
-                f"This recognizer runs an ONNX graph{source} and has no PyTorch weights to "
-                f"{action}. Load the model folder the graph was exported from "
-                f"(EmotionRecognizer.from_pretrained(folder)) and {action} that instead; the "
-                "graph itself is already a deployable file."
-            )
+        """Refuse what needs the PyTorch weights when the model is only an ONNX graph."""
+        if self._module is not None:
+            return
+        if self._files is not None and self._files.weights is not None:
+            require("torch", f"To {action} the model")
+            return
+        source = f" ({self.source})" if self.source else ""
+        raise InvalidArgumentError(
+            f"This recognizer runs an ONNX graph{source} and has no PyTorch weights to "
+            f"{action}. Load the model folder the graph was exported from "
+            f"(EmotionRecognizer.from_pretrained(folder)) and {action} that instead; the "
+            "graph itself is already a deployable file."
+        )
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -475,7 +586,7 @@ class EmotionRecognizer:
         source = f", source={self.source!r}" if self.source else ""
         return (
             f"EmotionRecognizer(stem={self.config.stem!r}, labels={len(self.labels)}, "
-            f"device={str(self.device)!r}, backend={self.backend!r}{source})"
+            f"device={self.device!r}, backend={self.backend!r}{source})"
         )
 
     # ---------------------------------------------------------------------------------------
@@ -495,6 +606,7 @@ class EmotionRecognizer:
         backend: str = "auto",
         tta: bool | str = DEFAULT_TTA,
         timeout: float | None = None,
+        num_threads: int | None = None,
     ) -> EmotionRecognizer:
         """Load a model: the bundled default, a folder, a Hub repository or an ``.onnx`` file.
 
@@ -530,6 +642,10 @@ class EmotionRecognizer:
                 ``None`` for the ``EMOTIONNET_HUB_TIMEOUT`` environment variable (default
                 30). When it runs out, a cached copy is used if there is one, else
                 :class:`~emotionnet.errors.WeightsNotFoundError` is raised.
+            num_threads: Threads of one forward pass (onnxruntime's intra-op pool; with the
+                torch backend, :func:`torch.set_num_threads`, which is process-wide).
+                ``None``: ``OMP_NUM_THREADS`` when set, else one per physical core. With
+                several worker processes on one machine, give each ``cores / workers``.
 
         Returns:
             The recognizer.
@@ -550,7 +666,11 @@ class EmotionRecognizer:
         """
         if _is_onnx_file(name_or_path):
             assert name_or_path is not None
-            return cls._from_onnx_file(name_or_path, device=device, backend=backend, tta=tta)
+            return cls._from_onnx_file(
+                name_or_path, device=device, backend=backend, tta=tta, num_threads=num_threads
+            )
+        _check_backend(backend)
+        num_threads = check_threads(num_threads)
         files = resolve_model_files(
             name_or_path,
             revision=revision,
@@ -560,10 +680,30 @@ class EmotionRecognizer:
             timeout=timeout,
         )
         config, metadata = read_config(files.config)
-        model = build_model(config)
-        load_weights(model, files.weights, source=files.source)
-        recognizer = cls(model, config, device=device, backend=backend, metadata=metadata, tta=tta)
+        options: dict[str, Any] = {"metadata": metadata, "tta": tta, "num_threads": num_threads}
+        # The inference install's path: the folder's model.onnx on onnxruntime, no torch.
+        if backend != "torch" and _is_cpu(device) and _onnxruntime_installed():
+            onnx_model = _folder_onnx(files, config, num_threads)
+            if onnx_model is not None:
+                recognizer = cls(onnx_model, config, device="cpu", backend="onnx", **options)
+                recognizer.source = files.source
+                recognizer._files = files
+                return recognizer
+        if files.weights is None:
+            raise ModelLoadError(
+                f"{files.source} holds only model.onnx, which needs onnxruntime on the CPU; "
+                "pass device='cpu' (or None) and backend='auto' or 'onnx'."
+            )
+        why = (
+            "Loading a model whose folder has no up-to-date model.onnx"
+            if _is_cpu(device) and backend != "torch"
+            else "The torch backend (backend='torch' or a GPU device)"
+        )
+        require("torch", why)
+        model = _load_module(config, files)
+        recognizer = cls(model, config, device=device, backend=backend, **options)
         recognizer.source = files.source
+        recognizer._files = files
         return recognizer
 
     @classmethod
@@ -574,10 +714,9 @@ class EmotionRecognizer:
         device: torch.device | str | None,
         backend: str,
         tta: bool | str,
+        num_threads: int | None,
     ) -> EmotionRecognizer:
         """An exported ``.onnx`` file, run by onnxruntime with the config in its metadata."""
-        from .models.onnx import METADATA_KEY, OnnxClassifier
-
         text = os.fspath(path)
         if _check_backend(backend) == "torch":
             raise InvalidArgumentError(
@@ -586,18 +725,27 @@ class EmotionRecognizer:
                 "'auto' backend, or load the model folder the file was exported from."
             )
         providers = ["CPUExecutionProvider"]
-        if _resolve_device(device).type == "cuda":
+        if not _is_cpu(device) and _resolve_device(device).startswith("cuda"):
             providers.insert(0, "CUDAExecutionProvider")
-        classifier = OnnxClassifier(Path(text).expanduser(), providers=providers)
-        if classifier.config is None:
+        onnx_model = OnnxModel(
+            Path(text).expanduser(), providers=providers, num_threads=num_threads
+        )
+        if onnx_model.config is None:
             raise ModelLoadError(
                 f"{text!r} has no emotionnet model config in its metadata (the entry "
-                f"{METADATA_KEY!r} that export_onnx writes), so its input size, normalisation "
-                "and labels are unknown. Export it with emotionnet.export_onnx(recognizer, "
-                "path) or `emotionnet export`, or wrap it with its config yourself: "
-                "EmotionRecognizer(OnnxClassifier(path), ModelConfig(...))."
+                "'emotionnet.config' that export_onnx writes), so its input size, normalisation "
+                "and labels are unknown. Export it with emotionnet.export_onnx(model, path, "
+                "config=...) or `emotionnet export`, or wrap it with its config yourself: "
+                "EmotionRecognizer(OnnxModel(path, config=ModelConfig(...)))."
             )
-        recognizer = cls(classifier, classifier.config, device=device, backend="onnx", tta=tta)
+        recognizer = cls(
+            onnx_model,
+            onnx_model.config,
+            device=device,
+            backend="onnx",
+            tta=tta,
+            num_threads=num_threads,
+        )
         recognizer.source = text
         return recognizer
 
@@ -646,6 +794,9 @@ class EmotionRecognizer:
             raise UnsupportedInputError(
                 f"config must be a ModelConfig, got {type(config).__name__}."
             )
+        require("torch", "Loading a PyTorch state dict")
+        from .models import build_model, clean_state_dict, load_state_dict_strict, read_state_dict
+
         if isinstance(state_dict, Mapping):
             source, loaded = "the given state dict", state_dict
         elif isinstance(state_dict, (str, os.PathLike)):
@@ -668,7 +819,7 @@ class EmotionRecognizer:
         save_directory: str | os.PathLike[str],
         *,
         evaluation: EvaluationReport | Mapping[str, Any] | None = None,
-        dtype: torch.dtype | str = torch.float32,
+        dtype: torch.dtype | str = "float32",
         name: str | None = None,
     ) -> Path:
         """Save the model as ``model.safetensors``, ``config.json`` and a ``README.md`` card.
@@ -703,6 +854,8 @@ class EmotionRecognizer:
             ['README.md', 'config.json', 'model.safetensors']
         """
         self._require_torch_weights("save")
+        from .models.hub import save_model_files
+
         metadata = {k: v for k, v in self.metadata.items() if k != "emotionnet_version"}
         return save_model_files(
             self.model,
@@ -724,7 +877,7 @@ class EmotionRecognizer:
         commit_message: str = "Upload emotionnet model",
         create_pr: bool = False,
         evaluation: EvaluationReport | Mapping[str, Any] | None = None,
-        dtype: torch.dtype | str = torch.float32,
+        dtype: torch.dtype | str = "float32",
     ) -> str:
         """Upload the model to the Hugging Face Hub, in the :meth:`save_pretrained` layout.
 
@@ -763,28 +916,43 @@ class EmotionRecognizer:
     # Prediction
     # ---------------------------------------------------------------------------------------
 
-    def _classify(
-        self, faces: torch.Tensor, *, batch_size: int, tta: bool | str
-    ) -> list[Prediction]:
-        if faces.shape[0] == 0:
-            return []
+    def _probabilities(
+        self, faces: npt.NDArray[np.uint8], *, batch_size: int, tta: bool | str
+    ) -> npt.NDArray[np.float32]:
+        """The probabilities of a ``uint8`` face batch: onnxruntime, or PyTorch."""
+        onnx_model = self._onnx_model()
+        if onnx_model is not None:
+            logits = onnx_model.predict_logits(
+                faces, tta=tta, batch_size=batch_size, mean=self.config.mean, std=self.config.std
+            )
+            return softmax(logits)
+        from .inference import predict_proba
+
         proba = predict_proba(
-            self._runner,
+            self.model,
             faces,
             batch_size=batch_size,
             tta=tta,
             mean=self.config.mean,
             std=self.config.std,
         )
+        return proba.numpy()
+
+    def _classify(
+        self, faces: npt.NDArray[np.uint8], *, batch_size: int, tta: bool | str
+    ) -> list[Prediction]:
+        if faces.shape[0] == 0:
+            return []
+        proba = self._probabilities(faces, batch_size=batch_size, tta=tta)
         labels = self.config.labels
         if proba.shape[1] != len(labels):
             raise InvalidArgumentError(
                 f"The model outputs {proba.shape[1]} classes but its config names "
                 f"{len(labels)} labels; pass the config the model was trained with."
             )
-        finite = torch.isfinite(proba).all(dim=1)
+        finite = np.isfinite(proba).all(axis=1)
         if not bool(finite.all()):
-            bad = (~finite).nonzero().flatten().tolist()
+            bad = np.flatnonzero(~finite).tolist()
             shown = ", ".join(str(i) for i in bad[:8]) + (" ..." if len(bad) > 8 else "")
             raise ModelLoadError(
                 f"The model gave NaN or infinite probabilities for {len(bad)} of "
@@ -793,7 +961,7 @@ class EmotionRecognizer:
                 "overflowing in this dtype); load a healthy model, e.g. with from_pretrained, "
                 "which refuses such weights."
             )
-        rows = proba.double().numpy()
+        rows = proba.astype(np.float64)
         indices = rows.argmax(axis=1)
         return [
             Prediction(
@@ -842,11 +1010,7 @@ class EmotionRecognizer:
                 to_face_array(crop_face(gray, box, margin=self.face_margin), size)
                 for box, _ in found
             )
-        stacked = (
-            torch.from_numpy(np.stack(crops))
-            if crops
-            else torch.empty((0, size, size), dtype=torch.uint8)
-        )
+        stacked = np.stack(crops) if crops else np.empty((0, size, size), dtype=np.uint8)
         predictions = iter(self._classify(stacked, batch_size=batch_size, tta=tta))
         return [
             [FaceEmotion(box, next(predictions), confidence) for box, confidence in found]

@@ -35,10 +35,29 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .config import ARCHITECTURES, STEMS, ModelConfig
-from .resnet import EmotionNet, build_model, resnet18_emotion
-from .weights import clean_state_dict, read_state_dict
-from .weights import load_state_dict_strict as load_state_dict_strict
+
+if TYPE_CHECKING:
+    from .resnet import EmotionNet as EmotionNet
+    from .resnet import build_model as build_model
+    from .resnet import resnet18_emotion as resnet18_emotion
+    from .weights import clean_state_dict as clean_state_dict
+    from .weights import load_state_dict_strict as load_state_dict_strict
+    from .weights import read_state_dict as read_state_dict
+
+# The torch parts load on first use (PEP 562): ModelConfig, which the inference layer needs,
+# comes without importing torch.
+_LAZY: dict[str, str] = {
+    "EmotionNet": "resnet",
+    "build_model": "resnet",
+    "resnet18_emotion": "resnet",
+    "clean_state_dict": "weights",
+    "load_state_dict_strict": "weights",
+    "read_state_dict": "weights",
+}
 
 __all__ = [
     "ARCHITECTURES",
@@ -50,3 +69,20 @@ __all__ = [
     "read_state_dict",
     "resnet18_emotion",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch submodule that defines ``name`` on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .._optional import require
+
+    require("torch", "emotionnet's PyTorch models")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

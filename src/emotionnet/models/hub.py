@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import importlib.resources
 import json
 import logging
@@ -42,27 +43,33 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
-
-import torch
-from torch import nn
 
 from .._atomic import atomic_write_bytes, atomic_write_text
 from .._checks import check_number
 from .._io import file_kind
-from ..errors import EmotionNetError, InvalidArgumentError, ModelLoadError, WeightsNotFoundError
-from .card import _summary, model_card, normalize_evaluation
+from ..errors import (
+    EmotionNetError,
+    InvalidArgumentError,
+    MissingDependencyError,
+    ModelLoadError,
+    WeightsNotFoundError,
+)
+from ..runtime import ONNX_NAME
 from .config import ModelConfig, _read_config_json
-from .weights import load_state_dict_strict
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "CONFIG_NAME",
     "MODEL_CARD_NAME",
+    "ONNX_NAME",
     "WEIGHTS_NAME",
     "ModelFiles",
     "bundled_model_dir",
-    "load_state_dict_strict",
     "load_weights",
     "read_config",
     "resolve_model_files",
@@ -96,9 +103,11 @@ class ModelFiles:
 
     Attributes:
         config: Path of ``config.json``.
-        weights: Path of ``model.safetensors``.
+        weights: Path of ``model.safetensors``; ``None`` for a deployment folder that holds
+            only the ONNX graph.
         source: Human-readable origin, used in messages (``"the bundled default model"``,
             a folder path, or ``"org/name@revision"``).
+        onnx: Path of ``model.onnx`` when the model has one (exported when it was saved).
 
     Example:
         >>> from pathlib import Path
@@ -107,13 +116,19 @@ class ModelFiles:
     """
 
     config: Path
-    weights: Path
+    weights: Path | None
     source: str
+    onnx: Path | None = None
 
     @property
     def folder(self) -> Path:
-        """The folder holding the weights."""
-        return self.weights.parent
+        """The folder holding the files."""
+        return self.config.parent
+
+
+def _onnx_in(folder: Path) -> Path | None:
+    path = folder / ONNX_NAME
+    return path if path.is_file() else None
 
 
 def bundled_model_dir() -> Path:
@@ -644,7 +659,12 @@ def resolve_model_files(
     timeout = _check_timeout(timeout)
     if name_or_path is None:
         folder = bundled_model_dir()
-        return ModelFiles(folder / CONFIG_NAME, folder / WEIGHTS_NAME, "the bundled default model")
+        return ModelFiles(
+            folder / CONFIG_NAME,
+            folder / WEIGHTS_NAME,
+            "the bundled default model",
+            onnx=_onnx_in(folder),
+        )
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise InvalidArgumentError(
             f"name_or_path must be None, a folder or a Hub repo id, got "
@@ -653,22 +673,30 @@ def resolve_model_files(
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
-        weights, config = path / WEIGHTS_NAME, path / CONFIG_NAME
-        missing = [p.name for p in (weights, config) if not p.exists()]
+        weights, config, onnx = path / WEIGHTS_NAME, path / CONFIG_NAME, path / ONNX_NAME
+        # A deployment folder may hold the ONNX graph without the PyTorch weights.
+        needed = (weights, config) if not onnx.exists() or weights.exists() else (config,)
+        missing = [p.name for p in needed if not p.exists()]
         if missing:
             raise WeightsNotFoundError(
                 f"The folder {text!r} has no {' or '.join(missing)}; expected a folder "
                 "written by EmotionRecognizer.save_pretrained. For a .pt/.pth state dict use "
                 "EmotionRecognizer.from_state_dict(path, config=...)."
             )
-        for file in (weights, config):
+        present = [file for file in (weights, config, onnx) if file.exists()]
+        for file in present:
             kind = file_kind(file)
             if kind is not None:
                 raise ModelLoadError(
                     f"{str(file)!r} is {kind}, not a regular file; a model folder holds the "
                     "files written by EmotionRecognizer.save_pretrained."
                 )
-        return ModelFiles(config, weights, text)
+        return ModelFiles(
+            config,
+            weights if weights in present else None,
+            text,
+            onnx=onnx if onnx in present else None,
+        )
     if path.exists():
         raise InvalidArgumentError(
             f"{text!r} is a file, not a model folder; pass the folder written by "
@@ -769,6 +797,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str 
     """
     from safetensors.torch import load_file
 
+    from .weights import load_state_dict_strict
+
     what = source or str(path)
     try:
         kind = file_kind(path)
@@ -792,6 +822,22 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str 
     load_state_dict_strict(model, state, source=what)
 
 
+def weights_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a weights file, as recorded in the ``model.onnx`` exported from it.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as file:
+        ...     weights_sha256(file.name)[:12]
+        'e3b0c44298fc'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_model_files(
     model: nn.Module,
     config: ModelConfig,
@@ -799,10 +845,16 @@ def save_model_files(
     *,
     evaluation: Any = None,
     metadata: Mapping[str, Any] | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     name: str | None = None,
+    onnx: bool = True,
 ) -> Path:
-    """Write ``model.safetensors``, ``config.json`` and ``README.md`` into a folder.
+    """Write ``model.safetensors``, ``config.json``, ``model.onnx`` and ``README.md``.
+
+    ``model.onnx`` is the graph the inference install runs (no torch needed to load it): it
+    is exported from the weights *as saved* (so a half-precision save gives the graph of the
+    half-precision weights), with the config and the SHA-256 of ``model.safetensors`` in its
+    metadata.
 
     Args:
         model: The model; its floating-point tensors are saved in ``dtype``.
@@ -811,9 +863,12 @@ def save_model_files(
         evaluation: Results for the model card and ``config.json`` (see
             :func:`normalize_evaluation`); ``None`` keeps those in ``metadata``.
         metadata: Extra JSON-safe facts stored under ``"metadata"`` in ``config.json``.
-        dtype: ``torch.float32`` (exact) or ``torch.float16`` / ``torch.bfloat16`` (half
-            the size).
+        dtype: ``torch.float32`` (exact; the default) or ``torch.float16`` /
+            ``torch.bfloat16`` (half the size).
         name: Title of the model card; defaults to the folder name.
+        onnx: Export ``model.onnx`` (needs the ``onnx`` package, in the ``torch`` extra);
+            ``False`` leaves it out (and removes a stale one), and loading the folder then
+            exports it in memory.
 
     Returns:
         The folder.
@@ -821,20 +876,24 @@ def save_model_files(
     Raises:
         InvalidArgumentError: If ``dtype`` is not a floating-point dtype or ``evaluation``
             has an unsupported form.
+        MissingDependencyError: If ``onnx=True`` and the ``onnx`` package is missing.
 
     Example:
         >>> import tempfile, json
         >>> from emotionnet.models import build_model
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder,
-        ...                          evaluation={"accuracy": 0.5})
+        ...                          evaluation={"accuracy": 0.5}, onnx=False)
         ...     json.load(open(f"{folder}/config.json"))["metadata"]["evaluation"]
         {'evaluation': {'accuracy': 0.5}}
     """
+    import torch
     from safetensors.torch import save
 
     from .._version import __version__
+    from .card import _summary, model_card, normalize_evaluation
 
+    dtype = torch.float32 if dtype is None else dtype
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise InvalidArgumentError(
             f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}."
@@ -856,7 +915,15 @@ def save_model_files(
         .contiguous()
         for key, tensor in model.state_dict().items()
     }
-    atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+    weights = save(state, metadata={"format": "pt"})
+    graph = (
+        _export_saved(model, state, config, hashlib.sha256(weights).hexdigest()) if onnx else None
+    )
+    atomic_write_bytes(folder / WEIGHTS_NAME, weights)
+    if graph is not None:
+        atomic_write_bytes(folder / ONNX_NAME, graph)
+    else:
+        (folder / ONNX_NAME).unlink(missing_ok=True)
     config_data = {**config.to_dict(), _METADATA_KEY: meta}
     text = json.dumps(config_data, indent=2) + "\n"
     atomic_write_text(folder / CONFIG_NAME, text)
@@ -868,3 +935,29 @@ def save_model_files(
     )
     atomic_write_text(folder / MODEL_CARD_NAME, card)
     return folder
+
+
+def _export_saved(
+    model: nn.Module, state: Mapping[str, torch.Tensor], config: ModelConfig, sha256: str
+) -> bytes:
+    """The ONNX graph of ``model`` with the saved tensors (as loading the folder gives them)."""
+    import copy
+
+    import torch
+
+    from .onnx import onnx_bytes
+
+    exported = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+    exported.load_state_dict(
+        {
+            key: tensor.float() if tensor.is_floating_point() else tensor
+            for key, tensor in state.items()
+        }
+    )
+    try:
+        return onnx_bytes(exported, config=config, weights_sha256=sha256)
+    except MissingDependencyError as error:
+        raise MissingDependencyError(
+            f"{error} Or pass onnx=False to save without model.onnx (loading the folder then "
+            "needs torch)."
+        ) from error

@@ -12,7 +12,9 @@ interface, so everything that takes a model (:func:`emotionnet.metrics.evaluate`
 ``EmotionRecognizer.from_pretrained(backend="onnx")`` and, for a file :func:`export_onnx`
 wrote, ``EmotionRecognizer.from_pretrained("model.onnx")``.
 
-Both need the ``onnx`` extra: ``pip install "emotionnet[onnx]"``. The export uses PyTorch's
+Export needs the ``torch`` extra (torch and the ``onnx`` package); running a graph needs only
+onnxruntime, which the base install has (:class:`emotionnet.runtime.OnnxModel` runs one
+without torch). The export uses PyTorch's
 TorchScript-based exporter (``dynamo=False``), which needs neither ``onnxscript`` nor
 ``torch.export`` and exports a ResNet18 in about a second.
 
@@ -31,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import importlib
 import io
 import json
 import os
@@ -44,14 +45,13 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_bytes
+from .._optional import require
 from ..errors import (
     InvalidArgumentError,
-    MissingDependencyError,
-    ModelLoadError,
     UnsupportedInputError,
-    WeightsNotFoundError,
 )
 from ..preprocessing import IMAGE_SIZE
+from ..runtime import CONFIG_METADATA_KEY, WEIGHTS_SHA256_METADATA_KEY, OnnxModel
 from .config import ModelConfig
 
 if TYPE_CHECKING:
@@ -67,20 +67,13 @@ __all__ = [
 DEFAULT_OPSET: Final[int] = 17
 """ONNX opset of exported graphs; onnxruntime >= 1.14 runs it."""
 
-METADATA_KEY: Final[str] = "emotionnet.config"
+METADATA_KEY: Final[str] = CONFIG_METADATA_KEY
 _INPUT_NAME: Final[str] = "input"
 _OUTPUT_NAME: Final[str] = "logits"
-_INSTALL_HINT: Final[str] = 'pip install "emotionnet[onnx]"'
 
 
 def _import_optional(name: str, purpose: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"{purpose} needs the {name!r} package, which is not installed; install it with "
-            f"`{_INSTALL_HINT}`."
-        ) from error
+    return require(name, purpose)
 
 
 def _unwrap(model_or_recognizer: object) -> tuple[nn.Module, ModelConfig | None]:
@@ -126,6 +119,7 @@ def onnx_bytes(
     config: ModelConfig | None = None,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
+    weights_sha256: str | None = None,
 ) -> bytes:
     """Export the classifier to an in-memory ONNX model.
 
@@ -137,6 +131,9 @@ def onnx_bytes(
             and takes ``C x 48 x 48`` input (``C`` from the first convolution).
         opset: ONNX opset version.
         dynamic_batch: Make the batch axis dynamic (``"batch"``); ``False`` fixes it to 1.
+        weights_sha256: The SHA-256 of the ``model.safetensors`` the model was loaded from,
+            stored in the metadata (``emotionnet.weights_sha256``) so that a model folder
+            can tell whether its ``model.onnx`` still matches its weights.
 
     Returns:
         The serialized ONNX model.
@@ -185,10 +182,15 @@ def onnx_bytes(
             dynamic_axes=dynamic_axes,
         )
     graph = onnx.load_from_string(buffer.getvalue())
+    entries = {}
     if config is not None:
+        entries[CONFIG_METADATA_KEY] = json.dumps(config.to_dict())
+    if weights_sha256 is not None:
+        entries[WEIGHTS_SHA256_METADATA_KEY] = weights_sha256
+    for key, value in entries.items():
         entry = graph.metadata_props.add()
-        entry.key = METADATA_KEY
-        entry.value = json.dumps(config.to_dict())
+        entry.key = key
+        entry.value = value
     graph.producer_name = "emotionnet"
     data: bytes = graph.SerializeToString()
     return data
@@ -201,6 +203,7 @@ def export_onnx(
     config: ModelConfig | None = None,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
+    weights_sha256: str | None = None,
 ) -> Path:
     """Export the classifier to an ONNX file with a dynamic batch axis.
 
@@ -214,6 +217,7 @@ def export_onnx(
         config: See :func:`onnx_bytes`.
         opset: ONNX opset version.
         dynamic_batch: Make the batch axis dynamic.
+        weights_sha256: See :func:`onnx_bytes`.
 
     Returns:
         The path written.
@@ -230,7 +234,13 @@ def export_onnx(
         ...     export_onnx(build_model(ModelConfig(stem="imagenet")), f"{folder}/m.onnx").name
         'm.onnx'
     """
-    data = onnx_bytes(model_or_recognizer, config=config, opset=opset, dynamic_batch=dynamic_batch)
+    data = onnx_bytes(
+        model_or_recognizer,
+        config=config,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        weights_sha256=weights_sha256,
+    )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(target, data)
@@ -239,26 +249,31 @@ def export_onnx(
 class OnnxClassifier(nn.Module):
     """An ONNX classifier run by onnxruntime, usable wherever a PyTorch model is.
 
-    ``forward`` takes the normalised ``float`` batch and returns ``float32`` logits on the
-    input's device (the computation itself runs where the onnxruntime providers run, by
-    default the CPU). It has no parameters and cannot be trained.
+    The ``torch.nn.Module`` face of :class:`emotionnet.runtime.OnnxModel` (which the
+    inference install uses without torch): ``forward`` takes the normalised ``float`` batch
+    and returns ``float32`` logits on the input's device (the computation itself runs where
+    the onnxruntime providers run, by default the CPU). It has no parameters and cannot be
+    trained.
 
     Args:
-        source: Path of an ``.onnx`` file, or the serialized model as ``bytes``.
+        source: Path of an ``.onnx`` file, the serialized model as ``bytes``, or an
+            :class:`~emotionnet.runtime.OnnxModel`.
         providers: onnxruntime execution providers, in order of preference; ``None`` uses
             ``["CPUExecutionProvider"]``.
         threads: Threads for one inference (onnxruntime's ``intra_op_num_threads``);
-            ``None`` lets onnxruntime choose (one per physical core).
+            ``None``: ``OMP_NUM_THREADS``, else one per physical core.
 
     Raises:
         MissingDependencyError: If onnxruntime is not installed.
         WeightsNotFoundError: If the file does not exist.
-        ModelLoadError: If onnxruntime cannot load the model, or its ``emotionnet.config``
-            metadata is not a valid model config.
+        ModelLoadError: If the graph is refused (see :mod:`emotionnet._onnx_check`),
+            onnxruntime cannot load it, or its ``emotionnet.config`` metadata is not a valid
+            model config.
 
     Attributes:
         config: The :class:`~emotionnet.models.ModelConfig` stored in the graph by
             :func:`export_onnx`, or ``None`` for graphs from elsewhere.
+        onnx_model: The :class:`~emotionnet.runtime.OnnxModel` that runs it.
 
     Example:
         >>> import torch
@@ -271,58 +286,22 @@ class OnnxClassifier(nn.Module):
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | bytes,
+        source: str | os.PathLike[str] | bytes | OnnxModel,
         *,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
     ) -> None:
         super().__init__()
-        ort = _import_optional("onnxruntime", "The onnx backend")
-        if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"No ONNX model at {str(source)!r}; export one with "
-                    "emotionnet.export_onnx(...) or `emotionnet export --onnx FILE`."
-                )
-            model_data: str | bytes = str(path)
-            what = str(path)
-        elif isinstance(source, (bytes, bytearray)):
-            model_data = bytes(source)
-            what = "the given bytes"
+        if isinstance(source, OnnxModel):
+            self.onnx_model = source
         else:
-            raise UnsupportedInputError(
-                f"OnnxClassifier expects a path or bytes, got {type(source).__name__}."
-            )
-        options = ort.SessionOptions()
-        if threads is not None:
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise InvalidArgumentError(f"threads must be a positive integer, got {threads!r}.")
-            options.intra_op_num_threads = threads
-        chosen = list(providers) if providers is not None else ["CPUExecutionProvider"]
-        try:
-            session = ort.InferenceSession(model_data, options, providers=chosen)
-        except Exception as error:  # onnxruntime raises its own exception types, no common base
-            raise ModelLoadError(
-                f"onnxruntime could not load the ONNX model from {what}: {error}"
-            ) from error
-        self._session = session
-        self._input_name: str = session.get_inputs()[0].name
-        meta = session.get_modelmeta().custom_metadata_map
-        self.config: ModelConfig | None = None
-        if METADATA_KEY in meta:
-            try:
-                self.config = ModelConfig.from_dict(json.loads(meta[METADATA_KEY]))
-            except (ValueError, TypeError) as error:  # not JSON, or not a valid config
-                raise ModelLoadError(
-                    f"The ONNX model from {what} has an unusable {METADATA_KEY!r} metadata "
-                    f"entry ({error}); export it again with emotionnet.export_onnx."
-                ) from None
+            self.onnx_model = OnnxModel(source, providers=providers, num_threads=threads)
+        self.config: ModelConfig | None = self.onnx_model.config
 
     @property
     def providers(self) -> list[str]:
         """The execution providers the session actually uses."""
-        return list(self._session.get_providers())
+        return self.onnx_model.providers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the graph on a normalised batch.
@@ -334,8 +313,7 @@ class OnnxClassifier(nn.Module):
             ``float32`` logits ``N x num_classes`` on ``x``'s device.
         """
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits,) = self._session.run(None, {self._input_name: array})[:1]
-        return torch.from_numpy(logits).to(x.device)
+        return torch.from_numpy(self.onnx_model(array)).to(x.device)
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module's repr hook
         return f"providers={self.providers}"
