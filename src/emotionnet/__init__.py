@@ -1,8 +1,10 @@
 """emotionnet: facial emotion recognition on FER2013 with typed PyTorch building blocks.
 
 The public API is importable from here (``from emotionnet import EmotionRecognizer``). Names
-are loaded on first use (PEP 562), so ``import emotionnet`` and the ``emotionnet`` command's
-``--help`` do not pay for importing torch until something needs it.
+are loaded on first use (PEP 562), so ``import emotionnet`` never imports torch: prediction
+(:class:`EmotionRecognizer`, :class:`OnnxModel`) runs on numpy and onnxruntime alone, and
+torch is imported only by what needs it (training, evaluation on FER2013, the torch backend,
+export), which says which extra to install when it is missing.
 
 Example:
     >>> import emotionnet
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from .preprocessing import normalize as normalize
     from .preprocessing import to_face_array as to_face_array
     from .recognizer import EmotionRecognizer as EmotionRecognizer
+    from .runtime import OnnxModel as OnnxModel
     from .recognizer import FaceEmotion as FaceEmotion
     from .recognizer import Prediction as Prediction
     from .training import Callback as Callback
@@ -84,6 +87,7 @@ _LAZY: dict[str, str] = {
     "normalize": "preprocessing",
     "NUM_CLASSES": "labels",
     "OnnxClassifier": "models.onnx",
+    "OnnxModel": "runtime",
     "PathResult": "batch",
     "plot_confusion_matrix": "metrics",
     "predict_logits": "inference",
@@ -118,6 +122,7 @@ __all__ = [
     "History",
     "ModelConfig",
     "OnnxClassifier",
+    "OnnxModel",
     "PathResult",
     "Prediction",
     "TrainConfig",

@@ -6,6 +6,10 @@ Trainer's validation. They take ``uint8`` images, normalise them with the model'
 std, run the model on its device in batches, and average the views of test-time
 augmentation.
 
+This is the PyTorch twin of :class:`emotionnet.runtime.OnnxModel` (the torch-free path):
+the same views (:mod:`emotionnet.tta` defines them in numpy; here they are computed with
+torch on the model's device) and the same averaging, to within 1e-5 in probability.
+
 With test-time augmentation (TTA) the model sees several *views* of each image, and the
 softmax probabilities of the views are averaged (arithmetic mean, every view weighted
 equally). The views of an ``H x W`` image (48x48 for FER2013) are:
@@ -50,7 +54,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +63,9 @@ from torch import nn
 
 from .errors import InvalidArgumentError, UnsupportedInputError
 from .preprocessing import FER2013_MEAN, FER2013_STD, as_uint8_batch, normalize
+from .tta import TEN_CROP_SIZE, TTA_MODES, TTA_SHIFT, resolve_tta
+
+_resolve_tta = resolve_tta  # the name metrics and the trainer use
 
 __all__ = [
     "TEN_CROP_SIZE",
@@ -69,32 +75,9 @@ __all__ = [
     "predict_proba",
 ]
 
-TTA_MODES: Final[tuple[str, ...]] = ("none", "flip", "flip_shift", "flip_crop", "ten_crop")
-"""Names accepted by ``tta`` (besides ``False``, meaning ``"none"``, and ``True``, ``"flip"``)."""
-
-TTA_SHIFT: Final[int] = 2
-"""Shift in pixels of the ``"flip_shift"`` views."""
-
-TEN_CROP_SIZE: Final[int] = 44
-"""Crop side of the ``"ten_crop"`` views for a 48 px image (scaled for other sizes)."""
-
-
 # --------------------------------------------------------------------------------------------
 # Prediction
 # --------------------------------------------------------------------------------------------
-
-
-def _resolve_tta(tta: bool | str) -> str:
-    if tta is False:
-        return "none"
-    if tta is True:
-        return "flip"
-    if isinstance(tta, str) and tta in TTA_MODES:
-        return tta
-    raise InvalidArgumentError(
-        f"Unknown value {tta!r} for argument tta. Valid values are False, True, "
-        f"{', '.join(repr(m) for m in TTA_MODES)} (see emotionnet.inference for what each does)."
-    )
 
 
 def _as_image_batch(images: object) -> torch.Tensor:

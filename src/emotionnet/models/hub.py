@@ -369,6 +369,44 @@ def _fetch(
     return paths
 
 
+def _fetch_onnx(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_path: Path | None,
+    token: str | bool | None,
+    endpoint: str | None,
+    deadline: float | None,
+) -> Path | None:
+    """The repository's ``model.onnx`` (cached, or downloaded when online), or ``None``.
+
+    A repository without one is fine: the weights are exported when loaded (with torch).
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    cached = try_to_load_from_cache(repo_id, ONNX_NAME, cache_dir=cache_path, revision=revision)
+    if isinstance(cached, str):
+        return Path(cached)
+    if deadline is None:  # offline: only the cache
+        return None
+    try:
+        path = hf_hub_download(
+            repo_id,
+            ONNX_NAME,
+            revision=revision,
+            cache_dir=cache_path,
+            token=token,
+            endpoint=endpoint,
+            etag_timeout=_request_timeout(deadline),
+        )
+    except EntryNotFoundError as error:
+        if isinstance(error, LocalEntryNotFoundError):
+            raise
+        return None
+    return Path(path)
+
+
 def _describe(error: BaseException) -> str:
     text = " ".join(str(error).split())
     if len(text) > 300:
@@ -493,6 +531,14 @@ def _download(
                     token=token,
                 )
                 paths.append(Path(found))
+            onnx = _fetch_onnx(
+                repo_id,
+                revision=revision,
+                cache_path=cache_path,
+                token=token,
+                endpoint=None,
+                deadline=None,
+            )
         else:
             # Both read now, not when huggingface_hub was imported, and checked before any
             # network call.
@@ -511,6 +557,18 @@ def _download(
                 ),
                 seconds,
             )
+            attempt.current = ONNX_NAME
+            onnx = _call_with_deadline(
+                lambda: _fetch_onnx(
+                    repo_id,
+                    revision=revision,
+                    cache_path=cache_path,
+                    token=token,
+                    endpoint=endpoint,
+                    deadline=deadline,
+                ),
+                max(0.1, deadline - time.monotonic()),
+            )
     except _DeadlineExceeded:
         cached = _cached_files(repo_id, revision, cache_path)
         if cached is not None:
@@ -520,7 +578,15 @@ def _download(
                 seconds,
                 where,
             )
-            return ModelFiles(config=cached[0], weights=cached[1], source=where)
+            onnx_cached = _fetch_onnx(
+                repo_id,
+                revision=revision,
+                cache_path=cache_path,
+                token=token,
+                endpoint=None,
+                deadline=None,
+            )
+            return ModelFiles(config=cached[0], weights=cached[1], source=where, onnx=onnx_cached)
         last = f"; last error: {_describe(attempt.last_error)}" if attempt.last_error else ""
         raise WeightsNotFoundError(
             f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
@@ -545,7 +611,7 @@ def _download(
             missing=attempt.current,
         ) from None
     config_path, weights_path = paths
-    return ModelFiles(config=config_path, weights=weights_path, source=where)
+    return ModelFiles(config=config_path, weights=weights_path, source=where, onnx=onnx)
 
 
 def _looks_like_a_path(text: str) -> str | None:
