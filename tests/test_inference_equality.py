@@ -73,7 +73,9 @@ def test_faces_in_photos(public_faces: np.ndarray, eager: EmotionRecognizer, tta
     found_eager = eager.predict(photos, faces=True, tta=tta)
     assert [len(faces) for faces in found_fast] == [len(faces) for faces in found_eager]
     assert len(found_fast[0]) >= 1 and found_fast[2] == []
-    for ours, theirs in zip(sum(found_fast, []), sum(found_eager, []), strict=True):
+    flat_fast = [face for faces in found_fast for face in faces]
+    flat_eager = [face for faces in found_eager for face in faces]
+    for ours, theirs in zip(flat_fast, flat_eager, strict=True):
         assert ours.box == theirs.box and ours.prediction.label == theirs.prediction.label
         difference = max(
             abs(ours.prediction.probabilities[k] - theirs.prediction.probabilities[k])

@@ -104,7 +104,7 @@ def test_a_folder_without_weights_runs_its_graph(tmp_path: Path, model_dir: Path
     assert recognizer.backend == "onnx"
     with pytest.raises(InvalidArgumentError, match="no PyTorch weights"):
         recognizer.save_pretrained(tmp_path / "again")
-    with pytest.raises(ModelLoadError, match="only model.onnx"):
+    with pytest.raises(ModelLoadError, match=r"only model\.onnx"):
         EmotionRecognizer.from_pretrained(folder, backend="torch")
 
 
@@ -176,7 +176,7 @@ def test_an_endless_loop_is_refused_before_it_runs() -> None:
 
 def test_other_operators_domains_and_external_data_are_refused(tmp_path: Path) -> None:
     custom = helper.make_node("Evil", ["input"], ["logits"], domain="com.example")
-    with pytest.raises(ModelLoadError, match="custom domain 'com.example'"):
+    with pytest.raises(ModelLoadError, match=r"custom domain 'com\.example'"):
         OnnxModel(_model([custom]), config=ModelConfig())
     unknown = helper.make_node("RandomNormalLike", ["input"], ["logits"])
     with pytest.raises(ModelLoadError, match="'RandomNormalLike'"):
@@ -196,7 +196,7 @@ def test_a_graph_that_disagrees_with_its_config_is_refused(model_dir: Path) -> N
     graph = model_dir / "model.onnx"
     with pytest.raises(ModelLoadError, match="does not match its config"):
         OnnxModel(graph, config=ModelConfig(input_size=64))
-    with pytest.raises(ModelLoadError, match="7 labels|3 labels"):
+    with pytest.raises(ModelLoadError, match=r"(7|3) labels"):
         OnnxModel(graph, config=ModelConfig(labels=("a", "b", "c"), num_classes=3))
 
 
