@@ -7,7 +7,7 @@ The graph takes the normalised ``float32`` batch ``N x 1 x 48 x 48`` (any N) and
 seven logits; the model config (input size, mean/std, labels) travels inside the file as JSON
 metadata, so any runtime that can read ONNX knows how to feed it. This script shows that by
 running the exported file with onnxruntime and numpy alone, and checks that its probabilities
-match PyTorch's. Needs the ``onnx`` extra: ``pip install "emotionnet[onnx]"``.
+match PyTorch's. Needs the ``torch`` extra to export: ``pip install "emotionnet[torch]"``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image", type=Path, default=EXAMPLE_FACE, help="face to check with")
     args = parser.parse_args(argv)
 
-    recognizer = EmotionRecognizer.from_pretrained(args.model, device="cpu")
+    recognizer = EmotionRecognizer.from_pretrained(args.model, device="cpu", backend="torch")
     path = export_onnx(recognizer, args.output)  # dynamic batch axis, config in the metadata
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
