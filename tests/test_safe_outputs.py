@@ -166,9 +166,12 @@ def test_check_outputs_compares_outputs_with_each_other(tmp_path: Path) -> None:
 
 
 def fake_predict(
-    monkeypatch: pytest.MonkeyPatch, then: BaseException, labels: tuple[str, ...] = ("a", "b")
+    monkeypatch: pytest.MonkeyPatch,
+    then: BaseException | None = None,
+    labels: tuple[str, ...] = ("a", "b"),
 ) -> None:
-    """cli._load gives a stand-in model; predict_paths yields one result, then raises."""
+    """cli._load gives a stand-in model; predict_paths yields an error record per path, or
+    only the first one and then raises ``then``."""
     import emotionnet.batch
     import emotionnet.cli
     from emotionnet.batch import PathResult
@@ -178,8 +181,10 @@ def fake_predict(
     )
 
     def predict_paths(recognizer: Any, paths: Any, **kwargs: Any) -> Any:
-        yield PathResult(str(paths[0]), error=OSError("unreadable"))
-        raise then
+        for path in paths if then is None else paths[:1]:
+            yield PathResult(str(path), error=OSError("unreadable"))
+        if then is not None:
+            raise then
 
     monkeypatch.setattr(emotionnet.batch, "predict_paths", predict_paths)
 
@@ -206,18 +211,7 @@ def test_interrupted_or_failed_results_keep_the_previous_file(
 def test_results_through_a_link_update_its_target(
     image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from emotionnet.batch import PathResult
-
-    fake_predict(monkeypatch, StopIteration())  # replaced below: a run that ends normally
-    import emotionnet.batch
-
-    monkeypatch.setattr(
-        emotionnet.batch,
-        "predict_paths",
-        lambda recognizer, paths, **kwargs: iter(
-            [PathResult(p, error=OSError("x")) for p in paths]
-        ),
-    )
+    fake_predict(monkeypatch)
     target = tmp_path / "runs" / "latest.json"
     target.parent.mkdir()
     target.write_text("[]")
@@ -226,6 +220,15 @@ def test_results_through_a_link_update_its_target(
     code, _, _ = run(["predict", str(image), "--json", "-o", str(link)], capsys)
     assert code == 1 and link.is_symlink()
     assert json.loads(target.read_text())[0]["image"] == str(image)
+
+
+def test_results_in_a_missing_folder_are_a_clear_error(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_predict(monkeypatch)
+    out = tmp_path / "no-such-folder" / "out.csv"
+    code, _, err = run(["predict", str(image), "-o", str(out)], capsys)
+    assert code == 2 and "no-such-folder' does not exist" in err and ".tmp" not in err
 
 
 FULL_DISK = textwrap.dedent(
@@ -597,17 +600,7 @@ class ClosedPipe(io.StringIO):
 def test_a_closed_stdout_ends_quietly_with_141(
     image: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import emotionnet.batch
-    from emotionnet.batch import PathResult
-
-    fake_predict(monkeypatch, StopIteration())
-    monkeypatch.setattr(
-        emotionnet.batch,
-        "predict_paths",
-        lambda recognizer, paths, **kwargs: iter(
-            [PathResult(p, error=OSError("x")) for p in paths]
-        ),
-    )
+    fake_predict(monkeypatch)
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["predict", str(image), "--format", "jsonl"]) == 141
     assert "Broken pipe" not in capsys.readouterr().err

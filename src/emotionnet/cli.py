@@ -428,7 +428,13 @@ def _results_file(path: str | None, out: TextIO) -> Iterator[TextIO]:
         with open(path, "w", encoding="utf-8", newline="") as target:
             yield target
         return
-    with atomic_open(os.path.realpath(path)) as handle:
+    target = os.path.realpath(path)
+    if not os.path.isdir(os.path.dirname(target)):
+        raise InvalidArgumentError(
+            f"Cannot write the results to {path!r}: the folder {os.path.dirname(target)!r} does "
+            "not exist. Create it, or name a file in an existing folder."
+        )
+    with atomic_open(target) as handle:
         text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
         try:
             yield text
