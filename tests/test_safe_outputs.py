@@ -222,6 +222,26 @@ def test_results_through_a_link_update_its_target(
     assert json.loads(target.read_text())[0]["image"] == str(image)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes as on POSIX")
+def test_results_to_a_named_pipe_are_written_through_it(
+    image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import stat
+    import threading
+
+    fake_predict(monkeypatch)
+    fifo = tmp_path / "results.pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    code, _, err = run(["predict", str(image), "--format", "jsonl", "-o", str(fifo)], capsys)
+    reader.join(timeout=30)
+    assert code == 1, err  # the stand-in model fails every image
+    assert json.loads(received[0])["image"] == str(image)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # not replaced by a regular file
+
+
 def test_results_in_a_missing_folder_are_a_clear_error(
     image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -425,16 +425,17 @@ def _results_file(path: str | None, out: TextIO) -> Iterator[TextIO]:
     except FileNotFoundError:
         special = False
     if special:
-        with open(path, "w", encoding="utf-8", newline="") as target:
-            yield target
+        with open(path, "w", encoding="utf-8", newline="") as device:
+            yield device
         return
-    target = os.path.realpath(path)
-    if not os.path.isdir(os.path.dirname(target)):
+    resolved = os.path.realpath(path)
+    folder = os.path.dirname(resolved)
+    if not os.path.isdir(folder):
         raise InvalidArgumentError(
-            f"Cannot write the results to {path!r}: the folder {os.path.dirname(target)!r} does "
-            "not exist. Create it, or name a file in an existing folder."
+            f"Cannot write the results to {path!r}: the folder {folder!r} does not exist. "
+            "Create it, or name a file in an existing folder."
         )
-    with atomic_open(target) as handle:
+    with atomic_open(resolved) as handle:
         text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
         try:
             yield text
