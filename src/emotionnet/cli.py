@@ -634,8 +634,9 @@ def _noting_photos(results: Iterator[Any]) -> Iterator[Any]:
             if isinstance(message, NotAFaceCropWarning) and message.box and message.image_size:
                 x, y, w, h = message.box
                 width, height = message.image_size
+                source = _shown(str(message.source))
                 tqdm.write(
-                    f"note: {message.source} looks like a photo, not a face crop: it holds a "
+                    f"note: {source} looks like a photo, not a face crop: it holds a "
                     f"face of about {w}x{h} px at ({x}, {y}) in its {width}x{height} px, and "
                     "was scored whole, as one face. Add --faces to find and crop the faces "
                     "first.",
@@ -681,10 +682,12 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(_dumps(report.to_dict()))
     else:
-        out.write(f"{recognizer.source} on {args.split} ({args.data})\n\n")
+        out.write(
+            f"{_shown(str(recognizer.source))} on {_shown(args.split)} ({_shown(args.data)})\n\n"
+        )
         out.write(report.to_markdown())
         if args.plot:
-            out.write(f"\nconfusion matrix: {args.plot}\n")
+            out.write(f"\nconfusion matrix: {_shown(args.plot)}\n")
     return 0
 
 
@@ -712,7 +715,8 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     rows = [["data", "accuracy", "macro F1"]]
     rows += [[n, f"{r.accuracy:.2%}", f"{r.macro_f1:.4f}"] for n, r in reports.items()]
     _table(rows, out)
-    out.write(f"model folder: {output} (emotionnet predict --model {output} IMAGE)\n")
+    shown = _shown(str(output))
+    out.write(f"model folder: {shown} (emotionnet predict --model {shown} IMAGE)\n")
     return 0
 
 
@@ -796,7 +800,9 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     _check_outputs(args, {"--onnx": args.onnx})
     recognizer = _load(args)
     path = export_onnx(recognizer, args.onnx, opset=args.opset)
-    out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})\n")
+    out.write(
+        f"wrote {_shown(str(path))} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})\n"
+    )
     return 0
 
 
