@@ -147,7 +147,7 @@ def _add_face_options(parser: argparse.ArgumentParser) -> None:
         "--max-faces",
         type=_whole(1),
         metavar="N",
-        help="keep at most N faces per image (or frame), the largest",
+        help="keep at most N faces per image (or frame; video: 32 by default), the largest",
     )
 
 

@@ -452,6 +452,7 @@ def analyze_video(
         writer = None if annotate is None else _AnnotatedVideo(cv2, annotate, video_fps / step)
         analysed = 0
         index = 0
+        frame = None
         try:
             while max_frames is None or analysed < max_frames:
                 if index % step:
@@ -459,7 +460,9 @@ def analyze_video(
                         break
                     index += 1
                     continue
-                ok, frame = capture.read()
+                # Our own capture decodes into the last frame's buffer: one large frame in
+                # memory, not two (a caller's capture may not take the argument).
+                ok, frame = capture.read(frame) if owned and frame is not None else capture.read()
                 if not ok or frame is None:
                     break
                 found = recognizer.predict(
