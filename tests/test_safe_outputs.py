@@ -110,6 +110,20 @@ def test_outputs_that_are_model_files_are_refused(
     assert (weights.read_bytes(), config.read_bytes()) == before
 
 
+def test_predict_refuses_the_model_folders_onnx_graph_but_export_may_rewrite_it(
+    image: Path, own_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph = own_model / "model.onnx"
+    graph.write_bytes(b"the graph")
+    argv = ["predict", str(image), "-o", str(graph), "--model", str(own_model)]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "destroy" in err and graph.read_bytes() == b"the graph"
+    pytest.importorskip("onnx")
+    code, _, err = run(["export", "--onnx", str(graph), "--model", str(own_model)], capsys)
+    assert code == 0, err
+    assert graph.read_bytes()[:9] != b"the graph"
+
+
 def test_export_refuses_a_name_without_onnx(
     own_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,7 +162,7 @@ def test_evaluate_plot_inside_the_data_folder_is_refused(
 def test_the_bundled_model_files_are_inputs_of_every_command() -> None:
     args = build_parser().parse_args(["predict", "a.jpg"])
     files = [Path(p) for p in _model_inputs(args)]
-    assert [p.name for p in files] == ["config.json", "model.safetensors"]
+    assert [p.name for p in files] == ["config.json", "model.safetensors", "model.onnx"]
     assert all(p.parent.parts[-2:] == ("weights", "default") for p in files)
 
 

@@ -444,13 +444,17 @@ def _results_file(path: str | None, out: TextIO) -> Iterator[TextIO]:
             text.detach()  # the binary handle is closed (and renamed) by atomic_open
 
 
-def _model_inputs(args: argparse.Namespace) -> list[str]:
+# The files of a model folder that a command may read: the config, the weights, and the
+# ONNX graph saved next to them (which the onnxruntime backend runs).
+_MODEL_FILES: Final[tuple[str, ...]] = ("config.json", "model.safetensors", "model.onnx")
+
+
+def _model_inputs(args: argparse.Namespace, names: Sequence[str] = _MODEL_FILES) -> list[str]:
     """The model files a command reads (for :func:`_check_outputs`), found without loading.
 
-    The bundled model's files, a local folder's ``config.json`` and ``model.safetensors``,
-    an ``.onnx`` file, or the Hub cache's copies of a repository's files.
+    The bundled model's files, a local folder's (``names``), an ``.onnx`` file, or the Hub
+    cache's copies of a repository's files.
     """
-    names = ("config.json", "model.safetensors")
     model = getattr(args, "model", None)
     if model is None:
         import importlib.resources
@@ -479,12 +483,14 @@ def _check_outputs(
     inputs: Sequence[str] = (),
     *,
     input_folders: Sequence[str] = (),
+    model_files: Sequence[str] = _MODEL_FILES,
 ) -> None:
     """Refuse outputs that are inputs (the model's files included) before anything is written."""
     from ._io import check_outputs
 
     if any(path is not None for path in outputs.values()):
-        check_outputs(outputs, [*inputs, *_model_inputs(args)], input_folders=input_folders)
+        model = _model_inputs(args, model_files)
+        check_outputs(outputs, [*inputs, *model], input_folders=input_folders)
 
 
 def _json_safe(value: Any) -> Any:
@@ -797,7 +803,9 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
             f"--onnx {args.onnx!r} does not end with .onnx; name the graph file NAME.onnx "
             "(a name without it may be another file, such as the model's own weights)."
         )
-    _check_outputs(args, {"--onnx": args.onnx})
+    # The export reads the config and the PyTorch weights; a model.onnx next to them is what
+    # it may rewrite.
+    _check_outputs(args, {"--onnx": args.onnx}, model_files=("config.json", "model.safetensors"))
     recognizer = _load(args)
     path = export_onnx(recognizer, args.onnx, opset=args.opset)
     out.write(
