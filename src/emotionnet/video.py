@@ -566,6 +566,12 @@ class _AnnotatedVideo:
         self.cv2 = cv2
         self.target = Path(os.path.realpath(path))  # through a link, to its target
         self.shown = repr(os.fspath(path))
+        if self.target.exists() and not self.target.is_file():
+            # Renaming over a device (/dev/null) or a folder would replace it: refuse.
+            raise InvalidArgumentError(
+                f"Cannot write the annotated video to {self.shown}: it exists and is not a "
+                "regular file. Name a new or existing .mp4 or .avi file."
+            )
         if rate < 1:
             _log.warning(
                 "The annotated video %s gets 1 frame a second, not %.3g: video writers need at "
