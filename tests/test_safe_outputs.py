@@ -395,7 +395,7 @@ def test_csv_cells_are_never_formulas_and_terminal_text_never_raw(text: str) -> 
     cell = _csv_text(text)
     assert cell.lstrip()[:1] not in ("=", "+", "-", "@")
     assert cell[:1] not in ("\t", "\r")
-    assert cell.removeprefix("'") == _shown(text)
+    assert cell in (_shown(text), "'" + _shown(text))
     shown = _shown(text)
     shown.encode("utf-8")  # never a surrogate
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in shown)
