@@ -98,8 +98,12 @@ def test_bad_sources_and_options(tmp_path: Path, clip: Path) -> None:
         next(analyze_video(tmp_path / "missing.mp4"))
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video")
-    with pytest.raises(MalformedDataError, match="cannot read"):
+    with pytest.raises(MalformedDataError, match="not in a video container"):
         next(analyze_video(not_video))
+    header_only = tmp_path / "header.avi"  # a container's magic, then nothing OpenCV reads
+    header_only.write_bytes(b"RIFF\0\0\0\0AVI LIST" + b"\0" * 64)
+    with pytest.raises(MalformedDataError, match="cannot read"):
+        next(analyze_video(header_only))
     for options in ({"every": 0}, {"fps": -1.0}, {"every": 2, "fps": 5.0}, {"smoothing": 1.0}):
         with pytest.raises(InvalidArgumentError):
             next(analyze_video(clip, **options))  # type: ignore[arg-type]

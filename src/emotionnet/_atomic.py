@@ -23,21 +23,103 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Final
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
+__all__ = [
+    "atomic_open",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "remove_stale_temporaries",
+    "temporary_path",
+]
 
 _DEFAULT_MODE = 0o666
 # A live writer keeps writing to its temporary file; one untouched for this long whose process
 # is gone is a leftover. The age also spares writers whose process id means nothing here
 # (another host or PID namespace on a shared file system) while they are writing.
 _STALE_AFTER_S: Final[float] = 60.0
-_TEMPORARY: Final[str] = r"\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp"
+# The optional suffix after ``.tmp`` is for writers that choose a format by the file name
+# (OpenCV's VideoWriter: ``.mp4``, ``.avi``).
+_TEMPORARY: Final[str] = (
+    r"\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp(?:\.(?:mp4|m4v|mov|mkv|avi|MP4|M4V|MOV|MKV|AVI))?"
+)
 # Temporary files this process is writing now (any thread).
 _in_flight: set[str] = set()
 _in_flight_lock = threading.Lock()
+
+
+def temporary_path(path: str | os.PathLike[str], *, suffix: str = "") -> Path:
+    """A fresh temporary file name next to ``path``, as :func:`atomic_write` names them.
+
+    ``.NAME.PID.XXXXXXXX.tmp`` plus ``suffix`` (a video suffix such as ``".mp4"``, for writers
+    that pick a format by the name): unique per process and call, hidden by the leading dot
+    (out of globs such as ``*.json``), and removed by :func:`remove_stale_temporaries` if its
+    writer is killed (for the suffixes ``.mp4``, ``.m4v``, ``.mov``, ``.mkv`` and ``.avi``).
+
+    Example:
+        >>> temporary_path("out/clip.mp4", suffix=".mp4").name.startswith(".clip.mp4.")
+        True
+    """
+    target = Path(path)
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+
+
+@contextlib.contextmanager
+def marked_in_flight(temporary: Path) -> Iterator[None]:
+    """Mark ``temporary`` as being written by this process (never a stale leftover)."""
+    with _in_flight_lock:
+        _in_flight.add(temporary.name)
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(temporary.name)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], *, mode: int = _DEFAULT_MODE) -> Iterator[IO[bytes]]:
+    """Open ``path`` for writing atomically: the file appears, complete, when the block ends.
+
+    The handle writes to a temporary file in the destination's folder; when the ``with``
+    block ends without an error the data is flushed to disk and the temporary file renamed
+    over ``path``. If the block raises (``KeyboardInterrupt`` included), the temporary file is
+    removed and a previous ``path`` is left as it was.
+
+    Args:
+        path: The destination file; its folder must exist.
+        mode: Permission bits of the new file, reduced by the umask.
+
+    Yields:
+        A binary file handle.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     with atomic_open(Path(folder, "a.txt")) as handle:
+        ...         _ = handle.write(b"new")
+        ...     Path(folder, "a.txt").read_bytes()
+        b'new'
+    """
+    target = Path(path)
+    remove_stale_temporaries(target)
+    temporary = temporary_path(target)
+    # os.open with O_EXCL, not tempfile.mkstemp: mkstemp always creates 0o600 files.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    with marked_in_flight(temporary):
+        descriptor = os.open(temporary, flags, mode)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    _fsync_folder(target.parent)
 
 
 def atomic_write(
@@ -65,31 +147,9 @@ def atomic_write(
         ...     written.read_bytes(), sorted(p.name for p in Path(folder).iterdir())
         (b'hi', ['a.bin'])
     """
-    target = Path(path)
-    remove_stale_temporaries(target)
-    # Unique per process and call: concurrent writers (DDP ranks, two trainers) never share
-    # a temporary file. The leading dot keeps it out of globs such as ``*.json``.
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open with O_EXCL, not tempfile.mkstemp: mkstemp always creates 0o600 files.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    with _in_flight_lock:
-        _in_flight.add(temporary.name)
-    try:
-        descriptor = os.open(temporary, flags, mode)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                write(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-    finally:
-        with _in_flight_lock:
-            _in_flight.discard(temporary.name)
-    _fsync_folder(target.parent)
-    return target
+    with atomic_open(path, mode=mode) as handle:
+        write(handle)
+    return Path(path)
 
 
 def atomic_write_bytes(
@@ -115,7 +175,8 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files that killed writes of ``path`` left behind.
 
     Only files in ``path``'s folder named exactly as :func:`atomic_write` names the
-    temporaries of ``path`` (``.NAME.PID.XXXXXXXX.tmp``) are considered, and only regular
+    temporaries of ``path`` (``.NAME.PID.XXXXXXXX.tmp``, optionally with a suffix such as
+    ``.mp4`` or ``.avi``, see :func:`temporary_path`) are considered, and only regular
     files (never links), not modified for a minute, whose writing process is gone. Errors
     (a folder that cannot be listed, a file that cannot be removed) are ignored: cleaning up
     never fails a write. :func:`atomic_write` calls this before every write.

@@ -1,10 +1,14 @@
-"""Reading user files without blocking: only regular files are ever opened.
+"""Reading user files without blocking, and never writing over them.
 
 A path can name a named pipe (FIFO), a character device or a socket; ``open()`` on a FIFO
 blocks until a writer appears, which may be never. :func:`open_regular_file` opens without
 blocking, after resolving links, and refuses anything that is not a regular file with an
 error that names the path. Every file emotionnet reads on a user's behalf (images, data
 sets, recipes, model configs) goes through it.
+
+:func:`check_outputs` is the other direction: every command that writes files checks, before
+it writes anything, that no output is one of its inputs (by file identity, so through
+symbolic links, hard links and ``..``) and that two outputs are not the same file.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import errno
 import json
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO
 
 __all__ = [
     "NotARegularFileError",
+    "check_outputs",
     "file_kind",
     "open_regular_file",
     "read_json_file",
@@ -162,3 +168,102 @@ def read_json_file(path: str | os.PathLike[str], what: str = "JSON file") -> Any
         ) from None
     except ValueError as exc:  # json.JSONDecodeError, and integers too long to convert
         raise InvalidArgumentError(f"The {what} {path} is not valid JSON: {exc}.") from None
+
+
+PathText = str | os.PathLike[str]
+
+
+def _identity(path: PathText) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path`` after links, ``None`` if there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):  # missing, a dangling link, no permission, a NUL byte
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_outputs(
+    outputs: Mapping[str, PathText | None],
+    inputs: Iterable[PathText],
+    *,
+    input_folders: Iterable[PathText] = (),
+) -> None:
+    """Refuse, before anything is written, an output that would destroy an input.
+
+    An output is refused if it is the same file as one of ``inputs`` (same device and inode:
+    the same name, a symbolic link to it, a hard link, a path through ``..``), if it is an
+    existing file inside one of ``input_folders`` (after resolving links; a hard link to a
+    file inside is found too), or if two outputs are the same file. An output that does not
+    exist yet cannot be an input; only the outputs are then compared with each other.
+
+    Args:
+        outputs: Each output by the option that names it (``{"--output": "a.csv"}``, used in
+            the message); ``None`` values (an option not given) are ignored.
+        inputs: The files the command reads (missing ones are ignored).
+        input_folders: Folders the command reads as a whole (a data set).
+
+    Raises:
+        InvalidArgumentError: Naming the output, the input it would overwrite, and the fix.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     image = os.path.join(folder, "face.jpg")
+        ...     open(image, "wb").close()
+        ...     check_outputs({"--output": os.path.join(folder, "out.csv")}, [image])
+        ...     check_outputs({"--output": os.path.join(folder, ".", "face.jpg")}, [image])
+        Traceback (most recent call last):
+        ...
+        emotionnet.errors.InvalidArgumentError: --output '...face.jpg' is the input '...face.jpg': writing it would destroy the input. Name another output file.
+    """  # noqa: E501
+    from .errors import InvalidArgumentError
+
+    named = [(option, os.fspath(path)) for option, path in outputs.items() if path is not None]
+    seen: dict[object, tuple[str, str]] = {}
+    for option, path in named:
+        # Not-yet-existing outputs are compared by their resolved name.
+        key: object = _identity(path) or os.path.realpath(path)
+        if key in seen:
+            first_option, first = seen[key]
+            raise InvalidArgumentError(
+                f"{option} {path!r} and {first_option} {first!r} are the same file: one "
+                "would overwrite the other. Name two different files."
+            )
+        seen[key] = (option, path)
+    existing = [(option, path, _identity(path)) for option, path in named]
+    existing = [item for item in existing if item[2] is not None]
+    if not existing:
+        return
+    by_identity = {identity: (option, path) for option, path, identity in existing}
+    for source in inputs:
+        identity = _identity(source)
+        if identity in by_identity:
+            option, path = by_identity[identity]
+            raise InvalidArgumentError(
+                f"{option} {path!r} is the input {os.fspath(source)!r}: writing it would "
+                "destroy the input. Name another output file."
+            )
+    folders = [os.fspath(folder) for folder in input_folders]
+    for option, path, identity in existing:
+        resolved = os.path.realpath(path)
+        for folder in folders:
+            if _inside(resolved, os.path.realpath(folder)) or (
+                os.stat(path).st_nlink > 1 and _linked_inside(identity, folder)
+            ):
+                raise InvalidArgumentError(
+                    f"{option} {path!r} is a file inside the input folder {folder!r}: writing "
+                    "it would destroy part of the input. Name an output outside that folder."
+                )
+
+
+def _linked_inside(identity: tuple[int, int] | None, folder: str) -> bool:
+    """Whether a file inside ``folder`` (recursively) has this identity (a hard link)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if _identity(os.path.join(root, name)) == identity:
+                return True
+    return False

@@ -1,4 +1,4 @@
-"""The ``emotionnet`` command (also ``python -m emotionnet``).
+r"""The ``emotionnet`` command (also ``python -m emotionnet``).
 
 .. code-block:: text
 
@@ -14,8 +14,18 @@
     emotionnet export --onnx OUT [--model NAME_OR_DIR]
 
 Results are printed as a table, or as JSON with ``--json`` (always valid JSON: RFC 8259,
-no ``NaN``). ``predict`` carries on past an image it cannot read or predict: the image gets
-an error record (``{"image": ..., "error": ..., "error_type": ...}``, a table row, and an
+no ``NaN``). ``--output FILE`` (and ``--annotate``, ``--onnx``) is written to a temporary file
+next to FILE and renamed over it at the end, so an error or an interrupt leaves the previous
+FILE as it was; an output that is one of the command's inputs (the same file, also through a
+link) is refused before anything is written. File names are shown exactly in JSON; in tables
+and CSV, bytes that are not UTF-8 are written as ``\xNN`` and control characters as
+``\xNN``/``\uNNNN`` escapes, and a CSV cell that a spreadsheet would run as a formula
+(``=``, ``+``, ``-``, ``@``) gets a leading ``'``. When the reader of the output goes away
+(``emotionnet predict ... | head -1``) the command stops quietly with status 141, as a
+process ended by ``SIGPIPE``.
+
+``predict`` carries on past an image it cannot read or predict: the image gets an error
+record (``{"image": ..., "error": ..., "error_type": ...}``, a table row, and an
 ``error: ...`` line on stderr), the others are reported, and the exit status is 1. Any
 other error emotionnet raises on purpose (a model not in the cache while offline, a bad
 option value...) is printed as one line ``error: ...`` and the command exits with status 2.
@@ -37,6 +47,7 @@ import logging
 import math
 import os
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +58,7 @@ from .errors import EmotionNetError, InvalidArgumentError
 __all__ = ["build_parser", "main"]
 
 EXIT_ERROR: Final[int] = 2
+EXIT_BROKEN_PIPE: Final[int] = 141  # 128 + SIGPIPE, what the shell reports for `cat | head`
 _TTA_CHOICES: Final[tuple[str, ...]] = ("none", "flip", "flip_shift", "flip_crop", "ten_crop")
 # emotionnet.faces.DETECTORS, spelled out so that --help does not import numpy and PIL.
 _DETECTOR_CHOICES: Final[tuple[str, ...]] = ("auto", "haar", "dlib")
@@ -111,6 +123,13 @@ def _finite(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _add_face_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("face detection")
     group.add_argument(
@@ -137,7 +156,7 @@ def _add_face_options(parser: argparse.ArgumentParser) -> None:
         "--max-faces",
         type=_whole(1),
         metavar="N",
-        help="keep at most N faces per image (or frame), the largest",
+        help="keep at most N faces per image (or frame; video: 32 by default), the largest",
     )
 
 
@@ -278,16 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     video.add_argument("video", metavar="FILE", help="a video file OpenCV can read")
     rate = video.add_mutually_exclusive_group()
-    rate.add_argument("--every", type=int, metavar="N", help="analyse every N-th frame (1)")
-    rate.add_argument("--fps", type=float, metavar="R", help="analyse about R frames a second")
+    rate.add_argument("--every", type=_whole(1), metavar="N", help="analyse every N-th frame (1)")
+    rate.add_argument("--fps", type=_positive, metavar="R", help="analyse about R frames a second")
     video.add_argument(
         "--smoothing",
-        type=float,
+        type=_finite,
         default=0.0,
         metavar="S",
         help="weight of a face's history in its probabilities, 0 <= S < 1 (0: none)",
     )
-    video.add_argument("--max-frames", type=int, metavar="N", help="stop after N analysed frames")
+    video.add_argument(
+        "--max-frames", type=_whole(1), metavar="N", help="stop after N analysed frames"
+    )
     video.add_argument(
         "--format",
         choices=("csv", "jsonl", "json"),
@@ -332,7 +353,60 @@ def _format_top(prediction: Any, k: int) -> str:
     return ", ".join(f"{label} {p:.2f}" for label, p in prediction.top_k(k))
 
 
+def _decoded(text: str) -> str:
+    r"""``text`` with the undecodable bytes of a file name (surrogate escapes) as ``\xNN``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+    return text
+
+
+_UNSHOWN: Final[frozenset[str]] = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _shown(text: str) -> str:
+    r"""Text safe for a terminal.
+
+    Control and format characters (ESC, bidi overrides, line separators) become ``\xNN`` or
+    ``\uNNNN``, the undecodable bytes of a file name ``\xNN``.
+    """
+    text = _decoded(text)
+    if text.isprintable():
+        return text
+    return "".join(
+        _escape(char) if unicodedata.category(char) in _UNSHOWN else char for char in text
+    )
+
+
+_FORMULA_START: Final[str] = "=+-@\t\r"
+
+
+def _csv_text(text: str) -> str:
+    """A CSV text cell: shown as for the terminal, and never a live spreadsheet formula.
+
+    A cell starting with ``=``, ``+``, ``-`` or ``@`` (also after leading spaces), a tab or
+    a carriage return gets a leading ``'`` (OWASP's advice against CSV injection).
+    """
+    cell = _shown(text)
+    if cell[:1] in _FORMULA_START or cell.lstrip()[:1] in _FORMULA_START:
+        return "'" + cell
+    return cell
+
+
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    rows = [[_shown(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
@@ -341,12 +415,92 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 
 @contextlib.contextmanager
 def _results_file(path: str | None, out: TextIO) -> Iterator[TextIO]:
-    """Where a command writes its results: ``--output FILE`` (closed afterwards) or ``out``."""
+    """Where a command writes its results: ``--output FILE`` or ``out``.
+
+    FILE is written atomically (a temporary file renamed over it when the block ends
+    without an error; see :func:`emotionnet._atomic.atomic_open`), through a symbolic link
+    to its target. A FILE that is not a regular file (``/dev/stdout``, a named pipe) is
+    written directly.
+    """
     if path is None:
         yield out
         return
-    with open(path, "w", encoding="utf-8", newline="") as target:
-        yield target
+    import io
+    import stat
+
+    from ._atomic import atomic_open
+
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        special = False
+    if special:
+        with open(path, "w", encoding="utf-8", newline="") as device:
+            yield device
+        return
+    resolved = os.path.realpath(path)
+    folder = os.path.dirname(resolved)
+    if not os.path.isdir(folder):
+        raise InvalidArgumentError(
+            f"Cannot write the results to {path!r}: the folder {folder!r} does not exist. "
+            "Create it, or name a file in an existing folder."
+        )
+    with atomic_open(resolved) as handle:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
+        try:
+            yield text
+            text.flush()
+        finally:
+            text.detach()  # the binary handle is closed (and renamed) by atomic_open
+
+
+# The files of a model folder that a command may read: the config, the weights, and the
+# ONNX graph saved next to them (which the onnxruntime backend runs).
+_MODEL_FILES: Final[tuple[str, ...]] = ("config.json", "model.safetensors", "model.onnx")
+
+
+def _model_inputs(args: argparse.Namespace, names: Sequence[str] = _MODEL_FILES) -> list[str]:
+    """The model files a command reads (for :func:`_check_outputs`), found without loading.
+
+    The bundled model's files, a local folder's (``names``), an ``.onnx`` file, or the Hub
+    cache's copies of a repository's files.
+    """
+    model = getattr(args, "model", None)
+    if model is None:
+        import importlib.resources
+
+        folder = str(
+            importlib.resources.files("emotionnet").joinpath("weights").joinpath("default")
+        )
+        return [os.path.join(folder, name) for name in names]
+    path = os.path.expanduser(model)
+    if os.path.isdir(path):
+        return [os.path.join(path, name) for name in names]
+    if os.path.exists(path):
+        return [path]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = [try_to_load_from_cache(model, name, revision=args.revision) for name in names]
+    except Exception:  # not a repo id, no hub library: nothing cached to protect
+        return []
+    return [file for file in cached if isinstance(file, str)]
+
+
+def _check_outputs(
+    args: argparse.Namespace,
+    outputs: Mapping[str, str | None],
+    inputs: Sequence[str] = (),
+    *,
+    input_folders: Sequence[str] = (),
+    model_files: Sequence[str] = _MODEL_FILES,
+) -> None:
+    """Refuse outputs that are inputs (the model's files included) before anything is written."""
+    from ._io import check_outputs
+
+    if any(path is not None for path in outputs.values()):
+        model = _model_inputs(args, model_files)
+        check_outputs(outputs, [*inputs, *model], input_folders=input_folders)
 
 
 def _json_safe(value: Any) -> Any:
@@ -374,7 +528,7 @@ _FORMATS: Final[tuple[str, ...]] = ("table", "json", "jsonl", "csv")
 def _prediction_cells(prediction: Any, labels: Sequence[str]) -> list[object]:
     """The CSV cells of a prediction: emotion, score, then one probability per label."""
     probabilities = [f"{prediction.probabilities[label]:.6f}" for label in labels]
-    return [prediction.label, f"{prediction.score:.6f}", *probabilities]
+    return [_csv_text(prediction.label), f"{prediction.score:.6f}", *probabilities]
 
 
 def _face_cells(face: Any, labels: Sequence[str]) -> list[object]:
@@ -386,15 +540,15 @@ def _face_cells(face: Any, labels: Sequence[str]) -> list[object]:
 def _csv_rows(result: Any, labels: Sequence[str], faces: bool) -> list[list[object]]:
     """CSV rows of one path: one per image, or one per face (none found: one empty row)."""
     empty = [""] * (8 + len(labels))  # face, x, y, w, h, confidence, emotion, score, p_*
+    path = _csv_text(result.path)
     if result.error is not None:
-        return [[result.path, *empty, result.to_dict()["error"]]]
+        return [[path, *empty, _csv_text(result.to_dict()["error"])]]
     if not faces:
-        return [[result.path, *[""] * 6, *_prediction_cells(result.prediction, labels), ""]]
+        return [[path, *[""] * 6, *_prediction_cells(result.prediction, labels), ""]]
     if not result.faces:
-        return [[result.path, *empty, ""]]
+        return [[path, *empty, ""]]
     return [
-        [result.path, number, *_face_cells(face, labels), ""]
-        for number, face in enumerate(result.faces)
+        [path, number, *_face_cells(face, labels), ""] for number, face in enumerate(result.faces)
     ]
 
 
@@ -413,7 +567,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     if skipped:
         sys.stderr.write(
             f"note: skipped {len(skipped)} non-image file(s) in the folders given "
-            f"(e.g. {skipped[0]})\n"
+            f"(e.g. {_shown(skipped[0])})\n"
         )
     if not paths:
         raise InvalidArgumentError(
@@ -421,6 +575,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
             "recognised by their suffix: .jpg, .png, .webp, ...). Pass image files, or "
             "--recursive to look inside sub-folders."
         )
+    _check_outputs(args, {"--output": args.output}, paths)
     recognizer = _load(args)
     _apply_face_options(recognizer, args)
     labels = tuple(recognizer.labels)
@@ -443,7 +598,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
             writer = csv.writer(target)
             writer.writerow(
                 ["image", "face", "x", "y", "w", "h", "confidence", "emotion", "score"]
-                + [f"p_{label}" for label in labels]
+                + [_csv_text(f"p_{label}") for label in labels]
                 + ["error"]
             )
         results = _noting_photos(
@@ -456,7 +611,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
         ):
             if not result.ok:
                 failed += 1
-                tqdm.write(f"error: {result.to_dict()['error']}", file=sys.stderr)
+                tqdm.write(f"error: {_shown(result.to_dict()['error'])}", file=sys.stderr)
             if writer is not None:
                 writer.writerows(_csv_rows(result, labels, args.faces))
             elif fmt == "jsonl":
@@ -470,7 +625,7 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
         elif fmt == "table":
             _table(rows, target)
     if args.output:
-        sys.stderr.write(f"wrote {len(paths)} result(s) to {args.output}\n")
+        sys.stderr.write(f"wrote {len(paths)} result(s) to {_shown(args.output)}\n")
     return 1 if failed else 0
 
 
@@ -495,8 +650,9 @@ def _noting_photos(results: Iterator[Any]) -> Iterator[Any]:
             if isinstance(message, NotAFaceCropWarning) and message.box and message.image_size:
                 x, y, w, h = message.box
                 width, height = message.image_size
+                source = _shown(str(message.source))
                 tqdm.write(
-                    f"note: {message.source} looks like a photo, not a face crop: it holds a "
+                    f"note: {source} looks like a photo, not a face crop: it holds a "
                     f"face of about {w}x{h} px at ({x}, {y}) in its {width}x{height} px, and "
                     "was scored whole, as one face. Add --faces to find and crop the faces "
                     "first.",
@@ -532,6 +688,7 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     require("torch", "`emotionnet evaluate` (it reads FER2013 with PyTorch)")
     from .data import FER2013
 
+    _check_outputs(args, {"--plot": args.plot}, input_folders=[args.data])
     recognizer = _load(args)
     dataset = FER2013(args.data, split=args.split)
     report = recognizer.evaluate(
@@ -544,10 +701,12 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(_dumps(report.to_dict()))
     else:
-        out.write(f"{recognizer.source} on {args.split} ({args.data})\n\n")
+        out.write(
+            f"{_shown(str(recognizer.source))} on {_shown(args.split)} ({_shown(args.data)})\n\n"
+        )
         out.write(report.to_markdown())
         if args.plot:
-            out.write(f"\nconfusion matrix: {args.plot}\n")
+            out.write(f"\nconfusion matrix: {_shown(args.plot)}\n")
     return 0
 
 
@@ -578,13 +737,15 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     rows = [["data", "accuracy", "macro F1"]]
     rows += [[n, f"{r.accuracy:.2%}", f"{r.macro_f1:.4f}"] for n, r in reports.items()]
     _table(rows, out)
-    out.write(f"model folder: {output} (emotionnet predict --model {output} IMAGE)\n")
+    shown = _shown(str(output))
+    out.write(f"model folder: {shown} (emotionnet predict --model {shown} IMAGE)\n")
     return 0
 
 
 def _video(args: argparse.Namespace, out: TextIO) -> int:
     from .video import analyze_video, summarize_video
 
+    _check_outputs(args, {"--output": args.output, "--annotate": args.annotate}, [args.video])
     recognizer = _load(args)
     _apply_face_options(recognizer, args)
     labels = tuple(recognizer.labels)
@@ -607,7 +768,7 @@ def _video(args: argparse.Namespace, out: TextIO) -> int:
             writer = csv.writer(target)
             writer.writerow(
                 ["frame", "time", "track", "x", "y", "w", "h", "confidence", "emotion", "score"]
-                + [f"p_{label}" for label in labels]
+                + [_csv_text(f"p_{label}") for label in labels]
             )
 
         def written(frames: Any) -> Iterator[Any]:
@@ -656,9 +817,19 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
             "export again. Use (or copy) that file, or pass --model the model folder it was "
             "exported from."
         )
+    if not args.onnx.lower().endswith(".onnx"):
+        raise InvalidArgumentError(
+            f"--onnx {args.onnx!r} does not end with .onnx; name the graph file NAME.onnx "
+            "(a name without it may be another file, such as the model's own weights)."
+        )
+    # The export reads the config and the PyTorch weights; a model.onnx next to them is what
+    # it may rewrite.
+    _check_outputs(args, {"--onnx": args.onnx}, model_files=("config.json", "model.safetensors"))
     recognizer = _load(args)
     path = export_onnx(recognizer, args.onnx, opset=args.opset)
-    out.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})\n")
+    out.write(
+        f"wrote {_shown(str(path))} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})\n"
+    )
     return 0
 
 
@@ -694,6 +865,18 @@ _COMMANDS: Final = {
 }
 
 
+def _silence_stdout() -> None:
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a non-file (tests, notebooks)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``emotionnet`` command.
 
@@ -704,7 +887,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success; 1 when ``predict`` could not read or predict some of
         the named images (each has an error record, the others are reported); 2 on a usage
         error or an error emotionnet reports (printed as one line ``error: ...`` on stderr,
-        without a traceback).
+        without a traceback); 141 (128 + ``SIGPIPE``) when the reader of the standard output
+        closed it (``| head -1``), without a message.
 
     Example:
         >>> main(["predict", "--json", "missing.jpg"])  # doctest: +SKIP
@@ -723,9 +907,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_device(args)
         return _COMMANDS[args.command](args, sys.stdout)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as a process killed by SIGPIPE
+        # would, and point stdout at devnull so that Python's final flush cannot fail again.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (EmotionNetError, OSError) as error:
         # OSError covers what the OS refuses (permissions, a full disk, a missing recipe).
-        sys.stderr.write(f"error: {_error_text(error)}\n")
+        sys.stderr.write(f"error: {_shown(_error_text(error))}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
