@@ -119,6 +119,7 @@ def test_the_distilled_recipe_is_the_release_recipe_with_the_bundled_model_as_te
     )
 
 
+@pytest.mark.slow
 def test_train_recipe_distils_from_a_teacher_end_to_end(tmp_path: Path) -> None:
     # A few CPU steps with a teacher folder named relative to the recipe file, on a tiny
     # generated data set: the released folder says what the teacher was.
