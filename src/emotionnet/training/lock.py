@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from ..errors import CheckpointError
 
-__all__ = ["LOCK_FILE", "FolderLock"]
+__all__ = ["LOCK_FILE"]  # FolderLock: internal, held by Trainer.fit
 
 logger = logging.getLogger("emotionnet.training")
 
