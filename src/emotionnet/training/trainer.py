@@ -120,8 +120,9 @@ class Trainer:
             are saved in ``last.ckpt`` (plain values and tensors only) and restored on resume.
 
     Raises:
-        InvalidArgumentError: If the data is unlabelled, labels are out of range, the model
-            output does not fit, or the settings do not fit the data or the machine.
+        InvalidArgumentError: If the data is unlabelled, labels are out of range, the images
+            are not of ``model_config.input_size``, the model output does not fit, or the
+            settings do not fit the data or the machine.
         UnsupportedInputError: If ``model`` or ``config`` has the wrong type.
 
     Attributes:
@@ -893,11 +894,16 @@ class Trainer:
             CheckpointError: If the checkpoint to resume from is missing, unreadable, corrupt
                 (it does not match the digest written with it) or does not fit the model, it
                 was trained for another ``max_epochs`` with the cosine or one-cycle
-                schedule, or a file in ``checkpoint_dir`` cannot be written (a read-only
-                folder, a full disk).
+                schedule or on training data of another size (another number of images or
+                steps per epoch), another live run holds ``checkpoint_dir`` (its
+                ``train.lock`` names the process, host and start time; a dead process's lock
+                on this host is taken over with a warning), or a file in ``checkpoint_dir``
+                cannot be written (a read-only folder, a full disk).
             InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``, the
-                ``checkpoint_dir`` is a file, or the one-cycle warm-up is shorter than 2
-                optimizer steps.
+                ``checkpoint_dir`` is a file, the one-cycle warm-up is shorter than 2
+                optimizer steps, or the distillation teacher or its targets file does not fit
+                (other classes or image size, another teacher or view set, faces missing
+                without a teacher to compute them).
             NonFiniteLossError: If more than ``config.max_nonfinite_steps`` steps in a row had
                 a NaN or infinite loss; those steps were skipped, and the last checkpoint is
                 intact to resume from once the settings are fixed.
