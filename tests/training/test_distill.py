@@ -201,6 +201,18 @@ def test_resume_with_a_teacher_continues_exactly(
     assert without_timing(resumed) == without_timing(history)
 
 
+def test_dataloader_workers_carry_the_precomputed_targets(
+    tmp_path: Path, teacher_dir: Path
+) -> None:
+    config = distilled(tmp_path / "loop", teacher_dir, "precomputed", monitor="train_loss")
+    in_loop = model_with_seed()
+    Trainer(in_loop, TRAIN, None, config).fit()
+    workers = model_with_seed()
+    with_workers = dataclass_replace(config, checkpoint_dir=str(tmp_path / "w"), num_workers=1)
+    Trainer(workers, TRAIN, None, with_workers).fit()
+    assert_same_weights(in_loop, workers)
+
+
 # ---- precomputed targets -------------------------------------------------------------------
 
 

@@ -151,8 +151,10 @@ class FolderLock:
                     self.path,
                     _describe(holder),
                 )
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
+                # Only the stale record goes: another run may have taken it over meanwhile.
+                if self._read_holder() == holder:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
         except OSError as exc:
             raise CheckpointError(
                 f"Could not lock the checkpoint folder {self.folder} ({exc}); make it a folder "
