@@ -542,11 +542,11 @@ class Trainer:
             return None
         image_size = (int(self._train_images.shape[-2]), int(self._train_images.shape[-1]))
         if config.distill_mode == "online":
-            assert config.distill_teacher is not None  # TrainConfig checks it
-            teacher, _ = load_teacher(config.distill_teacher)
-            check_teacher(
-                teacher, labels=self.labels, image_size=image_size, source=config.distill_teacher
-            )
+            source = config.distill_teacher
+            if source is None:  # distill_targets alone: TrainConfig refuses it for online
+                raise InvalidArgumentError("distill_mode='online' needs distill_teacher.")
+            teacher, _ = load_teacher(source)
+            check_teacher(teacher, labels=self.labels, image_size=image_size, source=source)
             teacher.to(self.device)
             if self.channels_last:
                 teacher.to(memory_format=torch.channels_last)
