@@ -244,6 +244,21 @@ def test_precomputed_targets_are_found_by_face_in_any_subset(
     assert path.stat().st_size > before
 
 
+def test_precomputing_in_chunks_gives_the_targets_of_one_pass(
+    tmp_path: Path, teacher_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    from emotionnet.training import distill
+
+    whole = precompute_teacher_targets(teacher_dir, TRAIN[0], tmp_path / "whole.safetensors")
+    monkeypatch.setattr(distill, "_PRECOMPUTE_CHUNK", 40)  # written after 40, 80 and 96 faces
+    chunked = precompute_teacher_targets(teacher_dir, TRAIN[0], tmp_path / "chunks.safetensors")
+    one, parts = load_file(str(whole)), load_file(str(chunked))
+    assert torch.equal(one["keys"], parts["keys"])
+    torch.testing.assert_close(one["logits"], parts["logits"])
+
+
 def test_a_file_of_another_teacher_is_refused(tmp_path: Path, teacher_dir: Path) -> None:
     path = precompute_teacher_targets(teacher_dir, TRAIN[0], tmp_path / "t.safetensors")
     torch.manual_seed(8)
