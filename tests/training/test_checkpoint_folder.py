@@ -67,6 +67,20 @@ def test_the_lock_is_let_go_when_a_run_fails(tmp_path: Path) -> None:
     assert len(Trainer(model_with_seed(), TRAIN, VAL, config).fit(resume=True)) == 2
 
 
+def test_the_lock_works_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def no_links(source: Any, target: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)  # as on FAT or some network shares
+    config = quick(max_epochs=2, checkpoint_dir=str(tmp_path))
+    second = SecondRun(config)
+    Trainer(model_with_seed(), TRAIN, VAL, config, callbacks=[second]).fit()
+    assert second.error is not None and f"process {os.getpid()}" in str(second.error)
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
 def write_lock(folder: Path, pid: int, host: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     record = {"pid": pid, "host": host, "started": time.time() - 3600}

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -36,6 +37,15 @@ from ..errors import CheckpointError
 __all__ = ["LOCK_FILE"]  # FolderLock: internal, held by Trainer.fit
 
 logger = logging.getLogger("emotionnet.training")
+
+# os.link's errors where the file system has no hard links (FAT, some network shares).
+_NO_HARD_LINKS: Final[frozenset[int]] = frozenset(
+    code
+    for code in (
+        getattr(errno, name, None) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV")
+    )
+    if code is not None
+)
 
 LOCK_FILE: Final[str] = "train.lock"
 """Name of the lock file a running :meth:`Trainer.fit` holds in its ``checkpoint_dir``."""
@@ -106,10 +116,24 @@ class FolderLock:
                 os.link(temporary, self.path)
             except FileExistsError:
                 return False
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                return self._create_exclusive(record)  # a file system without hard links
             return True
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+    def _create_exclusive(self, record: str) -> bool:
+        """Create the lock with ``O_EXCL`` (its content is written just after it appears)."""
+        try:
+            handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(record)
+        return True
 
     def acquire(self) -> FolderLock:
         """Take the lock (taking over a stale one of a dead process on this host).
