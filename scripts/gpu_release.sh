@@ -24,7 +24,28 @@
 #   mkdir -p data && tar czf data/fer2013.tgz -C ../shared/data fer2013      # ~53 MB
 #   mv src/emotionnet/weights/default/model.safetensors /tmp/                 # keeps the tree small
 #
+# The distilled release (configs/fer2013_resnet18_distilled.toml: the bundled model as teacher,
+# its flip_crop probabilities precomputed for the training faces) runs the same way with
+# CONFIG=configs/fer2013_resnet18_distilled.toml. The teacher's weights (22 MB) cannot travel
+# with the data, so its targets are computed here first, into the recipe's distill_targets
+# (data/teacher_targets_default_flip_crop.safetensors, about 1 MB, carried with data/), before
+# moving model.safetensors away; on the CPU 115,000 forward passes (9 faces/s were measured on
+# one busy core: up to an hour; detached, and run again it continues where it stopped):
+#
+#   PRECOMPUTE=1 CONFIG=configs/fer2013_resnet18_distilled.toml OUT=/tmp/out \
+#       bash scripts/gpu_release.sh
+#
+# The script stops at once, before any training, when a distilled recipe has neither its
+# targets file nor its teacher's weights. The targets are keyed by each face's pixels: the
+# probe's and the smoke run's subsets find their rows in the same file.
+#
+# One call holds the whole run: last.ckpt (weights and SGD momentum, 90 MB) or even the
+# weights alone (22 MB in float16) cannot travel up again with the data (53 MB) in the 64 MiB
+# a call takes, so a run cannot resume in a later call. A longer schedule (EPOCHS=300) must
+# fit one call; if it is cut short, its best weights so far come back (see 4.).
+#
 # Try it here first on a CPU subset:  SMOKE=1 OUT=/tmp/out bash scripts/gpu_release.sh
+# (the smoke run works on a copy of the teacher-targets file: the one in data/ stays as it is)
 # Then one device call:  command "bash scripts/gpu_release.sh", carry ["data"], timeout_s 600.
 # Back here: put model.safetensors back, then
 #
@@ -48,6 +69,62 @@ work=$(mktemp -d -p "$base")
 trap 'rm -rf "$work"' EXIT
 export EMOTIONNET_CACHE_DIR="$work/cache"
 mkdir -p "$OUT/release"
+if [ "${PRECOMPUTE:-0}" = 1 ]; then   # here, on the CPU: the teacher's targets for the recipe
+  python3 - "$CONFIG" "${DATA:-../shared/data/fer2013}" <<'EOF' || exit 1
+import logging, sys
+from emotionnet.data import FER2013
+from emotionnet.recipe import Recipe
+from emotionnet.training import precompute_teacher_targets
+logging.basicConfig(format="%(asctime)s %(message)s", level=logging.INFO)
+recipe = Recipe.from_file(sys.argv[1])
+train = recipe.train
+if train.distill_mode != "precomputed" or not train.distill_teacher or not train.distill_targets:
+    sys.exit(f"{sys.argv[1]} has no precomputed teacher targets to compute (distill_mode, "
+             "distill_teacher and distill_targets)")
+faces = FER2013(sys.argv[2], split=recipe.train_split)
+path = precompute_teacher_targets(train.distill_teacher, faces, train.distill_targets,
+                                  tta=train.distill_tta, device="cpu")
+print(f"teacher targets for {len(faces)} faces (tta={train.distill_tta}): {path}")
+EOF
+  exit 0
+fi
+
+# A distilled recipe needs its teacher's targets file or the teacher's weights: check that
+# before spending device time. The smoke run gets a copy of the recipe and of the targets file.
+python3 - "$CONFIG" "$work" "${SMOKE:-0}" <<'EOF' || exit 1
+import json, os, shutil, sys
+from pathlib import Path
+from emotionnet.recipe import Recipe
+from emotionnet.training import read_config_file
+config, work, smoke = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1"
+train = Recipe.from_file(config).train
+if not train.distilling:
+    sys.exit(0)
+teacher, targets = train.distill_teacher, train.distill_targets
+weights = teacher is not None and (Path(teacher) / "model.safetensors").is_file()
+has_targets = targets is not None and Path(targets).is_file()
+print(f"distillation ({train.distill_mode}): teacher {teacher} "
+      f"({'with' if weights else 'without'} its weights), targets {targets} "
+      f"({'present' if has_targets else 'absent'})")
+if not weights and not has_targets:
+    sys.exit("neither the teacher's weights nor its precomputed targets are here: run the "
+             "script with PRECOMPUTE=1 first (see its header), and carry data/")
+if smoke and targets is not None:
+    tables = read_config_file(config)
+    table = tables["train"]
+    for name in ("distill_teacher", "distill_targets"):
+        if table.get(name):
+            table[name] = os.path.abspath(getattr(train, name))
+    table["distill_targets"] = str(work / "smoke_targets.safetensors")
+    if has_targets:
+        shutil.copyfile(targets, table["distill_targets"])
+    model = tables.get("model", {})
+    if model.get("init"):
+        model["init"] = os.path.abspath(Path(config).parent / model["init"])
+    (work / "smoke_recipe.json").write_text(json.dumps(tables, indent=2))
+EOF
+if [ "${SMOKE:-0}" = 1 ] && [ -f "$work/smoke_recipe.json" ]; then CONFIG="$work/smoke_recipe.json"; fi
+
 tar xzf data/fer2013.tgz -C "$work" || exit 1
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"

@@ -98,6 +98,67 @@ def test_train_recipe_starts_from_the_init_weights(tmp_path: Path) -> None:
     assert torch.allclose(after["fc.weight"], before["fc.weight"], atol=1e-6)
 
 
+def test_the_distilled_recipe_is_the_release_recipe_with_the_bundled_model_as_teacher() -> None:
+    release = Recipe.from_file(ROOT / "configs" / "fer2013_resnet18.toml")
+    distilled = Recipe.from_file(ROOT / "configs" / "fer2013_resnet18_distilled.toml")
+    train = distilled.train
+    assert train.distilling and train.distill_mode == "precomputed"
+    assert train.distill_tta == "flip_crop"
+    teacher = Path(str(train.distill_teacher))
+    assert teacher.resolve() == (ROOT / "src" / "emotionnet" / "weights" / "default").resolve()
+    assert (teacher / "config.json").is_file()
+    targets = Path(str(train.distill_targets)).resolve()
+    assert targets.parent == (ROOT / "data").resolve()  # git-ignored, carried to the device
+    distill = {name for name in train.to_dict() if name.startswith("distill_")}
+    unset = {name: getattr(release.train, name) for name in distill}
+    assert dataclasses.replace(train, **unset) == release.train
+    assert (distilled.model, distilled.tta, distilled.dtype) == (
+        release.model,
+        release.tta,
+        release.dtype,
+    )
+
+
+@pytest.mark.slow
+def test_train_recipe_distils_from_a_teacher_end_to_end(tmp_path: Path) -> None:
+    # A few CPU steps with a teacher folder named relative to the recipe file, on a tiny
+    # generated data set: the released folder says what the teacher was.
+    import json
+
+    import torch
+
+    from emotionnet import EmotionNet
+    from emotionnet.recipe import train_recipe
+
+    torch.manual_seed(3)
+    EmotionNet(stem="imagenet").save_pretrained(tmp_path / "teacher")
+    recipe_file = tmp_path / "recipes" / "distilled.toml"
+    recipe_file.parent.mkdir()
+    recipe_file.write_text(
+        '[model]\nstem = "imagenet"\n'
+        "[train]\nmax_epochs = 2\nbatch_size = 8\nlr = 0.01\nwarmup_epochs = 0\n"
+        'device = "cpu"\namp = "off"\nprogress = false\nmixup_alpha = 0.4\n'
+        'distill_teacher = "../teacher"\ndistill_mode = "precomputed"\n'
+        'distill_tta = "flip_crop"\ndistill_targets = "../targets.safetensors"\n'
+        "distill_temperature = 2.0\ndistill_weight = 0.7\n"
+        '[release]\ndtype = "float32"\n'
+    )
+    recipe = Recipe.from_file(recipe_file).with_train(checkpoint_dir=str(tmp_path / "ckpt"))
+    assert Path(str(recipe.train.distill_teacher)) == recipe_file.parent / "../teacher"
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 48, 48), dtype=torch.uint8, generator=generator)
+    data = (images, torch.arange(24) % 7)
+    history, reports = train_recipe(recipe, data, data, tmp_path / "out")
+    assert len(history) == 2 and reports
+    assert (tmp_path / "targets.safetensors").is_file()  # computed once, kept for a resume
+    training = json.loads((tmp_path / "out" / "config.json").read_text())["metadata"]["training"]
+    assert "precomputed soft targets of" in training["distillation"]
+    assert (
+        "teacher views flip_crop, temperature 2, soft-loss weight 0.7" in training["distillation"]
+    )
+    assert Recipe.from_file(tmp_path / "out" / "recipe.toml").train.distill_weight == 0.7
+
+
 # Recipe.save: the recipe as it ran, whatever changed after it was read.
 
 RUN_ONLY = {"checkpoint_dir", "progress", "save_every"}

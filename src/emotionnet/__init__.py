@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from .training import History as History
     from .training import TrainConfig as TrainConfig
     from .training import Trainer as Trainer
+    from .training import distillation_loss as distillation_loss
+    from .training import precompute_teacher_targets as precompute_teacher_targets
 
 # Public name -> the submodule that defines it.
 _LAZY: dict[str, str] = {
@@ -69,6 +71,7 @@ _LAZY: dict[str, str] = {
     "Callback": "training",
     "compute_class_weights": "class_weights",
     "detect_faces": "faces",
+    "distillation_loss": "training",
     "DlibHogDetector": "faces",
     "emotion_to_index": "labels",
     "EmotionNetError": "errors",
@@ -93,6 +96,7 @@ _LAZY: dict[str, str] = {
     "predict_logits": "inference",
     "predict_paths": "batch",
     "predict_proba": "inference",
+    "precompute_teacher_targets": "training",
     "Prediction": "recognizer",
     "report_from_predictions": "metrics",
     "resnet18_emotion": "models",
@@ -132,6 +136,7 @@ __all__ = [
     "build_model",
     "compute_class_weights",
     "detect_faces",
+    "distillation_loss",
     "emotion_to_index",
     "errors",
     "evaluate",
@@ -140,6 +145,7 @@ __all__ = [
     "iter_image_paths",
     "normalize",
     "plot_confusion_matrix",
+    "precompute_teacher_targets",
     "predict_logits",
     "predict_paths",
     "predict_proba",

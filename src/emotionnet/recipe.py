@@ -51,6 +51,8 @@ _TABLES: Final[frozenset[str]] = frozenset({"data", "model", "train", "release"}
 _RUN_ONLY: Final[frozenset[tuple[str, ...]]] = frozenset(
     ("train", name) for name in _RUN_ONLY_SETTINGS
 )
+# [train] settings that name files: a relative path in a recipe file is relative to the file.
+_TRAIN_PATHS: Final[tuple[str, ...]] = ("distill_teacher", "distill_targets")
 _SECTION = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
 
@@ -72,6 +74,12 @@ class Recipe:
             a model folder or a state-dict file that fits ``model`` exactly, e.g. an earlier
             run's folder for a warm restart. ``None`` (the default) starts from the seed's
             random weights. A relative path in a recipe file is relative to that file.
+
+    Knowledge distillation is set in ``[train]`` (``distill_teacher``, ``distill_mode``,
+    ``distill_targets``, ``distill_temperature``, ``distill_weight``, ``distill_tta``: see
+    :class:`~emotionnet.training.TrainConfig`); a relative ``distill_teacher`` or
+    ``distill_targets`` in a recipe file is relative to that file, as ``init`` is. See
+    ``configs/fer2013_resnet18_distilled.toml``.
     """
 
     model: ModelConfig
@@ -117,9 +125,14 @@ class Recipe:
             init = Path(init)
             if path is not None and not init.is_absolute():
                 init = path.parent / init
+        train = dict(tables["train"])
+        for name in _TRAIN_PATHS:  # relative to the recipe file, like [model] init
+            value = train.get(name)
+            if path is not None and isinstance(value, str) and value and not os.path.isabs(value):
+                train[name] = os.fspath(path.parent / value)
         return cls(
             model=ModelConfig.from_dict(model),
-            train=TrainConfig.from_dict(dict(tables["train"])),
+            train=TrainConfig.from_dict(train),
             train_split=str(data.get("train_split", "train")),
             val_split=str(data.get("val_split", "public_test")),
             dtype=check_choice("[release] dtype", release.get("dtype", "float16"), RELEASE_DTYPES),
@@ -288,6 +301,7 @@ def train_recipe(
     from .training import Trainer
 
     folder = Path(output)
+    metadata = _with_teacher(recipe.train, metadata)
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe.model, weights=recipe.init_weights)
     trainer = Trainer(model, train_data, val_data, recipe.train, model_config=recipe.model)
@@ -312,6 +326,28 @@ def train_recipe(
     history.to_json(folder / "history.json")
     history.to_csv(folder / "history.csv")
     return history, reports
+
+
+def _with_teacher(train: TrainConfig, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` with, for a distilled run, what its teacher was (for the model card)."""
+    result = dict(metadata or {})
+    if not train.distilling:
+        return result
+    from .training.distill import file_sha256
+
+    teacher = train.distill_teacher
+    weights = None if teacher is None else Path(teacher) / "model.safetensors"
+    source = "precomputed targets only" if teacher is None else str(teacher)
+    if weights is not None and weights.is_file():
+        source += f" (model.safetensors sha256 {file_sha256(weights)})"
+    views = "" if train.distill_mode == "online" else f", teacher views {train.distill_tta}"
+    training = dict(result.get("training") or {})
+    training["distillation"] = (
+        f"{train.distill_mode} soft targets of {source}{views}, temperature "
+        f"{train.distill_temperature:g}, soft-loss weight {train.distill_weight:g}"
+    )
+    result["training"] = training
+    return result
 
 
 def _flat(recipe: Recipe) -> dict[tuple[str, ...], Any]:

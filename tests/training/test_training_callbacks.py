@@ -90,6 +90,54 @@ def test_the_trainer_writes_its_handlers_state_into_the_checkpoint(tmp_path: Pat
     assert weights is not None and all(t.device.type == "cpu" for t in weights.values())
 
 
+class SpareBuffer(torch.nn.Module):
+    """TinyNet with a buffer its forward pass never reads: poisoning it leaves the metrics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = model_with_seed()
+        self.register_buffer("spare", torch.zeros(3))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.net(inputs)
+        return logits
+
+
+class PoisonEpoch:
+    """Puts a NaN in the model's spare buffer for one epoch (as a diverging layer would)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        spare = trainer.model.get_buffer("spare")
+        spare.fill_(math.nan if epoch == self.epoch else 0.0)
+
+
+def test_best_weights_are_never_non_finite(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 29: an epoch whose weights held a NaN was kept as "best", and the library's own
+    # loader then refused best.safetensors.
+    from safetensors.torch import load_file
+
+    config = quick(max_epochs=3, monitor="train_loss", checkpoint_dir=str(tmp_path))
+    trainer = Trainer(SpareBuffer(), TRAIN, VAL, config, callbacks=[PoisonEpoch(3)])
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+        history = trainer.fit()
+    losses = [row["train_loss"] for row in history]
+    assert losses[2] < min(losses[:2]), losses  # epoch 3 had the best metric ...
+    assert trainer.best_epoch == 2  # ... but its weights were not finite: epoch 2 stays best
+    assert "epoch 3: train_loss" in caplog.text and "spare" in caplog.text
+    saved = load_file(str(tmp_path / "best.safetensors"))
+    assert all(bool(torch.isfinite(tensor).all()) for tensor in saved.values())
+    assert load_checkpoint(tmp_path / "last.ckpt")["best"]["epoch"] == 2
+    weights = trainer.best_weights.weights
+    assert weights is not None and torch.equal(weights["spare"], torch.zeros(3))
+    trainer.load_best()  # the loaded weights are the finite ones
+    assert bool(torch.isfinite(trainer.model.get_buffer("spare")).all())
+
+
 class EpochCounter:
     """A user callback with state: how many epochs it has seen, over resumes."""
 

@@ -26,17 +26,22 @@ Layout:
     :mod:`~emotionnet.training.trainer` (the loop), :mod:`~emotionnet.training.batches` (one
     batch builder), :mod:`~emotionnet.training.callbacks` (:class:`Callback`,
     :class:`BestWeights`, :class:`EarlyStopping`), :mod:`~emotionnet.training.checkpoint`
-    (``last.ckpt``, ``best.safetensors``, RNG states), :mod:`~emotionnet.training.history`
-    and :mod:`~emotionnet.training.distributed`. Everything public is importable from
+    (``last.ckpt``, ``best.safetensors``, RNG states), :mod:`~emotionnet.training.distill`
+    (knowledge distillation from a teacher), :mod:`~emotionnet.training.lock` (one run per
+    checkpoint folder), :mod:`~emotionnet.training.history` and
+    :mod:`~emotionnet.training.distributed`. Everything public is importable from
     ``emotionnet.training``.
 
 Checkpoints (``checkpoint_dir``):
     ``last.ckpt`` (resume state, see :func:`load_checkpoint`), ``best.safetensors`` (the
     weights with the best monitored metric), ``config.json`` (the
     :class:`~emotionnet.models.ModelConfig`, when given), ``train_config.json``,
-    ``history.json`` and ``history.csv``. Every file is written to a temporary file in the
-    same folder, flushed to disk and renamed over the old one, so a kill at any moment leaves
-    the previous version intact (the next write removes a killed write's temporary file).
+    ``history.json``, ``history.csv``, ``teacher_targets.safetensors`` (precomputed
+    distillation targets, see :mod:`~emotionnet.training.distill`) and, while
+    :meth:`Trainer.fit` runs, ``train.lock`` (see :mod:`~emotionnet.training.lock`). Every
+    file is written to a temporary file in the same folder, flushed to disk and renamed over
+    the old one, so a kill at any moment leaves the previous version intact (the next write
+    removes a killed write's temporary file).
     ``last.ckpt`` and ``best.safetensors`` carry a SHA-256 digest of their content, written
     with them; a file that no longer matches it (a flipped bit, a truncated copy) is refused
     with :class:`~emotionnet.errors.CheckpointError` instead of being resumed from or loaded.
@@ -82,18 +87,28 @@ from .config import (
     bf16_supported,
     read_config_file,
 )
+from .distill import (
+    DISTILL_MODES,
+    TEACHER_TARGETS,
+    distillation_loss,
+    precompute_teacher_targets,
+)
 from .history import HISTORY_COLUMNS, History
+from .lock import LOCK_FILE
 from .trainer import ONE_CLASS_WARNING_SHARE, Trainer
 
 __all__ = [
     "AMP_MODES",
     "BEST_WEIGHTS",
+    "DISTILL_MODES",
     "HISTORY_COLUMNS",
     "LAST_CHECKPOINT",
+    "LOCK_FILE",
     "MONITORS",
     "ONE_CLASS_WARNING_SHARE",
     "OPTIMIZERS",
     "SCHEDULES",
+    "TEACHER_TARGETS",
     "BestWeights",
     "Callback",
     "EarlyStopping",
@@ -101,6 +116,8 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "bf16_supported",
+    "distillation_loss",
     "load_checkpoint",
+    "precompute_teacher_targets",
     "read_config_file",
 ]

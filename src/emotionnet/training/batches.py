@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from ..augmentation import AugmentConfig, augment_batch, mix_batch
@@ -24,7 +25,7 @@ def derive_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0] >> 1)
 
 
-class BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class BatchSource(Dataset[tuple[torch.Tensor, ...]]):
     """Builds training batch ``(epoch, index)``; the one batch path of every device.
 
     Used directly in the loop (data on the device, or no workers) and as a map-style data
@@ -49,6 +50,7 @@ class BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         mix_prob: float,
         mix_switch_prob: float,
         mix_until: int,
+        soft_targets: torch.Tensor | None = None,
     ) -> None:
         self.images = images
         self.targets = targets
@@ -60,6 +62,8 @@ class BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.mean = mean
         self.std = std
         self.num_classes = num_classes
+        # Precomputed teacher probabilities, one row per image (on the images' device).
+        self.soft_targets = soft_targets
         self.mix = dict(
             mixup_alpha=mixup_alpha,
             cutmix_alpha=cutmix_alpha,
@@ -88,7 +92,8 @@ class BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             self._order = (epoch, shard.to(self.images.device))
         return self._order[1]
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """``(images, targets)``, and the teacher's probabilities when the source has them."""
         epoch, index = key
         order = self.epoch_order(epoch)
         chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
@@ -97,11 +102,22 @@ class BatchSource(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         images = augment_batch(self.images[chosen], self.augment, generator=generator)
         batch = normalize(images, self.mean, self.std)
         targets = self.targets[chosen]
+        soft = None if self.soft_targets is None else self.soft_targets[chosen]
         if self.mixing and epoch < self.mix_until:
-            batch, targets = mix_batch(
-                batch, targets, num_classes=self.num_classes, generator=generator, **self.mix
-            )
-        return batch, targets
+            if soft is None:
+                batch, targets = mix_batch(
+                    batch, targets, num_classes=self.num_classes, generator=generator, **self.mix
+                )
+            else:
+                # One call mixes the labels and the teacher's probabilities side by side: the
+                # same coefficient and partner as the images, from the same random draws.
+                classes = self.num_classes
+                both = torch.cat([F.one_hot(targets, classes).to(soft.dtype), soft], dim=1)
+                batch, both = mix_batch(
+                    batch, both, num_classes=2 * classes, generator=generator, **self.mix
+                )
+                targets, soft = both[:, :classes], both[:, classes:]
+        return (batch, targets) if soft is None else (batch, targets, soft)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -86,6 +86,15 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+def _non_finite(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors of ``state`` with a NaN or infinite value."""
+    names = [name for name, tensor in state.items() if tensor.is_floating_point()]
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(state[name]).all() for name in names]).tolist()
+    return [name for name, ok in zip(names, finite, strict=True) if not ok]
+
+
 class _MonitorHandler(Callback):
     """A handler that follows one metric of the history rows, in its better direction."""
 
@@ -111,6 +120,8 @@ class BestWeights(_MonitorHandler):
     weight average when ``ema_decay`` is set) are copied to the CPU and, when the trainer
     has a ``checkpoint_dir``, written to ``best.safetensors`` atomically with a SHA-256
     digest of their data. Only rank 0 keeps and writes them under distributed training.
+    Best weights are always finite: an epoch whose weights hold a NaN or an infinity is
+    never selected, whatever its metric (a warning says so), since no loader accepts them.
     :meth:`Trainer.load_best <emotionnet.training.Trainer.load_best>` loads them back.
 
     Args:
@@ -148,13 +159,37 @@ class BestWeights(_MonitorHandler):
         return True
 
     def on_validation_end(self, trainer: Trainer, row: Row) -> None:
-        """Keep (and write) the epoch's weights if its metric is the best so far."""
-        if not self.update(int(row["epoch"]), self._value(row)) or not trainer.is_main_process:
+        """Keep (and write) the epoch's weights if its metric is the best so far.
+
+        Weights with a NaN or infinite value are never kept, whatever their metric: a model
+        loader refuses them, so the epoch is passed over (and a warning logged) and the best
+        epoch stays the previous one.
+        """
+        epoch, value = int(row["epoch"]), self._value(row)
+        if not _better(value, self.value, self.mode):
             return
-        self.weights = {
+        weights = {
             name: tensor.detach().to("cpu", copy=True)
             for name, tensor in trainer.evaluated_model.state_dict().items()
         }
+        bad = _non_finite(weights)
+        if bad:
+            if trainer.is_main_process:
+                logger.warning(
+                    "epoch %d: %s %.4g would be the best so far, but the weights hold NaN or "
+                    "infinite values (%s); they are not kept as the best weights, which stay "
+                    "those of %s",
+                    epoch,
+                    self.monitor,
+                    value,
+                    ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else ""),
+                    "no epoch yet" if self.epoch is None else f"epoch {self.epoch}",
+                )
+            return
+        self.update(epoch, value)
+        if not trainer.is_main_process:
+            return
+        self.weights = weights
         folder = trainer.checkpoint_dir
         if folder is not None:
             self.save(folder / BEST_WEIGHTS)

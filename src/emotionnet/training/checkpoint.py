@@ -195,8 +195,10 @@ def load_checkpoint(
     ``None``), ``best`` (``metric``, ``value``, ``epoch``), ``bad_epochs``,
     ``should_stop`` (the run stopped early; older checkpoints lack it) and
     ``nonfinite_steps`` (non-finite steps in a row at the end of the last epoch; older
-    checkpoints lack it) and ``callbacks`` (the ``state_dict()`` of each callback that has
-    one, keyed ``"<position>:<class name>"``; older checkpoints lack it). ``best`` is
+    checkpoints lack it), ``data`` (``num_samples`` and ``steps_per_epoch`` of the training
+    set, which a resume must match; older checkpoints lack it) and ``callbacks`` (the
+    ``state_dict()`` of each callback that has one, keyed ``"<position>:<class name>"``;
+    older checkpoints lack it). ``best`` is
     :meth:`BestWeights.state_dict <emotionnet.training.BestWeights.state_dict>`,
     ``bad_epochs`` the :class:`~emotionnet.training.EarlyStopping` count.
 

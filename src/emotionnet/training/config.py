@@ -25,6 +25,7 @@ from .._config import config_values
 from .._io import read_text_file
 from ..augmentation import AugmentConfig
 from ..errors import InvalidArgumentError, MissingDependencyError
+from .distill import DISTILL_MODES
 
 __all__ = [
     "AMP_MODES",
@@ -283,6 +284,27 @@ class TrainConfig:
         eval_tta: Test-time augmentation in validation (``tta`` of
             :func:`emotionnet.inference.predict_logits`): ``False``, ``True`` or one of
             :data:`emotionnet.inference.TTA_MODES`.
+        distill_teacher: Knowledge distillation from this teacher, a model folder (as
+            ``save_pretrained`` writes; e.g. ``src/emotionnet/weights/default``, the bundled
+            model), loaded strictly; ``None`` (the default) trains without a teacher. In a
+            recipe file a relative path is relative to that file. See
+            :mod:`emotionnet.training.distill`.
+        distill_mode: ``"online"``: the teacher runs on every training batch, on the
+            student's augmented and mixed view; ``"precomputed"``: its targets are computed
+            once for the un-augmented training faces (with ``distill_tta``), kept in
+            ``distill_targets`` (or ``checkpoint_dir/teacher_targets.safetensors``), and
+            mixed with the same coefficient and partner as the images.
+        distill_targets: The precomputed teacher-targets file
+            (:func:`~emotionnet.training.precompute_teacher_targets`) to read, and to fill
+            with the faces it lacks when ``distill_teacher`` is set; enables distillation
+            without a teacher folder when it has every training face. Precomputed mode only.
+        distill_temperature: Temperature ``T`` of the soft targets (and of the student's
+            softmax in the soft loss, which is scaled by ``T**2``).
+        distill_weight: Share of the soft (teacher) loss, in ``[0, 1]``; the hard
+            cross-entropy gets ``1 - distill_weight``.
+        distill_tta: The teacher's test-time augmentation for precomputed targets (one of
+            :data:`emotionnet.inference.TTA_MODES`; ``"flip_crop"`` is the bundled model's
+            reported view set); online targets are single-view (``"none"``).
 
     Example:
         >>> config = TrainConfig(max_epochs=5, monitor="macro_f1")
@@ -331,6 +353,12 @@ class TrainConfig:
     progress: bool = True
     eval_batch_size: int = 256
     eval_tta: bool | str = False
+    distill_teacher: str | None = None
+    distill_mode: str = "online"
+    distill_targets: str | None = None
+    distill_temperature: float = 1.0
+    distill_weight: float = 0.5
+    distill_tta: str = "none"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -452,6 +480,49 @@ class TrainConfig:
                     f"Unknown value {self.eval_tta!r} for argument eval_tta. Valid values are "
                     f"False, True, {', '.join(repr(m) for m in TTA_MODES)}."
                 )
+
+        self._check_distillation()
+
+    def _check_distillation(self) -> None:
+        set_ = object.__setattr__
+        for name in ("distill_teacher", "distill_targets"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+                raise _fail(name, value, "None or a path")
+            set_(self, name, os.fspath(value))
+        _choice("distill_mode", self.distill_mode, DISTILL_MODES)
+        temperature = check_number(
+            "distill_temperature", self.distill_temperature, low=0, low_open=True
+        )
+        set_(self, "distill_temperature", temperature)
+        set_(
+            self,
+            "distill_weight",
+            check_number("distill_weight", self.distill_weight, low=0, high=1),
+        )
+        from ..inference import TTA_MODES
+
+        _choice("distill_tta", self.distill_tta, TTA_MODES)
+        if self.distill_mode == "online":
+            if self.distill_targets is not None:
+                raise InvalidArgumentError(
+                    f"distill_targets={self.distill_targets!r} is a file of precomputed teacher "
+                    "targets, but distill_mode is 'online' (the teacher runs on every batch); "
+                    "set distill_mode='precomputed', or distill_targets=None."
+                )
+            if self.distill_tta != "none":
+                raise InvalidArgumentError(
+                    f"distill_tta={self.distill_tta!r} averages the teacher over views of the "
+                    "un-augmented faces, which only distill_mode='precomputed' computes; set "
+                    "distill_mode='precomputed', or distill_tta='none'."
+                )
+
+    @property
+    def distilling(self) -> bool:
+        """Whether the run learns from a teacher (``distill_teacher`` or ``distill_targets``)."""
+        return self.distill_teacher is not None or self.distill_targets is not None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict of the settings (``augment`` as a nested dict).

@@ -50,8 +50,10 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import _RUN_ONLY_SETTINGS, TrainConfig, bf16_supported
+from .distill import TEACHER_TARGETS, distillation_loss, soften, teacher_input
 from .distributed import dist_env, model_device
 from .history import History, Row
+from .lock import FolderLock
 
 __all__ = ["ONE_CLASS_WARNING_SHARE", "Trainer"]
 
@@ -118,8 +120,9 @@ class Trainer:
             are saved in ``last.ckpt`` (plain values and tensors only) and restored on resume.
 
     Raises:
-        InvalidArgumentError: If the data is unlabelled, labels are out of range, the model
-            output does not fit, or the settings do not fit the data or the machine.
+        InvalidArgumentError: If the data is unlabelled, labels are out of range, the images
+            are not of ``model_config.input_size``, the model output does not fit, or the
+            settings do not fit the data or the machine.
         UnsupportedInputError: If ``model`` or ``config`` has the wrong type.
 
     Attributes:
@@ -196,6 +199,7 @@ class Trainer:
                 f"The training set has {self._train_images.shape[0]} images; training needs at "
                 f"least 2 per process ({self.world_size} processes)."
             )
+        self._check_image_size("train_set", self._train_images)
         self.num_classes = self._infer_num_classes()
         self._check_labels("train_set", self._train_targets)
         self._val: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -203,6 +207,7 @@ class Trainer:
             val_images, val_targets = as_tensors(val_set)
             if val_images.shape[0] == 0:
                 raise InvalidArgumentError("val_set is empty; pass labelled images or None.")
+            self._check_image_size("val_set", val_images)
             self._check_labels("val_set", val_targets.long())
             self._val = (val_images, val_targets.long())
         elif config.monitor != "train_loss":
@@ -255,6 +260,9 @@ class Trainer:
         self.early_stopping = EarlyStopping(config.early_stopping_patience, config.monitor)
         self._nonfinite_steps = 0
         self._ema: AveragedModel | None = None
+        # Distillation with an online teacher: the teacher and its normalisation mean/std.
+        self._teacher: nn.Module | None = None
+        self._teacher_norm = (self.mean, self.std)
         # Per epoch validated by this process: the most predicted class, its share, the count.
         self._val_majority: dict[int, tuple[str, float, int]] = {}
         self._last_majority: tuple[str, float, int] | None = None
@@ -367,6 +375,20 @@ class Trainer:
             )
         return classes
 
+    def _check_image_size(self, name: str, images: torch.Tensor) -> None:
+        """Refuse images of another size than the model config's input size."""
+        if self.model_config is None:
+            return
+        height, width = (int(side) for side in images.shape[-2:])
+        size = self.model_config.input_size
+        if (height, width) != (size, size):
+            raise InvalidArgumentError(
+                f"{name} holds {height}x{width} images, but the model takes {size}x{size} "
+                f"(model_config.input_size={size}); a model trained on other sizes than it is "
+                f"fed answers poorly. Resize the faces to {size}x{size}, or build the model "
+                f"with input_size={height} for square {height}x{height} faces."
+            )
+
     def _check_labels(self, name: str, targets: torch.Tensor) -> None:
         if targets.numel() == 0:
             return
@@ -421,6 +443,9 @@ class Trainer:
         on_device = self.data_on_device
         images = self._train_images.to(self.device) if on_device else self._train_images
         targets = self._train_targets.to(self.device) if on_device else self._train_targets
+        soft_targets = self._setup_teacher()
+        if soft_targets is not None and on_device:
+            soft_targets = soft_targets.to(self.device)
         self._source = BatchSource(
             images,
             targets,
@@ -437,9 +462,10 @@ class Trainer:
             mix_prob=config.mix_prob,
             mix_switch_prob=config.mix_switch_prob,
             mix_until=config.max_epochs - config.mix_off_epochs,
+            soft_targets=soft_targets,
         )
         self.steps_per_epoch = self._source.num_batches
-        self._loader: DataLoader[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._loader: DataLoader[tuple[torch.Tensor, ...]] | None = None
         self._sampler: EpochSampler | None = None
         if self.num_workers > 0:
             self._sampler = EpochSampler(self.steps_per_epoch)
@@ -506,6 +532,75 @@ class Trainer:
         # the weights into the same tensors), for that step's batch shape.
         self._graphed: tuple[nn.Module, torch.Size] | None = None
 
+    def _setup_teacher(self) -> torch.Tensor | None:
+        """Load the online teacher, or return the precomputed teacher probabilities."""
+        from .distill import check_teacher, load_teacher, teacher_logits_for
+
+        config = self.config
+        self._teacher = None
+        if not config.distilling:
+            return None
+        image_size = (int(self._train_images.shape[-2]), int(self._train_images.shape[-1]))
+        if config.distill_mode == "online":
+            source = config.distill_teacher
+            if source is None:  # distill_targets alone: TrainConfig refuses it for online
+                raise InvalidArgumentError("distill_mode='online' needs distill_teacher.")
+            teacher, _ = load_teacher(source)
+            check_teacher(teacher, labels=self.labels, image_size=image_size, source=source)
+            teacher.to(self.device)
+            if self.channels_last:
+                teacher.to(memory_format=torch.channels_last)
+            self._teacher = teacher
+            self._teacher_norm = (float(teacher.config.mean[0]), float(teacher.config.std[0]))
+            return None
+        if config.distill_targets is not None:
+            targets_file: Path | None = Path(config.distill_targets)
+        elif self.checkpoint_dir is not None:
+            targets_file = self.checkpoint_dir / TEACHER_TARGETS
+        else:
+            targets_file = None
+        logits = teacher_logits_for(
+            self._train_images,
+            teacher=config.distill_teacher,
+            targets_file=targets_file,
+            tta=config.distill_tta,
+            labels=self.labels,
+            device=self.device,
+            batch_size=config.eval_batch_size,
+            write=self.is_main_process,
+        )
+        return soften(logits, config.distill_temperature)
+
+    def _loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor, rest: list[Any]
+    ) -> torch.Tensor:
+        """The training loss of a batch: cross-entropy, or the distillation loss."""
+        config = self.config
+        teacher_probs: torch.Tensor | None = rest[0].to(self.device) if rest else None
+        if self._teacher is not None:
+            mean, std = self._teacher_norm
+            view = teacher_input(
+                inputs, mean=self.mean, std=self.std, teacher_mean=mean, teacher_std=std
+            )
+            with torch.no_grad(), self._autocast():
+                teacher_probs = soften(self._teacher(view), config.distill_temperature)
+        if teacher_probs is None:
+            return F.cross_entropy(
+                logits.float(),
+                targets,
+                weight=self._loss_weights,
+                label_smoothing=config.label_smoothing,
+            )
+        return distillation_loss(
+            logits,
+            targets,
+            teacher_probs,
+            temperature=config.distill_temperature,
+            weight=config.distill_weight,
+            label_smoothing=config.label_smoothing,
+            class_weights=self._loss_weights,
+        )
+
     def _warmup_steps(self) -> int:
         return round(self.config.warmup_epochs * self.steps_per_epoch)
 
@@ -565,7 +660,7 @@ class Trainer:
         for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
             group["lr"] = base * scale
 
-    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         if self._loader is not None and self._sampler is not None:
             self._sampler.epoch = epoch
             yield from self._loader
@@ -593,7 +688,7 @@ class Trainer:
         start = time.perf_counter()
         check_norm = config.grad_clip is not None and not self.scaler.is_enabled()
         with bar:
-            for index, (inputs, targets) in enumerate(self._batches(epoch)):
+            for index, (inputs, targets, *rest) in enumerate(self._batches(epoch)):
                 inputs = inputs.to(self.device, non_blocking=True)
                 targets = targets.to(self.device, non_blocking=True)
                 if self.channels_last:
@@ -606,12 +701,7 @@ class Trainer:
                 forward = self._graphed_model(inputs) if config.cuda_graph else module
                 with self._autocast():
                     logits = forward(inputs)
-                loss = F.cross_entropy(
-                    logits.float(),
-                    targets,
-                    weight=self._loss_weights,
-                    label_smoothing=config.label_smoothing,
-                )
+                loss = self._loss(logits, targets, inputs, rest)
                 finite = loss_finite = self._all_finite(loss)
                 if finite:
                     self.optimizer.zero_grad(set_to_none=True)
@@ -804,11 +894,16 @@ class Trainer:
             CheckpointError: If the checkpoint to resume from is missing, unreadable, corrupt
                 (it does not match the digest written with it) or does not fit the model, it
                 was trained for another ``max_epochs`` with the cosine or one-cycle
-                schedule, or a file in ``checkpoint_dir`` cannot be written (a read-only
-                folder, a full disk).
+                schedule or on training data of another size (another number of images or
+                steps per epoch), another live run holds ``checkpoint_dir`` (its
+                ``train.lock`` names the process, host and start time; a dead process's lock
+                on this host is taken over with a warning), or a file in ``checkpoint_dir``
+                cannot be written (a read-only folder, a full disk).
             InvalidArgumentError: If ``resume=True`` without a ``checkpoint_dir``, the
-                ``checkpoint_dir`` is a file, or the one-cycle warm-up is shorter than 2
-                optimizer steps.
+                ``checkpoint_dir`` is a file, the one-cycle warm-up is shorter than 2
+                optimizer steps, or the distillation teacher or its targets file does not fit
+                (other classes or image size, another teacher or view set, faces missing
+                without a teacher to compute them).
             NonFiniteLossError: If more than ``config.max_nonfinite_steps`` steps in a row had
                 a NaN or infinite loss; those steps were skipped, and the last checkpoint is
                 intact to resume from once the settings are fixed.
@@ -820,8 +915,11 @@ class Trainer:
         benchmark = torch.backends.cudnn.benchmark
         # Every training batch has the same shape: let cuDNN pick its fastest kernels.
         torch.backends.cudnn.benchmark = benchmark or self.device.type == "cuda"
+        lock: FolderLock | None = None
         try:
             self._check_checkpoint_dir()
+            if self.is_main_process and self.checkpoint_dir is not None:
+                lock = FolderLock(self.checkpoint_dir).acquire()
             self._setup()
             if resume is False:
                 self._start_fresh()
@@ -833,6 +931,9 @@ class Trainer:
             # Dropping the loader shuts its persistent worker processes down.
             self._loader = None
             self._sampler = None
+            self._teacher = None
+            if lock is not None:
+                lock.release()
             torch.backends.cudnn.benchmark = benchmark
             torch.set_num_threads(threads)
             if owned_group and dist.is_initialized():
@@ -1030,10 +1131,35 @@ class Trainer:
             "bad_epochs": self.early_stopping.bad_epochs,
             "should_stop": self.should_stop,
             "nonfinite_steps": self._nonfinite_steps,
+            "data": self._data_record(),
             "callbacks": {
                 key: callback.state_dict() for key, callback in self._stateful_callbacks()
             },
         }
+
+    def _data_record(self) -> dict[str, int]:
+        """What a resume must train on: the training set's size and the steps per epoch."""
+        return {
+            "num_samples": int(self._train_images.shape[0]),
+            "steps_per_epoch": int(self.steps_per_epoch),
+        }
+
+    def _check_resumable_data(self, path: Path, saved: object) -> None:
+        """Refuse to resume a run on training data of another size (another schedule)."""
+        if not isinstance(saved, Mapping):
+            return  # written before the data was recorded
+        now = self._data_record()
+        if all(saved.get(key) == value for key, value in now.items()):
+            return
+        raise CheckpointError(
+            f"{path} was trained on {saved.get('num_samples')} images "
+            f"({saved.get('steps_per_epoch')} steps per epoch), but this run has "
+            f"{now['num_samples']} ({now['steps_per_epoch']} steps per epoch): the epochs, the "
+            "learning-rate schedule and the sample order of the resumed run would not be the "
+            "checkpoint's. Resume on the data the run started with (the same split and "
+            "--max-train-samples), or start a new run (resume=False), e.g. from the weights "
+            f"in {BEST_WEIGHTS}."
+        )
 
     def _stateful_callbacks(self) -> list[tuple[str, Any]]:
         """The given callbacks with ``state_dict``, keyed by position and class name."""
@@ -1093,6 +1219,7 @@ class Trainer:
 
     def _apply_checkpoint(self, path: Path, state: Mapping[str, Any]) -> None:
         self._check_resumable_length(path, dict(state["config"]))
+        self._check_resumable_data(path, state.get("data"))
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as exc:
