@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .class_weights import compute_class_weights as compute_class_weights
     from .data import FER2013 as FER2013
     from .data import SPLITS as SPLITS
+    from .data import LabelledFolder as LabelledFolder
     from .data import as_tensors as as_tensors
     from .errors import EmotionNetError as EmotionNetError
     from .faces import DlibHogDetector as DlibHogDetector
@@ -54,9 +55,11 @@ if TYPE_CHECKING:
     from .recognizer import FaceEmotion as FaceEmotion
     from .recognizer import Prediction as Prediction
     from .training import Callback as Callback
+    from .training import FinetuneResult as FinetuneResult
     from .training import History as History
     from .training import TrainConfig as TrainConfig
     from .training import Trainer as Trainer
+    from .training import finetune as finetune
 
 # Public name -> the submodule that defines it.
 _LAZY: dict[str, str] = {
@@ -76,10 +79,13 @@ _LAZY: dict[str, str] = {
     "export_onnx": "models.onnx",
     "FaceEmotion": "recognizer",
     "FER2013": "data",
+    "finetune": "training",
+    "FinetuneResult": "training",
     "HaarCascadeDetector": "faces",
     "History": "training",
     "index_to_emotion": "labels",
     "iter_image_paths": "batch",
+    "LabelledFolder": "data",
     "ModelConfig": "models",
     "normalize": "preprocessing",
     "NUM_CLASSES": "labels",
@@ -114,8 +120,10 @@ __all__ = [
     "EmotionRecognizer",
     "EvaluationReport",
     "FaceEmotion",
+    "FinetuneResult",
     "HaarCascadeDetector",
     "History",
+    "LabelledFolder",
     "ModelConfig",
     "OnnxClassifier",
     "PathResult",
@@ -131,6 +139,7 @@ __all__ = [
     "errors",
     "evaluate",
     "export_onnx",
+    "finetune",
     "index_to_emotion",
     "iter_image_paths",
     "normalize",

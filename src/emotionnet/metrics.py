@@ -643,7 +643,7 @@ def evaluate(
     tta: bool | str = False,
     mean: float | Sequence[float] = FER2013_MEAN,
     std: float | Sequence[float] = FER2013_STD,
-    labels: Sequence[str] = EMOTIONS,
+    labels: Sequence[str] | None = None,
     progress: bool = False,
 ) -> EvaluationReport:
     """Evaluate a classifier on a labelled data set.
@@ -662,6 +662,10 @@ def evaluate(
         mean: Normalisation mean on the 0..1 scale.
         std: Normalisation standard deviation on the 0..1 scale.
         labels: Class names, position = class index; the model must output one logit each.
+            ``None``: the model's own labels (``model.config.labels``, as an
+            :class:`~emotionnet.EmotionNet` and a fine-tuned model have them), else the
+            seven FER2013 emotions for a 7-logit model and ``class_<i>`` for others, so
+            every metric averages over the classes the model predicts.
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -680,9 +684,13 @@ def evaluate(
         >>> report = evaluate(model, (images, targets), tta="flip")
         >>> report.num_samples, report.tta
         (8, 'flip')
+        >>> three = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 3))  # its own 3 classes
+        >>> evaluate(three, (images[:3], torch.tensor([0, 1, 2]))).labels
+        ('class_0', 'class_1', 'class_2')
     """
     mode = _resolve_tta(tta)
-    names = _check_labels(labels)
+    own = _model_labels(model) if labels is None else None
+    names = _check_labels(labels if labels is not None else own or EMOTIONS)
     images, targets = as_tensors(data)
     target_array = _as_label_array("targets", targets)
     unlabelled = int((target_array == -1).sum())
@@ -692,7 +700,8 @@ def evaluate(
             "cannot be evaluated; use a labelled split such as 'public_test' or "
             "'private_test', or drop the unlabelled samples."
         )
-    _check_range("targets", target_array, names)
+    if labels is not None or own is not None:
+        _check_range("targets", target_array, names)
     logits = predict_logits(
         model,
         images,
@@ -703,6 +712,11 @@ def evaluate(
         std=std,
         progress=progress,
     )
+    if labels is None and own is None:
+        count = int(logits.shape[1])
+        if count != len(EMOTIONS) and count > 1:
+            names = tuple(f"class_{i}" for i in range(count))
+        _check_range("targets", target_array, names)
     if logits.shape[1] != len(names):
         raise InvalidArgumentError(
             f"The model outputs {logits.shape[1]} logits per image but {len(names)} labels "
@@ -710,6 +724,14 @@ def evaluate(
         )
     proba = logits.softmax(dim=1)
     return report_from_predictions(target_array, proba.argmax(dim=1), proba, labels=names, tta=mode)
+
+
+def _model_labels(model: object) -> tuple[str, ...] | None:
+    """The label names a model carries in its config (``EmotionNet``, ``OnnxClassifier``)."""
+    labels = getattr(getattr(model, "config", None), "labels", None)
+    if isinstance(labels, tuple) and labels and all(isinstance(x, str) for x in labels):
+        return labels
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ through huggingface_hub's :class:`~huggingface_hub.PyTorchModelHubMixin`.
 Layout: :mod:`~emotionnet.models.config` (:class:`ModelConfig`),
 :mod:`~emotionnet.models.resnet` (:class:`EmotionNet`, the factories, ImageNet weights),
 :mod:`~emotionnet.models.weights` (the one strict state-dict reader),
-:mod:`~emotionnet.models.card` (the model card), :mod:`~emotionnet.models.hub` (model
+:mod:`~emotionnet.models.card` (the model card), :mod:`~emotionnet.models.head`
+(:func:`replace_head`: a new head for a new label set), :mod:`~emotionnet.models.hub` (model
 folders, the bundled default, the Hub) and :mod:`~emotionnet.models.onnx` (ONNX export and
 the onnxruntime classifier).
 
@@ -36,6 +37,7 @@ Example:
 from __future__ import annotations
 
 from .config import ARCHITECTURES, STEMS, ModelConfig
+from .head import replace_head
 from .resnet import EmotionNet, build_model, resnet18_emotion
 from .weights import clean_state_dict, read_state_dict
 from .weights import load_state_dict_strict as load_state_dict_strict
@@ -48,5 +50,6 @@ __all__ = [
     "build_model",
     "clean_state_dict",
     "read_state_dict",
+    "replace_head",
     "resnet18_emotion",
 ]

@@ -82,6 +82,7 @@ from .config import (
     bf16_supported,
     read_config_file,
 )
+from .finetune import FinetuneResult, finetune, free_cores
 from .history import HISTORY_COLUMNS, History
 from .trainer import ONE_CLASS_WARNING_SHARE, Trainer
 
@@ -97,10 +98,13 @@ __all__ = [
     "BestWeights",
     "Callback",
     "EarlyStopping",
+    "FinetuneResult",
     "History",
     "TrainConfig",
     "Trainer",
     "bf16_supported",
+    "finetune",
+    "free_cores",
     "load_checkpoint",
     "read_config_file",
 ]
