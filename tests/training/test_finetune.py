@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,7 @@ def _options(**kwargs: Any) -> dict[str, Any]:
     return {"epochs": 3, "progress": False, "num_threads": 1, "val_split": 0.25, **kwargs}
 
 
+@pytest.mark.slow
 def test_three_labels_make_a_model_folder_that_predicts_them(
     fer2013_root: Path, tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,3 +290,22 @@ def test_the_cli_has_the_issue_shape_and_prints_the_validation_accuracy(
     assert f"model folder: {out}" in printed
     assert main(argv) == 2  # the folder now exists
     assert "exists and is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a subprocess: imports, training, an ONNX export to predict
+def test_the_example_script_fine_tunes_and_predicts(tmp_path: Path, model_dir: Path) -> None:
+    data = _tiny_folder(tmp_path / "data", labels=("calm", "excited"))
+    script = Path(__file__).resolve().parents[2] / "examples" / "finetune_folder.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    args = [str(data), "--output", str(tmp_path / "out"), "--init", str(model_dir)]
+    result = subprocess.run(
+        [sys.executable, str(script), *args, "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "labels: calm, excited" in result.stdout
+    assert re.search(r"^calm/s0_0\.png: (calm|excited) \(\d+%\)$", result.stdout, re.MULTILINE)

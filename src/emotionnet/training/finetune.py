@@ -172,7 +172,8 @@ def free_cores() -> int:
 
 def _cpu_times() -> list[int]:
     with open("/proc/stat", encoding="ascii") as stat:
-        return [int(value) for value in stat.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal (guest time is counted in user)
+        return [int(value) for value in stat.readline().split()[1:9]]
 
 
 def _load_init(init: object) -> EmotionNet:
