@@ -662,10 +662,10 @@ def evaluate(
         mean: Normalisation mean on the 0..1 scale.
         std: Normalisation standard deviation on the 0..1 scale.
         labels: Class names, position = class index; the model must output one logit each.
-            ``None``: the model's own labels (``model.config.labels``, as an
-            :class:`~emotionnet.EmotionNet` and a fine-tuned model have them), else the
-            seven FER2013 emotions for a 7-logit model and ``class_<i>`` for others, so
-            every metric averages over the classes the model predicts.
+            ``None``: the model's own labels (``model.config.labels``, as every
+            :class:`~emotionnet.EmotionNet`, fine-tuned ones included, has them), so that
+            every metric averages over the classes the model predicts; the seven FER2013
+            emotions for a model without a config.
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -684,13 +684,15 @@ def evaluate(
         >>> report = evaluate(model, (images, targets), tta="flip")
         >>> report.num_samples, report.tta
         (8, 'flip')
-        >>> three = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 3))  # its own 3 classes
-        >>> evaluate(three, (images[:3], torch.tensor([0, 1, 2]))).labels
-        ('class_0', 'class_1', 'class_2')
+        >>> from emotionnet.models import ModelConfig, build_model
+        >>> config = ModelConfig(stem="imagenet", num_classes=3, labels=("neg", "neu", "pos"))
+        >>> evaluate(build_model(config), (images[:3], torch.tensor([0, 1, 2]))).labels
+        ('neg', 'neu', 'pos')
     """
     mode = _resolve_tta(tta)
-    own = _model_labels(model) if labels is None else None
-    names = _check_labels(labels if labels is not None else own or EMOTIONS)
+    if labels is None:
+        labels = _model_labels(model) or EMOTIONS
+    names = _check_labels(labels)
     images, targets = as_tensors(data)
     target_array = _as_label_array("targets", targets)
     unlabelled = int((target_array == -1).sum())
@@ -700,8 +702,7 @@ def evaluate(
             "cannot be evaluated; use a labelled split such as 'public_test' or "
             "'private_test', or drop the unlabelled samples."
         )
-    if labels is not None or own is not None:
-        _check_range("targets", target_array, names)
+    _check_range("targets", target_array, names)
     logits = predict_logits(
         model,
         images,
@@ -712,11 +713,6 @@ def evaluate(
         std=std,
         progress=progress,
     )
-    if labels is None and own is None:
-        count = int(logits.shape[1])
-        if count != len(EMOTIONS) and count > 1:
-            names = tuple(f"class_{i}" for i in range(count))
-        _check_range("targets", target_array, names)
     if logits.shape[1] != len(names):
         raise InvalidArgumentError(
             f"The model outputs {logits.shape[1]} logits per image but {len(names)} labels "

@@ -2,9 +2,9 @@ r"""Your own faces under your own labels: ``<root>/<label>/<image>``, any label 
 
 :class:`LabelledFolder` reads a folder holding one sub-folder per label, the sub-folder names
 being the labels (``happy/``, ``sad/``, ``contempt/``, ``positive/``...), decodes every image
-with the one preprocessing rule of :func:`~emotionnet.predict` (:func:`~emotionnet.images.
-load_image`, then :func:`~emotionnet.preprocessing.to_face_array` to the model's input size)
-and keeps the result in memory as ``uint8`` tensors, ready for the
+with the one preprocessing rule of :meth:`~emotionnet.EmotionRecognizer.predict`
+(:func:`~emotionnet.images.load_image`, then :func:`~emotionnet.to_face_array` to the
+model's input size) and keeps the result in memory as ``uint8`` tensors, ready for the
 :class:`~emotionnet.Trainer`, :func:`~emotionnet.evaluate` and :func:`~emotionnet.finetune`.
 
 **Label order** (the class index of each label, documented because a model's outputs follow
@@ -65,8 +65,9 @@ logger = logging.getLogger("emotionnet.data")  # one logger for the package
 IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
     suffix for suffix, name in Image.registered_extensions().items() if name in ACCEPTED_FORMATS
 )
-"""File-name suffixes read as images (those of the formats :func:`~emotionnet.images.
-load_image` decodes), any case; other files in a label folder are ignored with a warning."""
+"""File-name suffixes read as images (those of the formats that
+:func:`~emotionnet.images.load_image` decodes), any case; other files in a label folder are
+ignored with a warning."""
 
 _JUNK: Final[frozenset[str]] = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
 # A label is a name people read in predictions, reports and file names: a letter or digit
@@ -167,8 +168,8 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
             folder). ``None``: the folder names, in the order of :func:`folder_labels`.
         size: Side of the square images, the model's ``input_size`` (48).
         faces: Detect the largest face in each image and crop it.
-        detector: The face detector with ``faces=True`` (see :func:`~emotionnet.
-            detect_faces`); ``None``: the default one.
+        detector: The face detector with ``faces=True`` (a name or a callable, see
+            :func:`~emotionnet.detect_faces`); ``None``: the default one.
         group_pattern: A regular expression searched in each file name (not the folder);
             its first group (or the whole match) is the image's group, for example
             ``r"^(S\d+)_"`` for a subject id. :meth:`split` keeps each group on one side.
@@ -298,6 +299,13 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
 
     def _decode(self, listed: list[tuple[str, int]], detector: Any) -> None:
         find = _face_finder(detector) if self.faces else None
+        logger.info(
+            "reading %d images of %d labels from %s%s",
+            len(listed),
+            len(self.labels),
+            self.root,
+            " (detecting faces)" if find is not None else "",
+        )
         arrays: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
         targets: list[int] = []
         keep: list[int] = []
@@ -381,12 +389,11 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
     ) -> tuple[Subset[tuple[Any, int]], Subset[tuple[Any, int]]]:
         r"""Split into training and validation parts, stratified by label and seeded.
 
-        Without groups, scikit-learn's :class:`~sklearn.model_selection.
-        StratifiedShuffleSplit` puts ``val_fraction`` of the images (at least one per label)
-        in validation. With :attr:`groups`, :class:`~sklearn.model_selection.
-        StratifiedGroupKFold` with ``round(1 / val_fraction)`` folds keeps every group on
-        one side and the labels as balanced as the groups allow; the first fold is the
-        validation part, so its share is about ``val_fraction``.
+        Without groups, scikit-learn's ``StratifiedShuffleSplit`` puts ``val_fraction`` of
+        the images (at least one per label) in validation. With :attr:`groups`,
+        scikit-learn's ``StratifiedGroupKFold`` with ``round(1 / val_fraction)`` folds keeps
+        every group on one side and the labels as balanced as the groups allow; the first
+        fold is the validation part, so its share is about ``val_fraction``.
 
         Args:
             val_fraction: Share of the images for validation, in ``(0, 0.5]``.
