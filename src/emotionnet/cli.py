@@ -22,8 +22,8 @@ an error record (``{"image": ..., "error": ..., "error_type": ...}``, a table ro
 ``error: ...`` line on stderr), the others are reported, and the exit status is 1. Any
 other error emotionnet raises on purpose (a model not in the cache while offline, a bad
 option value...) is printed as one line ``error: ...`` and the command exits with status 2.
-``train`` logs one line per epoch on stderr (losses, validation accuracy and macro-F1, LR,
-images/s), with or without a terminal.
+``train`` and ``finetune`` log one line per epoch on stderr (losses, validation accuracy and
+macro-F1, LR, images/s), with or without a terminal.
 
 Example:
     >>> main(["predict", "no-such-file.jpg"])  # doctest: +SKIP

@@ -88,6 +88,11 @@ FULL_LR: Final[float] = 0.003
 and 0.0005 2 to 4 (epochs noisier at 0.01)."""
 PATIENCE: Final[int] = 4
 """Early stopping: epochs of the all-layers phase without a better validation accuracy."""
+_PRECISION: Final[dict[torch.dtype | None, str]] = {
+    None: "float32",
+    torch.bfloat16: "bf16 autocast",
+    torch.float16: "fp16 autocast",
+}
 VALIDATION_NAME: Final[str] = "validation"
 """The name of the validation report in the saved folder (``evaluation_validation.json``)."""
 
@@ -407,7 +412,7 @@ def finetune(
     logger.info(
         "fine-tuning %s on %d training and %d validation images, labels %s: %d epochs "
         "(%d head only), batch %d, %d thread(s)",
-        getattr(init, "source", init) if not isinstance(init, EmotionNet) else "a model",
+        _init_name(init),
         train_size,
         val_size,
         list(labels),
@@ -444,6 +449,7 @@ def finetune(
     best_value: float | None = None
     best_epoch = 0
     if head_epochs:
+        logger.info("phase 1/2: the new head only, %d epoch(s)", head_epochs)
         _set_trainable(model, head_only=True)
         head = Trainer(model, train_data, val_data, common, model_config=model_config)
         for row in head.fit():
@@ -462,6 +468,13 @@ def finetune(
         warmup_epochs=min(1.0, (total_epochs - head_epochs) / 2),
         early_stopping_patience=PATIENCE,
         num_threads=num_threads if num_threads is not None else free_cores(),
+    )
+    logger.info(
+        "phase 2/2: all layers, up to %d epoch(s) (early stopping after %d without a better "
+        "validation accuracy), %d thread(s)",
+        full_config.max_epochs,
+        PATIENCE,
+        full_config.num_threads,
     )
     full = Trainer(model, train_data, val_data, full_config, model_config=model_config)
     for row in full.fit():
@@ -497,6 +510,7 @@ def finetune(
             "threads": threads,
             "amp": amp,
             "device": str(full.device),
+            "precision": _PRECISION.get(full.amp_dtype, str(full.amp_dtype)),
             "val_files": val_files,
         },
         skipped=skipped,
@@ -521,15 +535,16 @@ def _save(
 ) -> FinetuneResult:
     from ..recognizer import EmotionRecognizer
 
-    init_name = "the given model" if not isinstance(init, (str, os.PathLike)) else str(init)
+    init_name = _init_name(init)
     seconds = time.perf_counter() - started
     training = {
         "made by": "emotionnet.finetune (emotionnet finetune)",
-        "started from": "the bundled default model" if init_name == "default" else init_name,
+        "started from": init_name,
         "data": str(data_root) if data_root is not None else "a LabelledFolder",
         "images": f"{sizes[0]} training, {sizes[1]} validation",
         "epochs": f"{len(history)} trained; epoch {best_epoch} selected by validation accuracy",
-        "hardware": _hardware(settings["device"]),
+        "hardware": f"{_hardware(settings['device'])}, {settings['threads']} thread(s), "
+        f"{settings['precision']}",
         "training time": f"{seconds:.0f} s",
     }
     recognizer = EmotionRecognizer(
@@ -565,6 +580,14 @@ def _save(
         seconds=seconds,
         skipped=tuple(skipped),
     )
+
+
+def _init_name(init: object) -> str:
+    if init is None or (isinstance(init, str) and init == "default"):
+        return "the bundled default model"
+    if isinstance(init, (str, os.PathLike)):
+        return str(init)
+    return str(getattr(init, "source", None) or "a model given in Python")
 
 
 def _hardware(device: str) -> str:
