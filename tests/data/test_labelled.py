@@ -204,3 +204,46 @@ def test_faces_crops_the_largest_face_and_reports_images_without_one(tmp_path: P
     assert data.no_face == ["a/2.png"]
     largest = crop_face(Image.open(tmp_path / "a/1.png"), (5, 5, 60, 60), margin=DEFAULT_MARGIN)
     assert np.array_equal(data.images[0].numpy(), to_face_array(largest))
+
+
+def _in_memory(targets: list[int], groups: list[str] | None = None) -> LabelledFolder:
+    """A LabelledFolder without files: only what split() reads."""
+    data = LabelledFolder.__new__(LabelledFolder)
+    data.labels = tuple(f"l{i}" for i in range(max(targets) + 1))
+    data.targets = torch.tensor(targets, dtype=torch.int64)
+    data.groups = None if groups is None else tuple(groups)
+    return data
+
+
+@given(
+    counts=st.lists(st.integers(2, 40), min_size=2, max_size=8),
+    fraction=st.sampled_from([0.1, 0.2, 0.25, 0.5]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_split_holds_every_label_on_both_sides(
+    counts: list[int], fraction: float, seed: int
+) -> None:
+    targets = [label for label, count in enumerate(counts) for _ in range(count)]
+    train, val = _in_memory(targets).split(fraction, seed=seed)
+    assert sorted(train.indices + val.indices) == list(range(len(targets)))
+    for part in (train, val):
+        assert {targets[i] for i in part.indices} == set(range(len(counts)))
+    expected = sum(min(max(1, round(fraction * count)), count - 1) for count in counts)
+    assert len(val.indices) == expected
+
+
+@given(
+    subjects=st.lists(st.integers(0, 11), min_size=12, max_size=80),
+    seed=st.integers(0, 1000),
+)
+def test_a_grouped_split_never_puts_a_group_on_both_sides(subjects: list[int], seed: int) -> None:
+    targets = [i % 2 for i in range(len(subjects))]
+    groups = [f"s{subject}" for subject in subjects]
+    data = _in_memory(targets, groups)
+    try:
+        train, val = data.split(0.25, seed=seed)
+    except InvalidArgumentError as error:
+        assert "too few to hold out" in str(error)
+        return
+    assert {groups[i] for i in train.indices}.isdisjoint({groups[i] for i in val.indices})
+    assert val.indices and train.indices

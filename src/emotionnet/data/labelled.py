@@ -40,7 +40,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -389,8 +388,8 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
     ) -> tuple[Subset[tuple[Any, int]], Subset[tuple[Any, int]]]:
         r"""Split into training and validation parts, stratified by label and seeded.
 
-        Without groups, scikit-learn's ``StratifiedShuffleSplit`` puts ``val_fraction`` of
-        the images (at least one per label) in validation. With :attr:`groups`,
+        Without groups, ``round(val_fraction * n)`` of the ``n`` images of each label, at
+        least one and never all, chosen at random, are the validation part. With :attr:`groups`,
         scikit-learn's ``StratifiedGroupKFold`` with ``round(1 / val_fraction)`` folds keeps
         every group on one side and the labels as balanced as the groups allow; the first
         fold is the validation part, so its share is about ``val_fraction``.
@@ -405,10 +404,10 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
 
         Raises:
             InvalidArgumentError: If ``val_fraction`` is out of range, a label has fewer
-                than two images (or, with groups, fewer groups than needed), or the
-                validation part would miss a label.
+                than two images, or there are fewer groups than folds. (A label that the
+                groups leave out of one part is logged as a warning.)
         """
-        from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
+        from sklearn.model_selection import StratifiedGroupKFold
 
         fraction = _check_fraction(val_fraction)
         seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
@@ -423,15 +422,17 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
             )
         positions = np.arange(len(targets))
         if self.groups is None:
-            present = int((counts > 0).sum())
-            n_val = max(present, math.ceil(fraction * len(targets)))
-            if len(targets) - n_val < present:
-                raise InvalidArgumentError(
-                    f"{len(targets)} images are too few for a validation split with "
-                    f"{present} labels; add images or pass a separate validation folder."
-                )
-            splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
-            train_index, val_index = next(splitter.split(positions, targets))
+            # Per label, round(fraction * count) images, at least one and never all: on a
+            # small, unbalanced folder StratifiedShuffleSplit may leave a label out of one side.
+            generator = np.random.default_rng(seed)
+            val_parts = []
+            for label, count in enumerate(counts.tolist()):
+                if count:
+                    members = np.flatnonzero(targets == label)
+                    take = min(max(1, round(fraction * count)), count - 1)
+                    val_parts.append(generator.choice(members, size=take, replace=False))
+            val_index = np.concatenate(val_parts)
+            train_index = np.setdiff1d(positions, val_index)
         else:
             groups = np.asarray(self.groups)
             folds = max(2, round(1 / fraction))
@@ -444,12 +445,20 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
                 )
             grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
             train_index, val_index = next(grouped.split(positions, targets, groups))
-        missing = sorted(set(np.flatnonzero(counts).tolist()) - set(targets[val_index].tolist()))
-        if missing:
-            logger.warning(
-                "The validation split holds no image of %s; its metrics cannot judge them.",
-                [self.labels[i] for i in missing],
-            )
+        present = set(np.flatnonzero(counts).tolist())
+        for part, index, consequence in (
+            ("validation", val_index, "its metrics cannot judge them"),
+            ("training", train_index, "the model will not learn them"),
+        ):
+            missing = sorted(present - set(targets[index].tolist()))
+            if missing:  # possible with groups: a label seen in too few groups
+                logger.warning(
+                    "The %s part of the split holds no image of %s: %s. Add images of other "
+                    "groups, or pass a separate validation folder.",
+                    part,
+                    [self.labels[i] for i in missing],
+                    consequence,
+                )
         return (
             Subset(self, sorted(int(i) for i in train_index)),
             Subset(self, sorted(int(i) for i in val_index)),
