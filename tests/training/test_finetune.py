@@ -309,3 +309,21 @@ def test_the_example_script_fine_tunes_and_predicts(tmp_path: Path, model_dir: P
     assert result.returncode == 0, result.stderr
     assert "labels: calm, excited" in result.stdout
     assert re.search(r"^calm/s0_0\.png: (calm|excited) \(\d+%\)$", result.stdout, re.MULTILINE)
+
+
+@pytest.mark.parametrize(("busy_share", "threads"), [(0.0, 2), (0.5, 1), (1.0, 1)])
+def test_free_cores_leaves_the_cores_other_processes_keep_busy(
+    monkeypatch: pytest.MonkeyPatch, busy_share: float, threads: int
+) -> None:
+    # Two cores for 0.2 s are 40 ticks: busy_share of them spent by other processes.
+    samples = iter(
+        [
+            [0, 0, 0, 0, 0, 0, 0, 0],
+            [round(40 * busy_share), 0, 0, 40 - round(40 * busy_share), 0, 0, 0, 0],
+        ]
+    )
+    monkeypatch.setattr(finetune_module, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(finetune_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(finetune_module.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(finetune_module.time, "sleep", lambda _: None)
+    assert finetune_module.free_cores() == threads
