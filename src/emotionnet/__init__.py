@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .class_weights import compute_class_weights as compute_class_weights
     from .data import FER2013 as FER2013
     from .data import SPLITS as SPLITS
+    from .data import LabelledFolder as LabelledFolder
     from .data import as_tensors as as_tensors
     from .errors import EmotionNetError as EmotionNetError
     from .faces import DlibHogDetector as DlibHogDetector
@@ -57,10 +58,12 @@ if TYPE_CHECKING:
     from .recognizer import Prediction as Prediction
     from .runtime import OnnxModel as OnnxModel
     from .training import Callback as Callback
+    from .training import FinetuneResult as FinetuneResult
     from .training import History as History
     from .training import TrainConfig as TrainConfig
     from .training import Trainer as Trainer
     from .training import distillation_loss as distillation_loss
+    from .training import finetune as finetune
     from .training import precompute_teacher_targets as precompute_teacher_targets
 
 # Public name -> the submodule that defines it.
@@ -82,10 +85,13 @@ _LAZY: dict[str, str] = {
     "export_onnx": "models.onnx",
     "FaceEmotion": "recognizer",
     "FER2013": "data",
+    "finetune": "training",
+    "FinetuneResult": "training",
     "HaarCascadeDetector": "faces",
     "History": "training",
     "index_to_emotion": "labels",
     "iter_image_paths": "batch",
+    "LabelledFolder": "data",
     "ModelConfig": "models",
     "normalize": "preprocessing",
     "NUM_CLASSES": "labels",
@@ -122,8 +128,10 @@ __all__ = [
     "EmotionRecognizer",
     "EvaluationReport",
     "FaceEmotion",
+    "FinetuneResult",
     "HaarCascadeDetector",
     "History",
+    "LabelledFolder",
     "ModelConfig",
     "OnnxClassifier",
     "OnnxModel",
@@ -141,6 +149,7 @@ __all__ = [
     "errors",
     "evaluate",
     "export_onnx",
+    "finetune",
     "index_to_emotion",
     "iter_image_paths",
     "normalize",

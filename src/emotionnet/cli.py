@@ -8,6 +8,9 @@ r"""The ``emotionnet`` command (also ``python -m emotionnet``).
                        [--min-confidence C] [--max-faces N]
     emotionnet evaluate --data DIR [--split public_test] [--model ...] [--tta] [--json] [--plot PNG]
     emotionnet train --config FILE [--data DIR] [--output DIR] [--resume]
+    emotionnet finetune DATA_DIR --output OUT_DIR [--init default|MODEL] [--epochs N]
+                        [--val-split F | --val DIR] [--seed S] [--overwrite] [--faces]
+                        [--group-pattern REGEX]
     emotionnet video FILE [--every N | --fps R] [--smoothing S] [--format csv|jsonl|json]
                      [--output FILE] [--annotate OUT.mp4] [--detector auto|haar|dlib]
                      [--min-face-size PX] [--min-confidence C] [--max-faces N]
@@ -29,8 +32,8 @@ record (``{"image": ..., "error": ..., "error_type": ...}``, a table row, and an
 ``error: ...`` line on stderr), the others are reported, and the exit status is 1. Any
 other error emotionnet raises on purpose (a model not in the cache while offline, a bad
 option value...) is printed as one line ``error: ...`` and the command exits with status 2.
-``train`` logs one line per epoch on stderr (losses, validation accuracy and macro-F1, LR,
-images/s), with or without a terminal.
+``train`` and ``finetune`` log one line per epoch on stderr (losses, validation accuracy and
+macro-F1, LR, images/s), with or without a terminal.
 
 Example:
     >>> main(["predict", "no-such-file.jpg"])  # doctest: +SKIP
@@ -287,6 +290,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--device", help="override the training device")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    finetune = commands.add_parser(
+        "finetune",
+        help="fine-tune a model on your own labelled folder (any labels)",
+        description="Fine-tune a model on DATA_DIR, which holds one folder of images per "
+        "label (the folder names are the labels), and save it in OUT_DIR as a model folder "
+        "that --model accepts: the head first, then all layers, early stopping on a "
+        "validation split. Prints progress and the validation accuracy.",
+    )
+    finetune.add_argument("data", metavar="DATA_DIR", help="one sub-folder of images per label")
+    finetune.add_argument("--output", "-o", required=True, metavar="OUT_DIR", help="model folder")
+    finetune.add_argument(
+        "--init",
+        default="default",
+        metavar="default|MODEL",
+        help="model to start from: the bundled one (default), a model folder or a Hub repo id",
+    )
+    finetune.add_argument(
+        "--epochs", type=_whole(1), metavar="N", help="epochs (default: from the data size)"
+    )
+    held_out = finetune.add_mutually_exclusive_group()
+    held_out.add_argument(
+        "--val-split",
+        type=_finite,
+        default=0.2,
+        metavar="F",
+        help="share of DATA_DIR held out for validation, stratified (0.2)",
+    )
+    held_out.add_argument("--val", metavar="DIR", help="a separate validation folder")
+    finetune.add_argument("--seed", type=_whole(0), default=0, metavar="S", help="seed (0)")
+    finetune.add_argument(
+        "--group-pattern",
+        metavar="REGEX",
+        help="its first group in each file name is a group (e.g. a subject id) kept on one "
+        "side of the split",
+    )
+    finetune.add_argument(
+        "--faces", action="store_true", help="crop the largest face of each image first"
+    )
+    finetune.add_argument(
+        "--overwrite", action="store_true", help="write into an OUT_DIR that is not empty"
+    )
+    finetune.add_argument("--device", default="auto", help="training device (auto)")
+    finetune.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     video = commands.add_parser(
         "video",
@@ -742,6 +789,39 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace, out: TextIO) -> int:
+    from .training.finetune import finetune
+
+    result = finetune(
+        args.data,
+        args.output,
+        init=args.init,
+        epochs=args.epochs,
+        val=args.val,
+        val_split=args.val_split,
+        seed=args.seed,
+        faces=args.faces,
+        group_pattern=args.group_pattern,
+        overwrite=args.overwrite,
+        device=args.device,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    report = result.report
+    if result.skipped:
+        out.write(f"skipped {len(result.skipped)} image(s): see finetune.json\n")
+    out.write(
+        f"fine-tuned {len(result.history)} epochs on {result.train_size} images "
+        f"({', '.join(result.labels)}) in {result.seconds:.0f} s; epoch {result.best_epoch} "
+        "kept\n"
+    )
+    out.write(
+        f"validation accuracy: {report.accuracy:.2%} (macro F1 {report.macro_f1:.4f}, "
+        f"{result.val_size} images)\n"
+    )
+    out.write(f"model folder: {result.folder} (emotionnet predict --model {result.folder} IMAGE)\n")
+    return 0
+
+
 def _video(args: argparse.Namespace, out: TextIO) -> int:
     from .video import analyze_video, summarize_video
 
@@ -836,7 +916,11 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
 def _check_device(args: argparse.Namespace) -> None:
     """Refuse a ``--device`` this machine lacks before any work, in the command line's words."""
     value = getattr(args, "device", None)
-    if value is None or value == "cpu" or (args.command == "train" and value == "auto"):
+    if (
+        value is None
+        or value == "cpu"
+        or (args.command in ("train", "finetune") and value == "auto")
+    ):
         return
     from ._optional import require
 
@@ -860,6 +944,7 @@ _COMMANDS: Final = {
     "predict": _predict,
     "evaluate": _evaluate,
     "train": _train,
+    "finetune": _finetune,
     "export": _export,
     "video": _video,
 }
@@ -900,7 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     package_logger = logging.getLogger("emotionnet")
     level = package_logger.level
-    if args.command == "train":
+    if args.command in ("train", "finetune"):
         # The per-epoch lines (losses, validation accuracy and macro-F1, LR, images/s) are the
         # training log: without a terminal (CI, nohup) there are no progress bars either.
         package_logger.setLevel(logging.INFO)

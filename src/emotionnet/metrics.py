@@ -643,7 +643,7 @@ def evaluate(
     tta: bool | str = False,
     mean: float | Sequence[float] = FER2013_MEAN,
     std: float | Sequence[float] = FER2013_STD,
-    labels: Sequence[str] = EMOTIONS,
+    labels: Sequence[str] | None = None,
     progress: bool = False,
 ) -> EvaluationReport:
     """Evaluate a classifier on a labelled data set.
@@ -662,6 +662,10 @@ def evaluate(
         mean: Normalisation mean on the 0..1 scale.
         std: Normalisation standard deviation on the 0..1 scale.
         labels: Class names, position = class index; the model must output one logit each.
+            ``None``: the model's own labels (``model.config.labels``, as every
+            :class:`~emotionnet.EmotionNet`, fine-tuned ones included, has them), so that
+            every metric averages over the classes the model predicts; the seven FER2013
+            emotions for a model without a config.
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -680,8 +684,14 @@ def evaluate(
         >>> report = evaluate(model, (images, targets), tta="flip")
         >>> report.num_samples, report.tta
         (8, 'flip')
+        >>> from emotionnet.models import ModelConfig, build_model
+        >>> config = ModelConfig(stem="imagenet", num_classes=3, labels=("neg", "neu", "pos"))
+        >>> evaluate(build_model(config), (images[:3], torch.tensor([0, 1, 2]))).labels
+        ('neg', 'neu', 'pos')
     """
     mode = _resolve_tta(tta)
+    if labels is None:
+        labels = _model_labels(model) or EMOTIONS
     names = _check_labels(labels)
     images, targets = as_tensors(data)
     target_array = _as_label_array("targets", targets)
@@ -710,6 +720,14 @@ def evaluate(
         )
     proba = logits.softmax(dim=1)
     return report_from_predictions(target_array, proba.argmax(dim=1), proba, labels=names, tta=mode)
+
+
+def _model_labels(model: object) -> tuple[str, ...] | None:
+    """The label names a model carries in its config (``EmotionNet``, ``OnnxClassifier``)."""
+    labels = getattr(getattr(model, "config", None), "labels", None)
+    if isinstance(labels, tuple) and labels and all(isinstance(x, str) for x in labels):
+        return labels
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ Layout: :mod:`~emotionnet.data.fer2013` (the data set), :mod:`~emotionnet.data.l
 (finding the form under a root), :mod:`~emotionnet.data.csvfiles` and
 :mod:`~emotionnet.data.folders` (the readers), :mod:`~emotionnet.data.sources` (what a split
 reads, its fingerprint), :mod:`~emotionnet.data.cache`, :mod:`~emotionnet.data.tensors`
-(:func:`as_tensors`) and :mod:`~emotionnet.data.cli`.
+(:func:`as_tensors`) and :mod:`~emotionnet.data.cli`; :mod:`~emotionnet.data.labelled`
+(:class:`LabelledFolder`) reads your own images under any label set.
 
 Run ``python -m emotionnet.data ROOT`` to print the images per split and class of the data
 under ``ROOT``.
@@ -59,6 +60,7 @@ from __future__ import annotations
 from .cache import default_cache_dir
 from .cli import main
 from .fer2013 import FER2013
+from .labelled import LabelledFolder, folder_labels
 from .layout import IMAGE_EXTENSIONS, SOURCES, SPLITS
 from .tensors import as_tensors
 
@@ -67,7 +69,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SOURCES",
     "SPLITS",
+    "LabelledFolder",
     "as_tensors",
     "default_cache_dir",
+    "folder_labels",
     "main",
 ]

@@ -21,7 +21,8 @@ through huggingface_hub's :class:`~huggingface_hub.PyTorchModelHubMixin`.
 Layout: :mod:`~emotionnet.models.config` (:class:`ModelConfig`),
 :mod:`~emotionnet.models.resnet` (:class:`EmotionNet`, the factories, ImageNet weights),
 :mod:`~emotionnet.models.weights` (the one strict state-dict reader),
-:mod:`~emotionnet.models.card` (the model card), :mod:`~emotionnet.models.hub` (model
+:mod:`~emotionnet.models.card` (the model card), :mod:`~emotionnet.models.head`
+(:func:`replace_head`: a new head for a new label set), :mod:`~emotionnet.models.hub` (model
 folders, the bundled default, the Hub) and :mod:`~emotionnet.models.onnx` (ONNX export and
 the onnxruntime classifier).
 
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from .config import ARCHITECTURES, STEMS, ModelConfig
 
 if TYPE_CHECKING:
+    from .head import replace_head as replace_head
     from .resnet import EmotionNet as EmotionNet
     from .resnet import build_model as build_model
     from .resnet import resnet18_emotion as resnet18_emotion
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 # The torch parts load on first use (PEP 562): ModelConfig, which the inference layer needs,
 # comes without importing torch.
 _LAZY: dict[str, str] = {
+    "replace_head": "head",
     "EmotionNet": "resnet",
     "build_model": "resnet",
     "resnet18_emotion": "resnet",
@@ -67,6 +70,7 @@ __all__ = [
     "build_model",
     "clean_state_dict",
     "read_state_dict",
+    "replace_head",
     "resnet18_emotion",
 ]
 

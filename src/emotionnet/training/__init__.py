@@ -93,6 +93,7 @@ from .distill import (
     distillation_loss,
     precompute_teacher_targets,
 )
+from .finetune import FinetuneResult, finetune, free_cores
 from .history import HISTORY_COLUMNS, History
 from .lock import LOCK_FILE
 from .trainer import ONE_CLASS_WARNING_SHARE, Trainer
@@ -112,11 +113,14 @@ __all__ = [
     "BestWeights",
     "Callback",
     "EarlyStopping",
+    "FinetuneResult",
     "History",
     "TrainConfig",
     "Trainer",
     "bf16_supported",
     "distillation_loss",
+    "finetune",
+    "free_cores",
     "load_checkpoint",
     "precompute_teacher_targets",
     "read_config_file",
