@@ -194,9 +194,19 @@ def test_readme_says_how_to_install_a_cpu_only_torch() -> None:
     text = README.read_text(encoding="utf-8")
     section = re.search(r"^## Set up\s*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
     assert section is not None
-    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in (
-        " ".join(section.group(1).split())
+    text = " ".join(section.group(1).split())
+    found = re.search(
+        r"pip install torch==(\S+) torchvision==(\S+) --index-url "
+        r"https://download\.pytorch\.org/whl/cpu",
+        text,
     )
+    assert found, "README's set-up names no matching CPU torch and torchvision builds"
+    # The pair is one PyTorch release's (a CPU torch beside a CUDA torchvision fails) and
+    # within the torch extra's pins.
+    pairs = {"2.14.1": "0.29.1", "2.13.0": "0.28.0", "2.9.1": "0.24.1"}
+    assert pairs.get(found.group(1)) == found.group(2), found.group(0)
+    requirements = " ".join(_extras_requirements({"torch"}))
+    assert f"torch>=2.1,<={found.group(1)}" in requirements or found.group(1) == "2.9.1"
 
 
 def test_readme_main_command_points_at_things_that_exist() -> None:
