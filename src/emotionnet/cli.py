@@ -627,8 +627,6 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     _apply_face_options(recognizer, args)
     labels = tuple(recognizer.labels)
     k = min(max(args.top, 1), len(labels))
-    from tqdm.auto import tqdm
-
     show = not args.quiet and sys.stderr.isatty() and len(paths) > 1
     failed = 0
     records: list[dict[str, Any]] = []
@@ -653,12 +651,10 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
                 recognizer, paths, faces=args.faces, batch_size=args.batch_size, tta=args.tta
             )
         )
-        for result in tqdm(
-            results, total=len(paths), disable=not show, file=sys.stderr, unit="image"
-        ):
+        for result in _progress(results, total=len(paths), show=show):
             if not result.ok:
                 failed += 1
-                tqdm.write(f"error: {_shown(result.to_dict()['error'])}", file=sys.stderr)
+                _note(f"error: {_shown(result.to_dict()['error'])}")
             if writer is not None:
                 writer.writerows(_csv_rows(result, labels, args.faces))
             elif fmt == "jsonl":
@@ -676,13 +672,29 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if failed else 0
 
 
+def _progress(items: Iterator[Any], *, total: int, show: bool) -> Iterator[Any]:
+    """A tqdm bar on stderr when ``show``; tqdm is imported only then (a cold start saves it)."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(items, total=total, file=sys.stderr, unit="image"))
+
+
+def _note(text: str) -> None:
+    """A line on stderr, above the progress bar when one is shown."""
+    bar = sys.modules.get("tqdm")
+    if bar is not None:
+        bar.tqdm.write(text, file=sys.stderr)
+    else:
+        sys.stderr.write(text + "\n")
+
+
 def _noting_photos(results: Iterator[Any]) -> Iterator[Any]:
     """Pass the results on; a NotAFaceCropWarning becomes a ``note:`` line on stderr.
 
     The note is in the command line's words (``--faces``); other warnings are shown as usual.
     """
-    from tqdm.auto import tqdm
-
     from .errors import NotAFaceCropWarning
 
     while True:
@@ -698,12 +710,11 @@ def _noting_photos(results: Iterator[Any]) -> Iterator[Any]:
                 x, y, w, h = message.box
                 width, height = message.image_size
                 source = _shown(str(message.source))
-                tqdm.write(
+                _note(
                     f"note: {source} looks like a photo, not a face crop: it holds a "
                     f"face of about {w}x{h} px at ({x}, {y}) in its {width}x{height} px, and "
                     "was scored whole, as one face. Add --faces to find and crop the faces "
-                    "first.",
-                    file=sys.stderr,
+                    "first."
                 )
             else:
                 warnings.showwarning(
