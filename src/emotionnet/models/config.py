@@ -129,9 +129,9 @@ def _check_labels(labels: object, num_classes: int) -> tuple[str, ...]:
                 )
     repeated = sorted(label for label, count in Counter(names).items() if count > 1)
     if repeated:
-        shown = list(names) if len(names) <= 20 else f"the {len(names)} labels"
+        listed = str(list(names)) if len(names) <= 20 else f"the {len(names)} labels"
         raise InvalidArgumentError(
-            f"labels must name each class once, but {repeated} appear more than once in {shown}."
+            f"labels must name each class once, but {repeated} appear more than once in {listed}."
         )
     seen: dict[str, str] = {}
     for label in names:
