@@ -353,12 +353,12 @@ def _corrupt_file_error(path: Path, where: str, *, removed: bool) -> ModelLoadEr
     blob = path.resolve()
     if removed:
         return ModelLoadError(
-            f"The file {path.name} of {where} in the Hugging Face cache ({blob}) does not match "
+            f"The file {path.name} of {where!r} in the Hugging Face cache ({blob}) does not match "
             "the checksum it is named after (the Hub served a damaged file, or it was changed "
             "on disk); it was removed from the cache. Load the model again to download it anew."
         )
     return ModelLoadError(
-        f"The file {path.name} of {where} in the Hugging Face cache is corrupt: {blob} does "
+        f"The file {path.name} of {where!r} in the Hugging Face cache is corrupt: {blob} does "
         "not match the checksum it is named after (an interrupted copy, or it was changed on "
         f"disk). Delete it (rm {str(path)!r} {str(blob)!r}) and load the model again with "
         "network access to download it anew."
@@ -390,7 +390,7 @@ def _largest_partial(storage: Path) -> int:
 
 
 def _remove_partial_downloads(storage: Path, cache_root: Path) -> None:
-    """Remove the unfinished downloads of a repository, and their lock files.
+    """Remove the unfinished downloads of a repository, and its lock files.
 
     A download in progress holds its lock (huggingface_hub locks ``.locks/<repo>/<etag>.lock``
     for the whole download): only files whose lock can be taken at once are removed, so
@@ -398,15 +398,27 @@ def _remove_partial_downloads(storage: Path, cache_root: Path) -> None:
     """
     from huggingface_hub.utils import WeakFileLock  # type: ignore[attr-defined]
 
+    locks = cache_root / ".locks" / storage.name
     for partial in _partial_downloads(storage):
-        etag = partial.name.split(".", 1)[0]
-        lock = cache_root / ".locks" / storage.name / f"{etag}.lock"
+        lock = locks / f"{partial.name.split('.', 1)[0]}.lock"
         try:
             with WeakFileLock(lock, timeout=0.01):
                 partial.unlink(missing_ok=True)
-            lock.unlink(missing_ok=True)
         except Exception as error:  # filelock.Timeout (in use), or an OSError
             logger.debug("Left %s in the cache: %s", partial, error)
+    try:
+        lock_files = sorted(locks.glob("*.lock"))
+    except OSError:
+        lock_files = []
+    for lock in lock_files:
+        try:
+            with WeakFileLock(lock, timeout=0.01):
+                pass
+            lock.unlink(missing_ok=True)
+        except Exception as error:
+            logger.debug("Left %s in the cache: %s", lock, error)
+    with contextlib.suppress(OSError):  # not empty: another download is under way
+        locks.rmdir()
 
 
 def _run_download(
