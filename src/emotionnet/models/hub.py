@@ -13,8 +13,12 @@ package, a local folder, or a Hub repository downloaded (and cached) by ``huggin
 Offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) only the cache is looked at, so
 a missing model fails at once with :class:`~emotionnet.errors.WeightsNotFoundError`. Online,
 the Hub calls are bounded in time (``timeout=``, or the ``EMOTIONNET_HUB_TIMEOUT``
-environment variable; 30 s by default), and a Hub that cannot be reached or answers with an
-error fails at once. Model files are checked before use: only regular files are opened, and
+environment variable; 30 s by default) and in size (1 GiB a model file, 16 MiB a
+``config.json``), and a Hub that cannot be reached or answers with an error fails at once.
+The download runs in a child process, stopped when a bound is passed, its partial files
+removed. Files from the Hugging Face cache are checked against the checksum their blob is
+named after, so a truncated or overwritten file is downloaded anew (online) or named with
+the fix (offline). Model files are checked before use: only regular files are opened, and
 configs and weights that would make the model answer NaN are refused with
 :class:`~emotionnet.errors.ModelLoadError`.
 
@@ -753,12 +757,25 @@ def resolve_model_files(
     """Find ``config.json`` and ``model.safetensors`` of a model, downloading them if needed.
 
     Hub calls are bounded in time: after ``timeout`` seconds (default: the
-    ``EMOTIONNET_HUB_TIMEOUT`` environment variable, else 30) the download is abandoned and
+    ``EMOTIONNET_HUB_TIMEOUT`` environment variable, else 30) the download is stopped, its
+    partial files and lock files are removed from the cache, and
     :class:`~emotionnet.errors.WeightsNotFoundError` says what to do, unless the model is in
-    the cache, which is then used. A Hub that cannot be reached at all (connection refused,
+    the cache, which is then used. The download runs in a child process of this Python
+    (huggingface_hub's, without progress bars), killed when a bound is passed: nothing of it
+    keeps running after the error. A Hub that cannot be reached at all (connection refused,
     unknown host) or answers with an error fails at once, without retries. huggingface_hub's
     per-request settings (``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) still apply
     within that bound.
+
+    Hub files are bounded in size: a model file (the weights) may have at most 1 GiB, a
+    ``config.json`` 16 MiB. A larger size announced by the Hub is refused before the
+    download; a file that grows past the bound while it arrives (a server that announces no
+    size, or a wrong one) is stopped within about 10 MB (huggingface_hub's write size).
+
+    Files found in the Hugging Face cache are checked against the checksum their blob is
+    named after (SHA-256 for the weights, the git blob hash for ``config.json``). A
+    truncated or overwritten file is removed and downloaded anew when online; offline, the
+    :class:`~emotionnet.errors.ModelLoadError` names the file and how to remove it.
 
     Args:
         name_or_path: ``None`` for the bundled default model; an existing local folder
@@ -783,6 +800,8 @@ def resolve_model_files(
         WeightsNotFoundError: If the folder or repository does not hold a model, a name that
             looks like a path names no folder ("No such folder", with the nearest folder
             that exists), or the model is neither cached nor downloadable (in time).
+        ModelLoadError: If a Hub file is larger than allowed, or a file in the Hugging Face
+            cache is corrupt (offline, or the Hub served a damaged file).
         InvalidArgumentError: If ``name_or_path`` is neither a folder nor a valid repo id,
             ``timeout``, ``revision``, ``EMOTIONNET_HUB_TIMEOUT`` or ``HF_ENDPOINT`` is
             invalid (checked before any network call).
