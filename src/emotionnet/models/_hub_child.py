@@ -134,7 +134,7 @@ def main() -> None:
         answer: dict[str, Any] = {"paths": _fetch(request, state)}
     except BaseException as error:  # described to the parent, which raises emotionnet's
         answer = {"error": _error(error, state["current"])}
-    sys.stdout.write(json.dumps(answer))
+    sys.stdout.write("\n" + json.dumps(answer) + "\n")
     sys.stdout.flush()
     os._exit(0)  # without waiting for huggingface_hub's threads or atexit hooks
 

@@ -484,8 +484,9 @@ def _run_download(
         text = out.read()
         err.seek(0)
         errors = err.read()[-2000:].decode(errors="replace")
-    try:
-        answer = json.loads(text)
+    lines = text.strip().splitlines()
+    try:  # the last line: anything a library printed before it is ignored
+        answer = json.loads(lines[-1]) if lines else None
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
