@@ -1068,3 +1068,42 @@ def test_a_cached_file_that_is_not_a_checksum_name_is_not_hashed(
     link.unlink()
     link.write_bytes(data)
     assert resolve_model_files("org/emotion", cache_dir=tmp_path).config == link
+
+
+def test_the_download_process_ends_when_its_parent_goes(
+    tmp_path: Path, model_dir: Path, hub: HubServer
+) -> None:
+    # A parent killed outright cannot kill its download: the child watches its stdin.
+    import emotionnet.models.hub as hub_module
+
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    hub.stall = True
+    request = {
+        "sys_path": sys.path,
+        "repo_id": "org/emotion",
+        "revision": None,
+        "cache_dir": str(tmp_path),
+        "token": None,
+        "endpoint": hub.url,
+        "files": [CONFIG_NAME, WEIGHTS_NAME],
+        "limits": {CONFIG_NAME: 2**20, WEIGHTS_NAME: 2**30},
+        "seconds": 600,
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-c", hub_module._CHILD_BOOT, str(hub_module._CHILD_SCRIPT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert child.stdin is not None
+    child.stdin.write((json.dumps(request) + "\n").encode())
+    child.stdin.flush()
+    deadline = time.monotonic() + 30
+    while hub.gets() == 0 and time.monotonic() < deadline:  # the download has started
+        time.sleep(0.05)
+    assert child.poll() is None
+    child.stdin.close()  # what the parent's death does
+    try:
+        assert child.wait(timeout=20) == 3
+    finally:
+        child.kill()
+        child.wait()
