@@ -827,13 +827,13 @@ def test_a_hub_answering_http_500_fails_at_once(
 ) -> None:
     monkeypatch.setenv("HF_ENDPOINT", error_server)
     with pytest.raises(WeightsNotFoundError, match=r"answered HTTP 500.*Try again later"):
-        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=10)
 
 
 def test_a_closed_port_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_ENDPOINT", _closed_port())
     with pytest.raises(WeightsNotFoundError, match=r"could not be reached \(ConnectError"):
-        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=10)
 
 
 @pytest.fixture
@@ -860,7 +860,7 @@ def test_a_closed_port_behind_a_proxy_fails_within_the_timeout(
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE=1"):
-        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=10)
 
 
 def test_a_download_that_stalls_fails_within_the_timeout(
