@@ -7,12 +7,22 @@ chart of the seven emotion probabilities. When no face is found the whole pictur
 one face, and the app says so (useful for tightly cropped face pictures, where the detector has
 nothing to find).
 
-Run it (needs the ``app`` extra: ``pip install "emotionnet[app]"``):
+Run it (needs the ``app`` extra: ``pip install "emotionnet[app]"``) from the repository's
+root, whose ``.streamlit/config.toml`` binds the server to this computer only
+(``server.address = "127.0.0.1"``) with Streamlit's usage statistics off; from elsewhere, give
+the same settings on the command line:
 
     streamlit run examples/streamlit_app.py
-    streamlit run examples/streamlit_app.py -- --model org/name   # start with another model
+    streamlit run examples/streamlit_app.py --server.address 127.0.0.1 \
+        --browser.gatherUsageStats false -- --models org/name,runs/my_model
 
-The sidebar's "Model" field switches models while the app runs (empty: the bundled one).
+The page is public to whoever can reach the server, so visitors choose only among the models
+the operator allowed when starting it: the bundled one, plus those of ``--models`` (after
+``--``; Hub ids or local folders, separated by commas) or of the ``EMOTIONNET_APP_MODELS``
+environment variable (same form). ``--model NAME`` makes one model the first choice. Error
+texts on the page never show the server's paths (details go to the server's log), and at most
+:data:`MAX_CACHED_MODELS` loaded models are kept in memory. Serving it to others: put it
+behind a reverse proxy with authentication, and bind it to a public address only there.
 
 The image-processing part, :func:`analyze`, is a plain function, so it can be tested and reused
 without Streamlit.
@@ -21,10 +31,14 @@ without Streamlit.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import re
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import pandas as pd
@@ -49,6 +63,11 @@ LABEL_TEXT_COLOUR = (255, 255, 255)
 DISPLAY_WIDTH = 704
 LABEL_FONT_PX = 18  # on screen
 BOX_LINE_PX = 3  # on screen
+MODELS_ENV = "EMOTIONNET_APP_MODELS"
+MAX_CACHED_MODELS = 4  # loaded recognizers kept in memory (about 150 MB each at most)
+BUNDLED = ""  # the model choice that stands for the bundled default model
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,22 +185,91 @@ def probability_chart(prediction: Prediction) -> tuple[pd.DataFrame, dict[str, A
     return data, spec
 
 
-def _parse_args() -> argparse.Namespace:
+def _parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # Streamlit passes what follows `--` on its command line to the script.
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="Hub id or local folder (default: bundled)")
+    parser.add_argument("--model", default=None, help="the first choice (default: bundled)")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help=f"Hub ids or local folders the page offers besides the bundled model, separated "
+        f"by commas (default: ${MODELS_ENV})",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
-    args, _ = parser.parse_known_args(sys.argv[1:])
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     return args
 
 
-@st.cache_resource
+def allowed_models(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The models a visitor may choose, in order: ``--model``, the bundled one, the others.
+
+    The operator names them when starting the app (``--models a,b`` or
+    ``EMOTIONNET_APP_MODELS=a,b``); nothing a visitor sends can add to them.
+    """
+    environ = os.environ if environ is None else environ
+    listed = args.models if args.models is not None else environ.get(MODELS_ENV, "")
+    names = [args.model or BUNDLED, BUNDLED, *listed.split(",")]
+    chosen: list[str] = []
+    for name in (name.strip() for name in names):
+        if name not in chosen and (name or BUNDLED not in chosen):
+            chosen.append(name)
+    return chosen
+
+
+def model_label(name: str) -> str:
+    """How a model is named on the page: a Hub id as it is, a local folder by its last part
+    only (the server's folders are not the visitors' business)."""
+    if name == BUNDLED:
+        return "the bundled default model"
+    if os.path.isdir(os.path.expanduser(name)):
+        return PurePath(name).name or "a local model"
+    return name
+
+
+_PATH = re.compile(r"(?<![\w.:/~-])(?:~[\w.-]*|[A-Za-z]:[\\/]|/|\.{1,2}/)[^\s'\"()\[\],;]*")
+
+
+def without_paths(text: str) -> str:
+    """The text with file paths (``/...``, ``~...``, ``./...``, ``C:\\...``) replaced by
+    ``<path>``: the server's folders are not the visitors' business."""
+    return _PATH.sub("`<path>`", text)
+
+
+def public_text(text: str) -> str:
+    """A message as a visitor may read it: file paths replaced by ``<path>``, Markdown
+    escaped (no links, images or HTML), at most 500 characters."""
+    text = _PATH.sub("<path>", text)
+    # No links, images, HTML or emphasis from the text (underscores inside words are plain).
+    text = re.sub(r"([\\`*\[\]<>])", r"\\\1", text).replace("\\<path\\>", "`<path>`")
+    return text if len(text) <= 500 else text[:500] + "..."
+
+
+def uploaded_name(name: str) -> str:
+    """A visitor's file name as the page repeats it: the last part, escaped, short."""
+    return public_text(PurePath(name.replace("\\", "/")).name[:80] or "the picture")
+
+
+@st.cache_resource(max_entries=MAX_CACHED_MODELS)
 def load_recognizer(model: str, device: str | None, detector: str = "auto") -> EmotionRecognizer:
     # Loaded once per model, detector and server process, not on every rerun of the script;
     # sessions share it, so per-session settings go to predict, never onto the recognizer.
+    # At most MAX_CACHED_MODELS stay loaded (least recently used ones are dropped).
     recognizer = EmotionRecognizer.from_pretrained(model or None, device=device)
     recognizer.face_detector = detector
     return recognizer
+
+
+def load_allowed(
+    model: str, allowed: Sequence[str], device: str | None, detector: str
+) -> EmotionRecognizer:
+    """Load one of the allowed models; anything else is refused before any file is looked at.
+
+    Raises:
+        EmotionNetError: If the model is not allowed or cannot be loaded.
+    """
+    if model not in allowed:
+        raise EmotionNetError("This model is not offered by this app.")
+    return load_recognizer(model, device, detector)
 
 
 def read_photo(data: bytes) -> Image.Image:
@@ -198,6 +286,8 @@ def read_photo(data: bytes) -> Image.Image:
 
 def main() -> None:
     args = _parse_args()
+    # An unexpected error shows no traceback on the page (the server's paths are in it).
+    st.set_option("client.showErrorDetails", "none")
     st.set_page_config(page_title=TITLE)
     st.title(TITLE)
     st.caption(
@@ -205,12 +295,15 @@ def main() -> None:
         "Pictures are processed in memory and not stored."
     )
 
+    allowed = allowed_models(args)
     with st.sidebar:
-        model = st.text_input(
+        model = st.selectbox(
             "Model",
-            value=args.model or "",
+            allowed,
+            index=0,
             key="model",
-            help="Hub id or local folder; empty for the model bundled with emotionnet",
+            format_func=model_label,
+            help="The models this app offers (its operator chooses them with --models)",
         )
         tta = st.selectbox(
             "Test-time augmentation",
@@ -268,21 +361,27 @@ def main() -> None:
         st.info("Upload a photo or take one to see the emotions of the faces on it.")
         return
 
+    name = uploaded_name(picture.name)
     try:
         photo = read_photo(picture.getvalue())
     except EmotionNetError as error:  # not an image, an unsupported format, too large
-        st.error(f"Could not read {picture.name} as an image: {error}")
+        st.error(f"Could not read {name} as an image: {public_text(str(error))}")
         return
 
     try:
         get_detector(detector)
     except EmotionNetError as error:  # dlib chosen but not installed
-        st.error(f"Could not use the face detector {detector!r}: {error}")
+        st.error(f"Could not use the face detector {detector!r}: {without_paths(str(error))}")
         return
     try:
-        recognizer = load_recognizer(model.strip(), args.device, detector)
-    except EmotionNetError as error:  # a mistyped model name must not take the app down
-        st.error(f"Could not load the model {model!r}: {error}")
+        recognizer = load_allowed(model, allowed, args.device, detector)
+    except EmotionNetError as error:  # a broken model must not take the app down
+        # The message names the server's folders and cache: for its log, not the page.
+        logger.error("Could not load the model %r: %s", model, error)
+        st.error(
+            f"Could not load the model {public_text(model_label(model))!r} "
+            f"({type(error).__name__}); the server's log says why."
+        )
         return
     try:
         faces, whole_image = analyze(
@@ -294,7 +393,7 @@ def main() -> None:
             max_faces=None if max_faces is None else int(max_faces),
         )
     except EmotionNetError as error:  # a picture that decodes but cannot be analysed
-        st.error(f"Could not analyse {picture.name}: {error}")
+        st.error(f"Could not analyse {name}: {public_text(str(error))}")
         return
     if whole_image:
         st.warning(
@@ -303,7 +402,7 @@ def main() -> None:
         )
     else:
         st.success(f"Found {len(faces)} face{'s' if len(faces) != 1 else ''}.")
-    st.image(annotate(photo, faces), caption=picture.name)
+    st.image(annotate(photo, faces), caption=name)
 
     for number, face in enumerate(faces, start=1):
         prediction = face.prediction

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotionnet import EMOTIONS, EmotionRecognizer, EvaluationReport
+from emotionnet import EMOTIONS, EmotionNetError, EmotionRecognizer, EvaluationReport
 from emotionnet.models import ModelConfig, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,12 +216,20 @@ def test_export_onnx_matches_pytorch(tmp_path: Path, tiny_model: Path) -> None:
 # --- the Streamlit app -------------------------------------------------------------------------
 
 
-def _app(tiny_model: Path):
+@pytest.fixture(autouse=True)
+def _app_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no allow-list of the app's models, and _app's is undone."""
+    monkeypatch.setenv("EMOTIONNET_APP_MODELS", "")
+
+
+def _app(tiny_model: Path, *others: str):
     from streamlit.testing.v1 import AppTest
 
+    # The operator's allow-list, as `streamlit run` in an environment with it set.
+    os.environ["EMOTIONNET_APP_MODELS"] = ",".join([str(tiny_model), *others])
     app = AppTest.from_file(str(EXAMPLES / "streamlit_app.py"), default_timeout=120)
     app.run()
-    app.sidebar.text_input(key="model").set_value(str(tiny_model))
+    app.sidebar.selectbox(key="model").set_value(str(tiny_model))
     # The Haar cascade finds exactly the astronaut's face whether or not dlib is installed.
     app.sidebar.selectbox(key="detector").set_value("haar")
     return app
@@ -272,13 +280,13 @@ def test_streamlit_app_explains_bad_uploads_and_models(
 ) -> None:
     pytest.importorskip("streamlit")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the unknown model fails at once, no network
-    app = _app(tiny_model)
+    app = _app(tiny_model, "no/such-model")
     app.file_uploader[0].upload("notes.png", b"not an image", "image/png")
     app.run()
     assert not app.exception, app.exception
     assert app.error[0].value.startswith("Could not read notes.png as an image")
     app.file_uploader[0].set_value(("face.jpg", FACE.read_bytes(), "image/jpeg"))
-    app.sidebar.text_input(key="model").set_value("no/such-model")
+    app.sidebar.selectbox(key="model").set_value("no/such-model")
     app.run()
     assert not app.exception, app.exception
     assert app.error[0].value.startswith("Could not load the model 'no/such-model'")
@@ -411,3 +419,95 @@ def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# --- the app is a public web page ------------------------------------------------------------
+
+
+def test_streamlit_app_offers_only_the_models_allowed_at_start(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("streamlit")
+    app = _app(tiny_model, "org/emotion")
+    assert not app.sidebar.text_input  # no free-text model field
+    choice = app.sidebar.selectbox(key="model")
+    assert choice.options == [
+        "the bundled default model",
+        tiny_model.name,  # a local folder by its last part only
+        "org/emotion",
+    ]
+    # What a visitor's browser might send instead is refused before any file is looked at.
+    example = load_example("streamlit_app")
+    allowed = example.allowed_models(example._parse_args(["--models", str(tiny_model)]), {})
+    for name in ("~", "/etc", str(tmp_path), "../", "org/other"):
+        with pytest.raises(EmotionNetError, match="not offered by this app"):
+            example.load_allowed(name, allowed, "cpu", "haar")
+
+
+def test_streamlit_app_allow_list_from_the_command_line_or_the_environment() -> None:
+    pytest.importorskip("streamlit")
+    example = load_example("streamlit_app")
+    args = example._parse_args(["--models", " org/a, runs/b ,org/a,"])
+    assert example.allowed_models(args, {"EMOTIONNET_APP_MODELS": "org/ignored"}) == [
+        "",
+        "org/a",
+        "runs/b",
+    ]
+    args = example._parse_args(["--model", "org/first"])
+    assert example.allowed_models(args, {"EMOTIONNET_APP_MODELS": "org/x,org/first"}) == [
+        "org/first",
+        "",
+        "org/x",
+    ]
+    assert example.allowed_models(example._parse_args([]), {}) == [""]  # the bundled only
+
+
+def test_streamlit_app_errors_show_no_server_paths(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("streamlit")
+    broken = tmp_path / "secret-folder" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{not json")
+    (broken / "model.safetensors").write_bytes(b"")
+    app = _app(tiny_model, str(broken))
+    app.file_uploader[0].upload("face.jpg", FACE.read_bytes(), "image/jpeg")
+    app.sidebar.selectbox(key="model").set_value(str(broken))
+    app.run()
+    assert not app.exception, app.exception
+    shown = " ".join(str(element.value) for element in app.error)
+    assert shown.startswith("Could not load the model 'broken' (ModelLoadError)")
+    assert str(tmp_path) not in shown and "secret-folder" not in shown
+    assert str(Path.home()) not in shown
+
+
+def test_streamlit_app_public_texts_hide_paths_and_markup() -> None:
+    pytest.importorskip("streamlit")
+    example = load_example("streamlit_app")
+    text = example.public_text(
+        "No such folder: '~/x' (/home/someone/x); C:\\data\\m at https://hf.co org/name "
+        "[link](http://evil) <img>"
+    )
+    assert "/home" not in text and "~/x" not in text and "C:" not in text
+    assert "org/name" in text and "https://hf.co" in text  # ids and URLs stay
+    assert "\\[link\\]" in text and "\\<img\\>" in text  # no live link or HTML
+    assert example.uploaded_name("../../etc/[x](y).png") == "\\[x\\](y).png"
+    assert len(example.public_text("y" * 10_000)) < 510
+
+
+def test_streamlit_app_model_cache_is_bounded() -> None:
+    pytest.importorskip("streamlit")
+    example = load_example("streamlit_app")
+    assert example.load_recognizer._info.max_entries == example.MAX_CACHED_MODELS <= 8
+
+
+def test_streamlit_app_serves_this_computer_only_without_usage_statistics() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    # `streamlit run examples/streamlit_app.py` from the repository's root reads this file.
+    config = tomllib.loads((EXAMPLES.parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["showErrorDetails"] == "none"
+    docstring = (EXAMPLES / "streamlit_app.py").read_text()
+    assert "--server.address 127.0.0.1" in docstring
+    assert "--browser.gatherUsageStats false" in docstring

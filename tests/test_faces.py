@@ -601,3 +601,107 @@ def test_recognizer_without_dlib_names_the_extra(
     monkeypatch.setattr(emotionnet.faces, "_shared_detectors", {})
     with pytest.raises(MissingDependencyError, match=r"emotionnet\[dlib\]"):
         EmotionRecognizer(recognizer.model, recognizer.config, device="cpu", face_detector="dlib")
+
+
+# --- fork while a detector is in use ---------------------------------------------------------
+
+
+def _run_in_forked_child(work: Any, *, seconds: float = 60.0) -> int:
+    """Fork, run ``work()`` in the child (exit 0 when it returns True), wait at most
+    ``seconds``: a child that hangs is killed and reported as -1, so the test cannot hang."""
+    import os
+    import signal
+
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            code = 0 if work() else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -1
+
+
+def _hold_while_forking(locks: list[Any], work: Any) -> int:
+    """Another thread holds ``locks`` (as a detection in progress does) while the process
+    forks; the child runs ``work``."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        for lock in locks:
+            lock.acquire()
+        holding.set()
+        release.wait(60)
+        for lock in reversed(locks):
+            lock.release()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert holding.wait(10)
+    try:
+        return _run_in_forked_child(work, seconds=30)
+    finally:
+        release.set()
+        thread.join(10)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads, Python 3.12+
+def test_a_fork_while_the_shared_detector_is_busy_does_not_hang_the_child() -> None:
+    pytest.importorskip("cv2")
+    photo = Image.open(EXAMPLES / "astronaut.jpg")
+    expected = detect_faces(photo, detector="haar")
+    assert expected  # the astronaut's face
+    shared = get_detector("haar")
+    locks = [shared._lock, emotionnet.faces._shared_lock]  # type: ignore[attr-defined]
+    code = _hold_while_forking(locks, lambda: detect_faces(photo, detector="haar") == expected)
+    assert code == 0, "the child hung on a lock held at fork time" if code == -1 else code
+    # The parent's detector works on as before.
+    assert detect_faces(photo, detector="haar") == expected
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_fork_during_a_real_detection_leaves_a_working_detector_in_the_child() -> None:
+    pytest.importorskip("cv2")
+    photo = Image.open(EXAMPLES / "astronaut.jpg")
+    detector = HaarCascadeDetector()
+    expected = detect_faces(photo, detector=detector)
+    big = np.asarray(photo.convert("L").resize((2000, 2000)))
+    busy = threading.Event()
+    stop = threading.Event()
+
+    def detect_in_a_loop() -> None:
+        while not stop.is_set():
+            busy.set()
+            detector(big)
+
+    thread = threading.Thread(target=detect_in_a_loop, daemon=True)
+    thread.start()
+    try:
+        assert busy.wait(10)
+        time.sleep(0.05)  # most likely inside detectMultiScale now
+        code = _run_in_forked_child(lambda: detect_faces(photo, detector=detector) == expected)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert code == 0, "the child hung on a lock held at fork time" if code == -1 else code
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_fork_while_a_dlib_detector_is_busy_does_not_hang_the_child() -> None:
+    if not emotionnet.faces._dlib_installed():
+        pytest.skip("dlib is not installed")
+    detector = DlibHogDetector()
+    blank = np.zeros((100, 100), dtype=np.uint8)
+    code = _hold_while_forking([detector._lock], lambda: detector(blank) == [])
+    assert code == 0, "the child hung on a lock held at fork time" if code == -1 else code

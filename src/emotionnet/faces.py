@@ -36,6 +36,7 @@ import numbers
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Literal, NamedTuple, TypeAlias, overload
 
@@ -210,7 +211,9 @@ class HaarCascadeDetector:
                 f"bundled with OpenCV (see {cv2.data.haarcascades}) or a path to a cascade XML."
             )
         self._classifier = classifier
+        self._path = path
         self._lock = threading.Lock()
+        _live_detectors.add(self)
         self.cascade = cascade
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
@@ -241,6 +244,14 @@ class HaarCascadeDetector:
             (int(x), int(y), int(w), int(h), float(score))
             for (x, y, w, h), score in zip(found, scores, strict=True)
         ]
+
+    def _after_fork_in_child(self) -> None:
+        # A thread of the parent that was detecting at fork time holds the lock forever in
+        # the child, and left the classifier mid-call: a new lock, and a new classifier.
+        held = self._lock.locked()
+        self._lock = threading.Lock()
+        if held:
+            self._classifier = _import_cv2().CascadeClassifier(self._path)
 
     def __repr__(self) -> str:
         return (
@@ -302,6 +313,7 @@ class DlibHogDetector:
         dlib = _import_dlib()
         self._detector = dlib.get_frontal_face_detector()
         self._lock = threading.Lock()
+        _live_detectors.add(self)
         self.upsample = upsample
         self.threshold = float(threshold)
         self.reframe = bool(reframe)
@@ -331,6 +343,13 @@ class DlibHogDetector:
             found.append((x, y, w, h, float(score)))
         return found
 
+    def _after_fork_in_child(self) -> None:
+        # See HaarCascadeDetector._after_fork_in_child.
+        held = self._lock.locked()
+        self._lock = threading.Lock()
+        if held:
+            self._detector = _import_dlib().get_frontal_face_detector()
+
     def __repr__(self) -> str:
         return (
             f"DlibHogDetector(upsample={self.upsample}, threshold={self.threshold}, "
@@ -344,6 +363,24 @@ def _is_real(value: object) -> bool:
 
 _shared_detectors: dict[str, FaceDetector] = {}
 _shared_lock = threading.Lock()
+# The built-in detectors alive in this process, for _after_fork_in_child.
+_live_detectors: weakref.WeakSet[HaarCascadeDetector | DlibHogDetector] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Give a forked child fresh locks (and fresh native detectors where one was in use).
+
+    A lock held by another thread at fork time stays held forever in the child, where that
+    thread does not exist: without this, the child's first detection would hang.
+    """
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    for detector in list(_live_detectors):
+        detector._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _resolve_name(name: str) -> str:

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -329,7 +330,9 @@ class HubServer:
     """Serves ``/{repo}/resolve/{revision}/{file}`` like the Hub, for a few repositories.
 
     With ``stall`` set, a GET sends the headers and half the file, then nothing more until the
-    test ends: a download that starts and never finishes.
+    test ends: a download that starts and never finishes. With ``trickle`` set, a GET sends
+    the file that many bytes at a time, one piece every 20 ms. With ``hide_size`` set, no
+    answer says how long the file is (no Content-Length).
     """
 
     commits: dict[str, dict[str, dict[str, bytes]]] = field(default_factory=dict)
@@ -337,6 +340,9 @@ class HubServer:
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
     stall: bool = False
+    trickle: int = 0
+    hide_size: bool = False
+    etags: dict[str, str] = field(default_factory=dict)  # file name -> ETag sent instead
     stop: threading.Event = field(default_factory=threading.Event)
 
     def add(self, repo_id: str, commit: str, folder: Path, refs: list[str]) -> None:
@@ -370,15 +376,26 @@ def _handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 return self._error(404, "EntryNotFound", body, commit)
             data = files[filename]
             self.send_response(200)
-            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            etag = server.etags.get(filename) or hashlib.sha256(data).hexdigest()
+            self.send_header("ETag", f'"{etag}"')
             self.send_header("X-Repo-Commit", commit)
-            self.send_header("Content-Length", str(len(data)))
+            if not server.hide_size:
+                self.send_header("Content-Length", str(len(data)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
             if body and server.stall:
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
                 server.stop.wait(120)
+            elif body and server.trickle:
+                for start in range(0, len(data), server.trickle):
+                    if server.stop.wait(0.02):
+                        return
+                    try:
+                        self.wfile.write(data[start : start + server.trickle])
+                        self.wfile.flush()
+                    except OSError:  # the client is gone
+                        return
             elif body:
                 self.wfile.write(data)
 
@@ -810,13 +827,13 @@ def test_a_hub_answering_http_500_fails_at_once(
 ) -> None:
     monkeypatch.setenv("HF_ENDPOINT", error_server)
     with pytest.raises(WeightsNotFoundError, match=r"answered HTTP 500.*Try again later"):
-        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=10)
 
 
 def test_a_closed_port_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_ENDPOINT", _closed_port())
     with pytest.raises(WeightsNotFoundError, match=r"could not be reached \(ConnectError"):
-        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=10)
 
 
 @pytest.fixture
@@ -843,7 +860,7 @@ def test_a_closed_port_behind_a_proxy_fails_within_the_timeout(
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE=1"):
-        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=2)
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path, timeout=10)
 
 
 def test_a_download_that_stalls_fails_within_the_timeout(
@@ -865,12 +882,13 @@ def test_an_abandoned_download_does_not_delay_interpreter_exit(
         "from emotionnet.errors import WeightsNotFoundError\n"
         "try:\n"
         f"    EmotionRecognizer.from_pretrained('org/emotion', cache_dir={str(tmp_path)!r},"
-        " timeout=1)\n"
+        " timeout=3)\n"
         "except WeightsNotFoundError:\n"
         "    print('refused')\n"
     )
-    # The download thread is still blocked on the stalled body when the script ends, and
-    # would stay blocked for 10 minutes (huggingface_hub's read timeout) if exit waited for it.
+    # The download is blocked on the stalled body when the time is up, and would stay blocked
+    # for 10 minutes (huggingface_hub's read timeout) if exit waited for it. (3 s: time for
+    # the download process to start and reach the server on a busy machine.)
     env = {
         **os.environ,
         "HF_ENDPOINT": hub.url,
@@ -883,3 +901,214 @@ def test_an_abandoned_download_does_not_delay_interpreter_exit(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "refused"
     assert hub.gets() >= 1
+
+
+# --- bounded downloads: nothing keeps running, nothing partial stays --------------------------
+
+
+def _child_processes() -> list[int]:
+    """The ids of this process's children that are still running (Linux)."""
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            children.append(int(stat_file.parent.name))
+    return children
+
+
+def _cache_state(cache: Path) -> dict[str, int]:
+    return {str(p.relative_to(cache)): p.lstat().st_size for p in cache.rglob("*")}
+
+
+def _assert_nothing_left(cache: Path, threads_before: set[int | None]) -> None:
+    """After the error: no download thread or process, no partial file or lock, no growth."""
+    threads = [
+        t.name
+        for t in threading.enumerate()
+        if t.ident not in threads_before and "process_request" not in t.name  # the server's
+    ]
+    assert threads == []
+    if Path("/proc/self/stat").exists():
+        assert _child_processes() == []
+    leftovers = [p.name for p in cache.rglob("*") if p.name.endswith((".incomplete", ".lock"))]
+    assert leftovers == []
+    state = _cache_state(cache)
+    time.sleep(0.5)  # an abandoned download would still be writing
+    assert _cache_state(cache) == state
+
+
+@pytest.mark.parametrize("mode", ["stall", "trickle"])
+def test_a_download_past_its_time_bound_is_stopped_and_cleaned_up(
+    tmp_path: Path, model_dir: Path, hub: HubServer, mode: str
+) -> None:
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    if mode == "stall":
+        hub.stall = True
+    else:
+        hub.trickle = 65536  # 3 MiB/s: the 45 MB weights would take 15 s
+    cache = tmp_path / "cache"
+    before = {t.ident for t in threading.enumerate()}
+    tries = 0
+    # Each retry used to leave one more download running; on a busy machine a try may end
+    # before its download starts, so try until two downloads were started (and stopped).
+    while hub.gets() < 2 and tries < 10:
+        tries += 1
+        with pytest.raises(WeightsNotFoundError, match=r"within 1 s.*partial file removed"):
+            resolve_model_files("org/emotion", cache_dir=cache, timeout=1)
+    assert hub.gets() >= 2
+    _assert_nothing_left(cache, before)
+    # Nothing of the weights is kept (config.json, when it arrived whole, is).
+    weights = hashlib.sha256((model_dir / WEIGHTS_NAME).read_bytes()).hexdigest()
+    blobs = cache / "models--org--emotion" / "blobs"
+    assert not any(blob.name.startswith(weights) for blob in blobs.iterdir())
+
+
+def test_a_file_announced_larger_than_the_limit_is_not_downloaded(
+    tmp_path: Path, model_dir: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("emotionnet.models.hub._MAX_MODEL_FILE_BYTES", 2**20)  # 1 MiB
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    cache = tmp_path / "cache"
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(
+        ModelLoadError,
+        match=r"model\.safetensors of 'org/emotion' as 4\d\.\d MiB, "
+        r"more than the 1\.0 MiB",
+    ):
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=cache, timeout=20)
+    assert ("GET", f"/org/emotion/resolve/{COMMIT_A}/{WEIGHTS_NAME}") not in hub.requests
+    assert not any(path.endswith(WEIGHTS_NAME) for method, path in hub.requests if method == "GET")
+    _assert_nothing_left(cache, before)
+
+
+def test_a_file_that_grows_past_the_limit_while_downloading_is_stopped(
+    tmp_path: Path, model_dir: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No size announced: the limit is enforced on the bytes that arrive.
+    monkeypatch.setattr("emotionnet.models.hub._MAX_MODEL_FILE_BYTES", 2**20)
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    hub.hide_size = True
+    hub.trickle = 2**20  # 50 MiB/s: the download runs, not at once
+    cache = tmp_path / "cache"
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(ModelLoadError, match=r"grew past .*download was stopped") as info:
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=cache, timeout=60)
+    # huggingface_hub writes 10 MB pieces: stopped at the first past the limit, long before
+    # the whole 45 MB.
+    grown = float(str(info.value).split("grew past ")[1].split(" MiB")[0])
+    assert 1 < grown < 0.8 * (model_dir / WEIGHTS_NAME).stat().st_size / 2**20
+    _assert_nothing_left(cache, before)
+
+
+def test_the_default_size_limits() -> None:
+    import emotionnet.models.hub as hub_module
+
+    assert hub_module._file_limit(WEIGHTS_NAME) == 2**30  # 1 GiB, as documented
+    assert hub_module._file_limit(CONFIG_NAME) == 16 * 2**20
+
+
+def _blob(cache: Path, name: str) -> Path:
+    return (cache / "models--org--emotion" / "snapshots" / COMMIT_A / name).resolve()
+
+
+@pytest.mark.parametrize("name", [WEIGHTS_NAME, CONFIG_NAME])
+def test_a_corrupt_cached_file_names_itself_and_the_fix_offline(
+    tmp_path: Path, model_dir: Path, offline: None, name: str
+) -> None:
+    build_cache(tmp_path, "org/emotion", model_dir, COMMIT_A, ["main"])
+    blob = _blob(tmp_path, name)
+    with blob.open("r+b") as file:  # truncated (weights) or garbage (config)
+        file.truncate(blob.stat().st_size // 2) if name == WEIGHTS_NAME else file.write(
+            b"\x00garbage"
+        )
+    with pytest.raises(ModelLoadError) as info:
+        EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path)
+    message = str(info.value)
+    assert f"The file {name} of 'org/emotion'" in message and "is corrupt" in message
+    assert str(blob) in message and "Delete it (rm" in message
+
+
+@pytest.mark.parametrize("name", [WEIGHTS_NAME, CONFIG_NAME])
+def test_a_corrupt_cached_file_is_downloaded_anew_online(
+    tmp_path: Path, model_dir: Path, hub: HubServer, name: str
+) -> None:
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    build_cache(tmp_path, "org/emotion", model_dir, COMMIT_A, ["main"])
+    blob = _blob(tmp_path, name)
+    blob.write_bytes(blob.read_bytes()[:100])
+    files = resolve_model_files("org/emotion", cache_dir=tmp_path, timeout=30)
+    assert hub.gets() == 1  # only the damaged file
+    assert files.weights.read_bytes() == (model_dir / WEIGHTS_NAME).read_bytes()
+    assert files.config.read_bytes() == (model_dir / CONFIG_NAME).read_bytes()
+    recognizer = EmotionRecognizer.from_pretrained("org/emotion", cache_dir=tmp_path)
+    assert recognizer.config.stem == "imagenet"
+
+
+def test_a_damaged_file_from_the_hub_is_refused_and_not_kept(
+    tmp_path: Path, model_dir: Path, hub: HubServer
+) -> None:
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    files = hub.commits["org/emotion"][COMMIT_A]
+    data = files[WEIGHTS_NAME]
+    files[WEIGHTS_NAME] = data[:-10] + b"0123456789"  # served under the right file's ETag
+    hub.etags[WEIGHTS_NAME] = hashlib.sha256(data).hexdigest()  # as a broken mirror would
+    cache = tmp_path / "cache"
+    with pytest.raises(
+        ModelLoadError, match=r"does not match the checksum.*removed from the cache"
+    ):
+        resolve_model_files("org/emotion", cache_dir=cache, timeout=30)
+    assert not _blob(cache, WEIGHTS_NAME).exists()
+
+
+def test_a_cached_file_that_is_not_a_checksum_name_is_not_hashed(
+    tmp_path: Path, model_dir: Path, offline: None
+) -> None:
+    # Caches without symlinks (Windows) hold copies: nothing to check them against.
+    build_cache(tmp_path, "org/emotion", model_dir, COMMIT_A, ["main"])
+    link = tmp_path / "models--org--emotion" / "snapshots" / COMMIT_A / CONFIG_NAME
+    data = link.read_bytes()
+    link.unlink()
+    link.write_bytes(data)
+    assert resolve_model_files("org/emotion", cache_dir=tmp_path).config == link
+
+
+def test_the_download_process_ends_when_its_parent_goes(
+    tmp_path: Path, model_dir: Path, hub: HubServer
+) -> None:
+    # A parent killed outright cannot kill its download: the child watches its stdin.
+    import emotionnet.models.hub as hub_module
+
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    hub.stall = True
+    request = {
+        "sys_path": sys.path,
+        "repo_id": "org/emotion",
+        "revision": None,
+        "cache_dir": str(tmp_path),
+        "token": None,
+        "endpoint": hub.url,
+        "files": [CONFIG_NAME, WEIGHTS_NAME],
+        "limits": {CONFIG_NAME: 2**20, WEIGHTS_NAME: 2**30},
+        "seconds": 600,
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-c", hub_module._CHILD_BOOT, str(hub_module._CHILD_SCRIPT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert child.stdin is not None
+    child.stdin.write((json.dumps(request) + "\n").encode())
+    child.stdin.flush()
+    deadline = time.monotonic() + 30
+    while hub.gets() == 0 and time.monotonic() < deadline:  # the download has started
+        time.sleep(0.05)
+    assert child.poll() is None
+    child.stdin.close()  # what the parent's death does
+    try:
+        assert child.wait(timeout=20) == 3
+    finally:
+        child.kill()
+        child.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,24 @@ _MAX_CLASSES: Final[int] = 10_000
 _MAX_CHANNELS: Final[int] = 64
 _MIN_STD: Final[float] = 1e-6
 
+# The longest class name, in characters (documented in ModelConfig): labels reach terminals,
+# CSV headers and web pages, which a model file's author must not be able to flood.
+_MAX_LABEL_LENGTH: Final[int] = 64
+
+# Characters a label must not hold: controls (Cc: escape sequences, newlines), format
+# characters (Cf: bidirectional overrides, zero-width joiners), line and paragraph
+# separators (Zl, Zp), surrogates, private-use and unassigned code points. They reach the
+# terminal raw, or make two different labels print alike.
+_BAD_LABEL_CATEGORIES: Final[dict[str, str]] = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character",
+    "Cs": "a surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+
 
 def _read_config_json(path: Path) -> Any:
     return read_json_file(path, "model config")
@@ -67,6 +86,66 @@ def _check_dropout(dropout: object) -> float:
             f"dropout must be a probability in [0, 1), got {dropout!r}; use 0.0 to disable it."
         )
     return float(dropout)
+
+
+def _shown(label: str) -> str:
+    """A label as a message may show it: escaped (``ascii``), and shortened when long."""
+    text = ascii(label if len(label) <= 40 else label[:40])
+    return text if len(label) <= 40 else f"{text}... ({len(label)} characters)"
+
+
+def _check_labels(labels: object, num_classes: int) -> tuple[str, ...]:
+    """The labels as a tuple, refused unless safe to print: see :class:`ModelConfig`."""
+    if (
+        isinstance(labels, (str, bytes))
+        or not isinstance(labels, Sequence)
+        or not all(isinstance(x, str) for x in labels)
+    ):
+        shown = ascii(labels) if len(repr(labels)) <= 200 else type(labels).__name__
+        raise InvalidArgumentError(f"labels must be a sequence of class names, got {shown}.")
+    names = tuple(labels)
+    if len(names) != num_classes:
+        raise InvalidArgumentError(
+            f"labels has {len(names)} names but num_classes is {num_classes}; "
+            "give one name per class."
+        )
+    for index, label in enumerate(names):
+        if not label.strip():
+            raise InvalidArgumentError(
+                f"labels must not be empty names, got {_shown(label)} at index {index}; name "
+                "every class."
+            )
+        if len(label) > _MAX_LABEL_LENGTH:
+            raise InvalidArgumentError(
+                f"label {index} is {len(label)} characters long, more than the "
+                f"{_MAX_LABEL_LENGTH} allowed: {_shown(label)}; give the class a short name."
+            )
+        for char in label:
+            what = _BAD_LABEL_CATEGORIES.get(unicodedata.category(char))
+            if what is not None:
+                raise InvalidArgumentError(
+                    f"label {index} {_shown(label)} holds {what} (U+{ord(char):04X}); class "
+                    "names must be printable text: remove it."
+                )
+    repeated = sorted(label for label, count in Counter(names).items() if count > 1)
+    if repeated:
+        listed = str(list(names)) if len(names) <= 20 else f"the {len(names)} labels"
+        raise InvalidArgumentError(
+            f"labels must name each class once, but {repeated} appear more than once in {listed}."
+        )
+    seen: dict[str, str] = {}
+    for label in names:
+        # Two names that differ only in case or Unicode form (fullwidth letters, ligatures,
+        # composed accents) print alike: a reader could not tell the classes apart.
+        key = unicodedata.normalize("NFKC", label).casefold().strip()
+        if key in seen:
+            raise InvalidArgumentError(
+                f"labels must name each class once, but {_shown(label)} looks like "
+                f"{_shown(seen[key])} (compared ignoring case and Unicode normalisation); "
+                "rename one of them."
+            )
+        seen[key] = label
+    return names
 
 
 def _as_float_tuple(name: str, value: object) -> tuple[float, ...]:
@@ -101,7 +180,12 @@ class ModelConfig:
         mean: Per-channel mean on the 0..1 scale used by :func:`~emotionnet.normalize`;
             finite.
         std: Per-channel standard deviation on the 0..1 scale; finite and above 1e-6.
-        labels: Class names, index ``i`` naming logit ``i``; distinct and not empty.
+        labels: Class names, index ``i`` naming logit ``i``: not empty, at most
+            64 characters, printable (no control, format,
+            line-separator, private-use or unassigned characters), and distinct even when
+            compared ignoring case and Unicode normalisation (NFKC), so that no two print
+            alike. A ``config.json`` or ONNX model with other labels is refused at load with
+            :class:`~emotionnet.errors.ModelLoadError`.
         dropout: Dropout before the classifier during training.
 
     Example:
@@ -158,24 +242,7 @@ class ModelConfig:
                 f"std values must be positive (greater than {_MIN_STD:g}) and finite, got "
                 f"{std}; the pixels are divided by them."
             )
-        if isinstance(self.labels, str) or not all(isinstance(x, str) for x in self.labels):
-            raise InvalidArgumentError(
-                f"labels must be a sequence of class names, got {self.labels!r}."
-            )
-        labels = tuple(self.labels)
-        if len(labels) != self.num_classes:
-            raise InvalidArgumentError(
-                f"labels has {len(labels)} names but num_classes is {self.num_classes}; "
-                "give one name per class."
-            )
-        if not all(label.strip() for label in labels):
-            raise InvalidArgumentError(f"labels must not be empty names, got {list(labels)}.")
-        repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
-        if repeated:
-            raise InvalidArgumentError(
-                f"labels must name each class once, but {repeated} appear more than once in "
-                f"{list(labels)}."
-            )
+        labels = _check_labels(self.labels, self.num_classes)
         # Lists from JSON become tuples so configs compare, hash and stay immutable.
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)

@@ -13,8 +13,12 @@ package, a local folder, or a Hub repository downloaded (and cached) by ``huggin
 Offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) only the cache is looked at, so
 a missing model fails at once with :class:`~emotionnet.errors.WeightsNotFoundError`. Online,
 the Hub calls are bounded in time (``timeout=``, or the ``EMOTIONNET_HUB_TIMEOUT``
-environment variable; 30 s by default), and a Hub that cannot be reached or answers with an
-error fails at once. Model files are checked before use: only regular files are opened, and
+environment variable; 30 s by default) and in size (1 GiB a model file, 16 MiB a
+``config.json``), and a Hub that cannot be reached or answers with an error fails at once.
+The download runs in a child process, stopped when a bound is passed, its partial files
+removed. Files from the Hugging Face cache are checked against the checksum their blob is
+named after, so a truncated or overwritten file is downloaded anew (online) or named with
+the fix (offline). Model files are checked before use: only regular files are opened, and
 configs and weights that would make the model answer NaN are refused with
 :class:`~emotionnet.errors.ModelLoadError`.
 
@@ -30,7 +34,7 @@ Example:
 
 from __future__ import annotations
 
-import contextvars
+import contextlib
 import hashlib
 import importlib.resources
 import json
@@ -38,12 +42,14 @@ import logging
 import math
 import os
 import re
-import threading
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
 from .._atomic import atomic_write_bytes, atomic_write_text
@@ -91,8 +97,13 @@ MODEL_CARD_NAME: Final[str] = "README.md"
 _METADATA_KEY: Final[str] = "metadata"
 _TIMEOUT_ENV: Final[str] = "EMOTIONNET_HUB_TIMEOUT"
 _DEFAULT_TIMEOUT_S: Final[float] = 30.0
-# huggingface_hub's default per-request metadata timeout (HF_HUB_ETAG_TIMEOUT overrides it).
-_ETAG_TIMEOUT_S: Final[float] = 10.0
+# The files of a model on the Hub, in the order resolve_model_files returns them.
+_HUB_FILES: Final[tuple[str, ...]] = (CONFIG_NAME, WEIGHTS_NAME)
+# The most bytes a Hub file may have (documented in resolve_model_files): a config.json as
+# read_config reads it, and a model file several times the largest emotionnet model (a
+# float32 ResNet18 is 45 MB).
+_MAX_CONFIG_BYTES: Final[int] = 16 * 2**20
+_MAX_MODEL_FILE_BYTES: Final[int] = 2**30
 _REPO_ID: Final[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TRUE: Final[frozenset[str]] = frozenset({"1", "on", "yes", "true"})
 
@@ -243,66 +254,53 @@ def _check_repo_id(repo_id: str) -> None:
         ) from None
 
 
-_T = TypeVar("_T")
-
-
 class _DeadlineExceeded(Exception):
     """The Hub calls did not finish within the time bound."""
 
 
-class _Unreachable(Exception):
-    """The Hub did not answer at all (no connection, DNS failure, proxy error, timeout)."""
+class _DownloadTooLarge(Exception):
+    """A file being downloaded grew past the most bytes allowed."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
-@dataclass
-class _Attempt:
-    """What the download thread is doing, for messages: the current file, the last error."""
+class _ChildError(Exception):
+    """An exception raised in the download process, as it described it (see _hub_child)."""
 
-    current: str = CONFIG_NAME
-    last_error: BaseException | None = None
-
-
-def _call_with_deadline(function: Callable[[], _T], seconds: float) -> _T:
-    """Run ``function`` in a daemon thread; return its result or raise its error in time.
-
-    huggingface_hub retries failed requests (for minutes against a server that accepts
-    connections and never answers), so its calls run in a thread that is waited for at most
-    ``seconds``. When they take longer, :class:`_DeadlineExceeded` is raised and the thread is
-    left to finish on its own: it is a daemon, so it never delays the interpreter's exit.
-    """
-    results: list[_T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            results.append(function())
-        except BaseException as error:  # handed to the waiting thread, which raises it
-            errors.append(error)
-
-    context = contextvars.copy_context()
-    thread = threading.Thread(
-        target=context.run, args=(target,), name="emotionnet-hub-download", daemon=True
-    )
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise _DeadlineExceeded
-    if errors:
-        raise errors[0]
-    return results[0]
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.names = frozenset(str(name) for name in data.get("names") or ())
+        status = data.get("status")
+        self.status = status if isinstance(status, int) else None
+        self.description = str(data.get("describe") or "")
+        self.file = str(data.get("file") or "")
+        size = data.get("size")
+        self.size = size if isinstance(size, int) else None
+        super().__init__(self.description)
 
 
-def _request_timeout(deadline: float) -> float:
-    """Timeout of one metadata request: huggingface_hub's own, at most the time left."""
-    from huggingface_hub import constants
-
-    own = float(getattr(constants, "HF_HUB_ETAG_TIMEOUT", _ETAG_TIMEOUT_S) or _ETAG_TIMEOUT_S)
-    return max(0.1, min(own, deadline - time.monotonic()))
+def _kinds(error: BaseException) -> frozenset[str]:
+    """The names of an error's classes, also for an error of the download process."""
+    if isinstance(error, _ChildError):
+        return error.names
+    return frozenset(kind.__name__ for kind in type(error).__mro__)
 
 
 def _status(error: BaseException) -> int | None:
+    if isinstance(error, _ChildError):
+        return error.status
     status = getattr(getattr(error, "response", None), "status_code", None)
     return status if isinstance(status, int) else None
+
+
+def _file_limit(name: str) -> int:
+    """The most bytes a Hub file may have: see resolve_model_files."""
+    return _MAX_CONFIG_BYTES if name == CONFIG_NAME else _MAX_MODEL_FILE_BYTES
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 def _cached_files(repo_id: str, revision: str | None, cache_path: Path | None) -> list[Path] | None:
@@ -311,7 +309,7 @@ def _cached_files(repo_id: str, revision: str | None, cache_path: Path | None) -
 
     found = [
         try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
-        for name in (CONFIG_NAME, WEIGHTS_NAME)
+        for name in _HUB_FILES
     ]
     return (
         [Path(path) for path in found if isinstance(path, str)]
@@ -320,94 +318,221 @@ def _cached_files(repo_id: str, revision: str | None, cache_path: Path | None) -
     )
 
 
-def _fetch(
+# --- the cache's own checksums ---------------------------------------------------------------
+
+# Verified blobs, by (path, size, mtime, inode): a model loaded twice is hashed once.
+_intact: dict[tuple[str, int, int, int], bool] = {}
+_SHA256_NAME: Final[re.Pattern[str]] = re.compile(r"^[0-9a-f]{64}$")
+_SHA1_NAME: Final[re.Pattern[str]] = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _blob_is_intact(path: Path) -> bool | None:
+    """Whether a cached file holds what its blob is named after; ``None`` when unknown.
+
+    huggingface_hub names each blob by the file's ETag: the SHA-256 of the content for
+    large (LFS) files such as the weights, the git blob SHA-1 for small ones such as
+    ``config.json``. A truncated or overwritten blob no longer matches its name.
+    """
+    try:
+        blob = path.resolve(strict=True)
+        info = blob.stat()
+    except OSError:
+        return False  # a dangling link: the blob is gone
+    if _SHA256_NAME.match(blob.name):
+        digest = hashlib.sha256()
+    elif _SHA1_NAME.match(blob.name):
+        digest = hashlib.sha1(usedforsecurity=False)
+        digest.update(b"blob %d\0" % info.st_size)
+    else:
+        return None  # no symlinks (a copy in the snapshot), or an ETag of another form
+    key = (str(blob), info.st_size, info.st_mtime_ns, info.st_ino)
+    if key not in _intact:
+        try:
+            with blob.open("rb") as file:
+                while chunk := file.read(2**20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        _intact[key] = digest.hexdigest() == blob.name
+    return _intact[key]
+
+
+def _discard(path: Path) -> None:
+    """Remove a cached file: its snapshot link and the blob it points at."""
+    blob = path.resolve()
+    for item in (path, blob):
+        try:
+            item.unlink(missing_ok=True)
+        except OSError as error:
+            logger.warning("Could not remove %s from the Hugging Face cache: %s", item, error)
+
+
+def _corrupt_file_error(path: Path, where: str, *, removed: bool) -> ModelLoadError:
+    blob = path.resolve()
+    if removed:
+        return ModelLoadError(
+            f"The file {path.name} of {where!r} in the Hugging Face cache ({blob}) does not match "
+            "the checksum it is named after (the Hub served a damaged file, or it was changed "
+            "on disk); it was removed from the cache. Load the model again to download it anew."
+        )
+    return ModelLoadError(
+        f"The file {path.name} of {where!r} in the Hugging Face cache is corrupt: {blob} does "
+        "not match the checksum it is named after (an interrupted copy, or it was changed on "
+        f"disk). Delete it (rm {str(path)!r} {str(blob)!r}) and load the model again with "
+        "network access to download it anew."
+    )
+
+
+# --- the download, in a process that can be stopped ------------------------------------------
+
+_CHILD_SCRIPT: Final[Path] = Path(__file__).with_name("_hub_child.py")
+# Runs the child script by path: ``-I`` keeps the working directory and PYTHON* variables
+# out of sys.path (the child takes the parent's), and nothing of emotionnet or torch loads.
+_CHILD_BOOT: Final[str] = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+_POLL_S: Final[float] = 0.05
+
+
+def _partial_downloads(storage: Path) -> list[Path]:
+    try:
+        return sorted((storage / "blobs").glob("*.incomplete"))
+    except OSError:
+        return []
+
+
+def _largest_partial(storage: Path) -> int:
+    sizes = [0]
+    for partial in _partial_downloads(storage):
+        with contextlib.suppress(OSError):  # finished or removed meanwhile
+            sizes.append(partial.stat().st_size)
+    return max(sizes)
+
+
+def _remove_partial_downloads(storage: Path, cache_root: Path) -> None:
+    """Remove the unfinished downloads of a repository, and its lock files.
+
+    A download in progress holds its lock (huggingface_hub locks ``.locks/<repo>/<etag>.lock``
+    for the whole download): only files whose lock can be taken at once are removed, so
+    another process's download is left alone.
+    """
+    from huggingface_hub.utils import WeakFileLock  # type: ignore[attr-defined]
+
+    locks = cache_root / ".locks" / storage.name
+    for partial in _partial_downloads(storage):
+        lock = locks / f"{partial.name.split('.', 1)[0]}.lock"
+        try:
+            with WeakFileLock(lock, timeout=0.01):
+                partial.unlink(missing_ok=True)
+        except Exception as error:  # filelock.Timeout (in use), or an OSError
+            logger.debug("Left %s in the cache: %s", partial, error)
+    try:
+        lock_files = sorted(locks.glob("*.lock"))
+    except OSError:
+        lock_files = []
+    for lock in lock_files:
+        try:
+            with WeakFileLock(lock, timeout=0.01):
+                pass
+            lock.unlink(missing_ok=True)
+        except Exception as error:
+            logger.debug("Left %s in the cache: %s", lock, error)
+    with contextlib.suppress(OSError):  # not empty: another download is under way
+        locks.rmdir()
+
+
+def _run_download(
     repo_id: str,
     *,
     revision: str | None,
-    cache_path: Path | None,
+    cache_root: Path,
     token: str | bool | None,
     endpoint: str,
-    deadline: float,
-    attempt: _Attempt,
-) -> list[Path]:
-    """Download (or find in the cache) both files; runs in the download thread."""
-    from huggingface_hub import (
-        get_hf_file_metadata,
-        hf_hub_download,
-        hf_hub_url,
-        try_to_load_from_cache,
-    )
-    from huggingface_hub.errors import HfHubHTTPError
+    seconds: float,
+) -> list[Path | None]:
+    """Download (or find in the cache) the model files in a child process, within ``seconds``.
 
-    paths: list[Path] = []
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        attempt.current = name
-        cached = try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
-        if not isinstance(cached, str):
-            # Not cached: one metadata request without retries first, through huggingface_hub
-            # (its proxies, token and offline mode). A server that cannot be reached or
-            # answers with an error fails at once instead of being retried for minutes.
-            url = hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint)
-            try:
-                get_hf_file_metadata(url, token=token, timeout=_request_timeout(deadline))
-            except HfHubHTTPError as error:
-                attempt.last_error = error
-                raise
-            except Exception as error:  # no HTTP answer: refused, DNS, proxy, timeout, TLS
-                attempt.last_error = error
-                raise _Unreachable(error) from error
-        path = hf_hub_download(
-            repo_id,
-            name,
-            revision=revision,
-            cache_dir=cache_path,
-            token=token,
-            endpoint=endpoint,
-            etag_timeout=_request_timeout(deadline),
-        )
-        paths.append(Path(path))
-    return paths
+    Returns the paths of ``config.json``, ``model.safetensors`` and ``model.onnx`` (``None``
+    when the repository has none).
 
-
-def _fetch_onnx(
-    repo_id: str,
-    *,
-    revision: str | None,
-    cache_path: Path | None,
-    token: str | bool | None,
-    endpoint: str | None,
-    deadline: float | None,
-) -> Path | None:
-    """The repository's ``model.onnx`` (cached, or downloaded when online), or ``None``.
-
-    A repository without one is fine: the weights are exported when loaded (with torch).
+    huggingface_hub retries failed requests (for minutes against a server that accepts
+    connections and never answers) and cannot be stopped from another thread, so it runs in
+    a child process that is killed when the time is up or a file grows past its limit; the
+    child's partial files are then removed. Raises :class:`_DeadlineExceeded`,
+    :class:`_DownloadTooLarge`, or :class:`_ChildError` for an error the child met.
     """
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    storage = cache_root / f"models--{repo_id.replace('/', '--')}"
+    deadline = time.monotonic() + seconds
+    request = {
+        "sys_path": list(sys.path),
+        "repo_id": repo_id,
+        "revision": revision,
+        "cache_dir": str(cache_root),
+        "token": token,
+        "endpoint": endpoint,
+        "files": list(_HUB_FILES),
+        # model.onnx too, when the repository has one (else the weights are exported on load).
+        "optional": [ONNX_NAME],
+        "limits": {name: _file_limit(name) for name in (*_HUB_FILES, ONNX_NAME)},
+        "seconds": seconds,
+    }
+    limit = max(_file_limit(name) for name in (*_HUB_FILES, ONNX_NAME))
+    env = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    command = [sys.executable, "-I", "-c", _CHILD_BOOT, str(_CHILD_SCRIPT)]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env)
+        stdin = cast(IO[bytes], process.stdin)  # kept open: the child ends when it closes
+        try:
+            with contextlib.suppress(OSError):  # the child ended at once; its exit says why
+                stdin.write((json.dumps(request) + "\n").encode())
+                stdin.flush()
+            while process.poll() is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _DeadlineExceeded
+                size = _largest_partial(storage)
+                if size > limit:
+                    raise _DownloadTooLarge(size)
+                time.sleep(min(_POLL_S, left))
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            with contextlib.suppress(OSError):
+                stdin.close()
+            _remove_partial_downloads(storage, cache_root)
+        out.seek(0)
+        text = out.read()
+        err.seek(0)
+        errors = err.read()[-2000:].decode(errors="replace")
+    lines = text.strip().splitlines()
+    try:  # the last line: anything a library printed before it is ignored
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        last = errors.strip().splitlines()[-1] if errors.strip() else "no message"
+        raise _ChildError(
+            {
+                "names": ["DownloadProcessError"],
+                "describe": f"the download process ({sys.executable}) ended with exit code "
+                f"{process.returncode} ({last})",
+            }
+        )
+    if "error" in answer:
+        raise _ChildError(answer["error"])
+    return [None if path is None else Path(path) for path in answer["paths"]]
+
+
+def _cached_onnx(repo_id: str, revision: str | None, cache_path: Path | None) -> Path | None:
+    """The cached ``model.onnx`` of a revision, or ``None`` (a repository may have none)."""
+    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, ONNX_NAME, cache_dir=cache_path, revision=revision)
-    if isinstance(cached, str):
-        return Path(cached)
-    if deadline is None:  # offline: only the cache
-        return None
-    try:
-        path = hf_hub_download(
-            repo_id,
-            ONNX_NAME,
-            revision=revision,
-            cache_dir=cache_path,
-            token=token,
-            endpoint=endpoint,
-            etag_timeout=_request_timeout(deadline),
-        )
-    except EntryNotFoundError as error:
-        if isinstance(error, LocalEntryNotFoundError):
-            raise
-        return None
-    return Path(path)
+    return Path(cached) if isinstance(cached, str) else None
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, _ChildError):
+        return error.description
     text = " ".join(str(error).split())
     if len(text) > 300:
         text = text[:300] + "..."
@@ -424,26 +549,16 @@ def _hub_error(
     endpoint: str,
     local_files_only: bool,
     offline: bool,
-    missing: str,
 ) -> EmotionNetError:
     """Translate an error of huggingface_hub into emotionnet's, with what to do about it."""
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
+    kinds = _kinds(error)
+    missing = error.file if isinstance(error, _ChildError) and error.file else CONFIG_NAME
     fixes = (
         f"Check the network connection, proxy settings and HF_ENDPOINT ({endpoint}); set "
         "HF_HUB_OFFLINE=1 to use only models already in the cache; or pass a local folder "
         "written by save_pretrained."
     )
-    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and offline:
+    if {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} & kinds and offline:
         why = (
             "local_files_only=True was passed"
             if local_files_only
@@ -455,36 +570,43 @@ def _hub_error(
             "HF_HUB_OFFLINE and pass local_files_only=False), point cache_dir/HF_HUB_CACHE "
             "at a cache that holds it, or pass a local folder written by save_pretrained."
         )
-    if isinstance(error, _Unreachable):
-        cause = error.__cause__ or error
+    if "_TooLarge" in kinds:
+        size = error.size if isinstance(error, _ChildError) and error.size else 0
+        return ModelLoadError(
+            f"The Hub at {endpoint} announces {missing} of {where!r} as {_size_text(size)}, "
+            f"more than the {_size_text(_file_limit(missing))} an emotionnet model file may "
+            "have; it was not downloaded. Check the repository: it does not hold an "
+            "emotionnet model as save_pretrained writes it."
+        )
+    if "_Unreachable" in kinds:
         return WeightsNotFoundError(
             f"The model {where!r} is not in the Hugging Face cache ({cache}) and the Hub at "
-            f"{endpoint} could not be reached ({_describe(cause)}). {fixes}"
+            f"{endpoint} could not be reached ({_describe(error)}). {fixes}"
         )
-    if isinstance(error, GatedRepoError):
+    if "GatedRepoError" in kinds:
         return WeightsNotFoundError(
             f"The Hub repository {repo_id!r} is gated: accept its conditions on the Hub and "
             "pass token=... (or log in with `hf auth login`)."
         )
-    if isinstance(error, RepositoryNotFoundError):
+    if "RepositoryNotFoundError" in kinds:
         return WeightsNotFoundError(
             f"There is no Hub repository {repo_id!r} (or it is private: pass token=...). "
             "Check the name, or pass a local folder written by save_pretrained."
         )
-    if isinstance(error, RevisionNotFoundError):
+    if "RevisionNotFoundError" in kinds:
         return WeightsNotFoundError(
             f"The Hub repository {repo_id!r} has no revision {revision!r}; pass an existing "
             "branch, tag or commit hash."
         )
-    if isinstance(error, EntryNotFoundError) and not isinstance(error, LocalEntryNotFoundError):
+    if "EntryNotFoundError" in kinds and "LocalEntryNotFoundError" not in kinds:
         return WeightsNotFoundError(
             f"The Hub repository {where!r} has no {missing}, so it does not hold an "
             f"emotionnet model (expected {WEIGHTS_NAME} and {CONFIG_NAME}, as save_pretrained "
             "writes them)."
         )
-    if isinstance(error, HFValidationError):
-        return InvalidArgumentError(f"{repo_id!r} is not a valid Hub repo id: {error}")
-    if isinstance(error, HfHubHTTPError):
+    if "HFValidationError" in kinds:
+        return InvalidArgumentError(f"{repo_id!r} is not a valid Hub repo id: {_describe(error)}")
+    if "HfHubHTTPError" in kinds:
         status = _status(error)
         answer = f"answered HTTP {status}" if status is not None else "failed"
         retry = " Try again later, or" if status is None or status >= 500 or status == 429 else ""
@@ -514,87 +636,83 @@ def _download(
     where = f"{repo_id}@{revision}" if revision else repo_id
     cache_path = None if cache_dir is None else Path(cache_dir)
     cache = str(cache_path) if cache_path is not None else constants.HF_HUB_CACHE
-    attempt = _Attempt()
     endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT  # validated when used
     seconds = 0.0
     try:
         if offline:
-            paths = []
-            for name in (CONFIG_NAME, WEIGHTS_NAME):
-                attempt.current = name
-                found = hf_hub_download(
-                    repo_id,
-                    name,
-                    revision=revision,
-                    cache_dir=cache_path,
-                    local_files_only=True,
-                    token=token,
+            paths = [
+                Path(
+                    hf_hub_download(
+                        repo_id,
+                        name,
+                        revision=revision,
+                        cache_dir=cache_path,
+                        local_files_only=True,
+                        token=token,
+                    )
                 )
-                paths.append(Path(found))
-            onnx = _fetch_onnx(
-                repo_id,
-                revision=revision,
-                cache_path=cache_path,
-                token=token,
-                endpoint=None,
-                deadline=None,
-            )
+                for name in _HUB_FILES
+            ]
+            onnx = _cached_onnx(repo_id, revision, cache_path)
+            for path in [*paths, *([onnx] if onnx else [])]:
+                if _blob_is_intact(path) is False:
+                    raise _corrupt_file_error(path, where, removed=False)
         else:
             # Both read now, not when huggingface_hub was imported, and checked before any
             # network call.
             endpoint = _hub_endpoint()
             seconds = _hub_timeout(timeout)
-            deadline = time.monotonic() + seconds
-            paths = _call_with_deadline(
-                lambda: _fetch(
-                    repo_id,
-                    revision=revision,
-                    cache_path=cache_path,
-                    token=token,
-                    endpoint=endpoint,
-                    deadline=deadline,
-                    attempt=attempt,
-                ),
-                seconds,
+            for path in _cached_files(repo_id, revision, cache_path) or []:
+                if _blob_is_intact(path) is False:  # downloaded anew below
+                    logger.warning("Removing a corrupt file from the Hugging Face cache: %s", path)
+                    _discard(path)
+            downloaded = _run_download(
+                repo_id,
+                revision=revision,
+                cache_root=Path(cache),
+                token=token,
+                endpoint=endpoint,
+                seconds=seconds,
             )
-            attempt.current = ONNX_NAME
-            onnx = _call_with_deadline(
-                lambda: _fetch_onnx(
-                    repo_id,
-                    revision=revision,
-                    cache_path=cache_path,
-                    token=token,
-                    endpoint=endpoint,
-                    deadline=deadline,
-                ),
-                max(0.1, deadline - time.monotonic()),
-            )
+            paths = [path for path in downloaded[: len(_HUB_FILES)] if path is not None]
+            onnx = downloaded[len(_HUB_FILES)] if len(downloaded) > len(_HUB_FILES) else None
+            for path in [*paths, *([onnx] if onnx else [])]:
+                if _blob_is_intact(path) is False:
+                    error = _corrupt_file_error(path, where, removed=True)
+                    _discard(path)
+                    raise error
     except _DeadlineExceeded:
         cached = _cached_files(repo_id, revision, cache_path)
         if cached is not None:
+            for path in cached:
+                if _blob_is_intact(path) is False:
+                    raise _corrupt_file_error(path, where, removed=False) from None
             logger.warning(
                 "The Hub at %s did not answer within %g s; using the cached copy of %r.",
                 endpoint,
                 seconds,
                 where,
             )
-            onnx_cached = _fetch_onnx(
-                repo_id,
-                revision=revision,
-                cache_path=cache_path,
-                token=token,
-                endpoint=None,
-                deadline=None,
-            )
+            onnx_cached = _cached_onnx(repo_id, revision, cache_path)
+            if onnx_cached is not None and _blob_is_intact(onnx_cached) is False:
+                onnx_cached = None  # the weights are there: exported again on load
             return ModelFiles(config=cached[0], weights=cached[1], source=where, onnx=onnx_cached)
-        last = f"; last error: {_describe(attempt.last_error)}" if attempt.last_error else ""
         raise WeightsNotFoundError(
             f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
-            f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}{last}), and it is not "
-            f"in the Hugging Face cache ({cache}). Check the network connection, proxy settings "
-            "and HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; "
-            "pass a local folder written by save_pretrained; or, on a slow connection, allow "
-            f"more time with timeout=... or {_TIMEOUT_ENV}=..."
+            f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}), and it is not "
+            f"in the Hugging Face cache ({cache}); the unfinished download was stopped and its "
+            "partial file removed. Check the network connection, proxy settings and "
+            "HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; pass "
+            "a local folder written by save_pretrained; or, on a slow connection, allow more "
+            f"time with timeout=... or {_TIMEOUT_ENV}=..."
+        ) from None
+    except _DownloadTooLarge as error:
+        raise ModelLoadError(
+            f"A file of {where!r} from the Hub at {endpoint} grew past "
+            f"{_size_text(error.size)} while downloading, more than the "
+            f"{_size_text(_MAX_MODEL_FILE_BYTES)} an emotionnet model file may have; the "
+            "download was stopped and its partial file removed. Check the repository: it does "
+            "not hold an emotionnet model as save_pretrained writes it."
         ) from None
     except EmotionNetError:
         raise
@@ -608,7 +726,6 @@ def _download(
             endpoint=endpoint,
             local_files_only=local_files_only,
             offline=offline,
-            missing=attempt.current,
         ) from None
     config_path, weights_path = paths
     return ModelFiles(config=config_path, weights=weights_path, source=where, onnx=onnx)
@@ -674,12 +791,25 @@ def resolve_model_files(
     """Find ``config.json`` and ``model.safetensors`` of a model, downloading them if needed.
 
     Hub calls are bounded in time: after ``timeout`` seconds (default: the
-    ``EMOTIONNET_HUB_TIMEOUT`` environment variable, else 30) the download is abandoned and
+    ``EMOTIONNET_HUB_TIMEOUT`` environment variable, else 30) the download is stopped, its
+    partial files and lock files are removed from the cache, and
     :class:`~emotionnet.errors.WeightsNotFoundError` says what to do, unless the model is in
-    the cache, which is then used. A Hub that cannot be reached at all (connection refused,
+    the cache, which is then used. The download runs in a child process of this Python
+    (huggingface_hub's, without progress bars), killed when a bound is passed: nothing of it
+    keeps running after the error. A Hub that cannot be reached at all (connection refused,
     unknown host) or answers with an error fails at once, without retries. huggingface_hub's
     per-request settings (``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) still apply
     within that bound.
+
+    Hub files are bounded in size: a model file (the weights) may have at most 1 GiB, a
+    ``config.json`` 16 MiB. A larger size announced by the Hub is refused before the
+    download; a file that grows past the bound while it arrives (a server that announces no
+    size, or a wrong one) is stopped within about 10 MB (huggingface_hub's write size).
+
+    Files found in the Hugging Face cache are checked against the checksum their blob is
+    named after (SHA-256 for the weights, the git blob hash for ``config.json``). A
+    truncated or overwritten file is removed and downloaded anew when online; offline, the
+    :class:`~emotionnet.errors.ModelLoadError` names the file and how to remove it.
 
     Args:
         name_or_path: ``None`` for the bundled default model; an existing local folder
@@ -704,6 +834,8 @@ def resolve_model_files(
         WeightsNotFoundError: If the folder or repository does not hold a model, a name that
             looks like a path names no folder ("No such folder", with the nearest folder
             that exists), or the model is neither cached nor downloadable (in time).
+        ModelLoadError: If a Hub file is larger than allowed, or a file in the Hugging Face
+            cache is corrupt (offline, or the Hub served a damaged file).
         InvalidArgumentError: If ``name_or_path`` is neither a folder nor a valid repo id,
             ``timeout``, ``revision``, ``EMOTIONNET_HUB_TIMEOUT`` or ``HF_ENDPOINT`` is
             invalid (checked before any network call).
