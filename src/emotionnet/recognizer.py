@@ -851,7 +851,7 @@ class EmotionRecognizer:
             >>> with tempfile.TemporaryDirectory() as folder:
             ...     saved = recognizer.save_pretrained(folder, evaluation={"accuracy": 0.7})
             ...     sorted(p.name for p in saved.iterdir())
-            ['README.md', 'config.json', 'model.safetensors']
+            ['README.md', 'config.json', 'model.onnx', 'model.safetensors']
         """
         self._require_torch_weights("save")
         from .models.hub import save_model_files

@@ -40,6 +40,7 @@ from emotionnet.models import ModelConfig, build_model
 from emotionnet.models.hub import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
+    ONNX_NAME,
     WEIGHTS_NAME,
     load_weights,
     read_config,
@@ -92,7 +93,7 @@ def test_round_trip_gives_identical_predictions(tmp_path: Path, faces: torch.Ten
 
 def test_saved_layout(model_dir: Path) -> None:
     assert sorted(p.name for p in model_dir.iterdir()) == sorted(
-        [WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME]
+        [WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME, ONNX_NAME]
     )
     config = json.loads((model_dir / CONFIG_NAME).read_text())
     assert config["stem"] == "imagenet" and config["labels"][3] == "happy"
@@ -108,7 +109,12 @@ def test_saved_files_are_readable_by_group_and_others(tmp_path: Path, umask_022:
         tmp_path / "saved"
     )
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in saved.iterdir()}
-    assert modes == {WEIGHTS_NAME: 0o644, CONFIG_NAME: 0o644, MODEL_CARD_NAME: 0o644}
+    assert modes == {
+        WEIGHTS_NAME: 0o644,
+        CONFIG_NAME: 0o644,
+        MODEL_CARD_NAME: 0o644,
+        ONNX_NAME: 0o644,
+    }
 
 
 def test_half_precision_is_half_the_size_and_upcast_on_load(
@@ -149,6 +155,7 @@ def test_missing_unexpected_and_misshaped_tensors_are_listed(
     state = load_file(model_dir / WEIGHTS_NAME)
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)
+    (broken / ONNX_NAME).unlink()  # the weights themselves are loaded (and checked)
 
     save_file({k: v for k, v in state.items() if k != "fc.bias"}, broken / WEIGHTS_NAME)
     with pytest.raises(ModelLoadError, match=r"missing: fc\.bias"):
@@ -176,6 +183,7 @@ def test_broken_config_is_a_load_error(
 ) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)
+    (broken / ONNX_NAME).unlink()  # the weights themselves are loaded (and checked)
     (broken / CONFIG_NAME).write_text(content)
     with pytest.raises(ModelLoadError, match=match):
         EmotionRecognizer.from_pretrained(broken)
@@ -184,6 +192,7 @@ def test_broken_config_is_a_load_error(
 def test_not_a_safetensors_file_is_a_load_error(tmp_path: Path, model_dir: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)
+    (broken / ONNX_NAME).unlink()  # the weights themselves are loaded (and checked)
     (broken / WEIGHTS_NAME).write_bytes(b"\x00" * 100)
     with pytest.raises(ModelLoadError, match="safetensors"):
         EmotionRecognizer.from_pretrained(broken)
@@ -264,7 +273,8 @@ def build_cache(cache: Path, repo_id: str, source: Path, commit: str, refs: list
     snapshot = repo / "snapshots" / commit
     snapshot.mkdir(parents=True)
     (repo / "blobs").mkdir(exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
+    names = [CONFIG_NAME, WEIGHTS_NAME] + [ONNX_NAME] * (source / ONNX_NAME).is_file()
+    for name in names:
         data = (source / name).read_bytes()
         blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
         blob.write_bytes(data)
@@ -443,7 +453,7 @@ def test_download_then_cache_hit(
         "org/emotion", cache_dir=cache, device="cpu", backend="torch"
     )
     downloads = hub.gets()
-    assert downloads == 2  # config.json and model.safetensors
+    assert downloads == 3  # config.json, model.safetensors and model.onnx
     local = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="torch")
     expected = probabilities(local, faces)
     np.testing.assert_array_equal(probabilities(first, faces), expected)
@@ -510,7 +520,7 @@ def test_push_to_hub_uploads_the_saved_layout(
     url = recognizer.push_to_hub("org/emotion", private=True, commit_message="release")
     assert url.endswith("/commit/123")
     assert calls["create_repo"] == ("org/emotion", {"private": True, "exist_ok": True})
-    assert calls["files"] == [MODEL_CARD_NAME, CONFIG_NAME, WEIGHTS_NAME]
+    assert calls["files"] == [MODEL_CARD_NAME, CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME]
     assert calls["upload"]["commit_message"] == "release"
 
 

@@ -105,6 +105,9 @@ def _fetch(request: dict[str, Any], state: dict[str, str]) -> list[str | None]:
                     continue
                 raise
             except Exception as error:  # no HTTP answer: refused, DNS, proxy, timeout, TLS
+                if name in optional:
+                    paths.append(None)  # the required files are there: load without it
+                    continue
                 raise _Unreachable(error) from error
             if metadata.size is not None and metadata.size > limit:
                 too_large = _TooLarge(name)

@@ -29,7 +29,7 @@ Example:
     ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder)
     ...     files = resolve_model_files(folder)
     ...     sorted(p.name for p in files.folder.iterdir())
-    ['README.md', 'config.json', 'model.safetensors']
+    ['README.md', 'config.json', 'model.onnx', 'model.safetensors']
 """
 
 from __future__ import annotations
@@ -983,7 +983,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str 
             variance); the message lists them.
 
     Example:
-        >>> import tempfile
+        >>> import tempfile, torch
         >>> from torch import nn
         >>> from safetensors.torch import save_file
         >>> with tempfile.TemporaryDirectory() as folder:

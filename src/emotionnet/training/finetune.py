@@ -32,7 +32,7 @@ Example:
     (('calm', 'excited'), ('calm', 'excited'), 2)
     >>> sorted(p.name for p in result.folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
     ['README.md', 'config.json', 'evaluation_validation.json', 'finetune.json',
-     'history.csv', 'history.json', 'model.safetensors']
+     'history.csv', 'history.json', 'model.onnx', 'model.safetensors']
     >>> data.cleanup(); out.cleanup()
 """
 
