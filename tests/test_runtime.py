@@ -13,7 +13,7 @@ import torch
 from onnx import TensorProto, helper
 
 from emotionnet import EmotionRecognizer, OnnxModel
-from emotionnet.errors import InvalidArgumentError, ModelLoadError
+from emotionnet.errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
 from emotionnet.inference import predict_proba
 from emotionnet.models import ModelConfig, build_model
 from emotionnet.models.hub import bundled_model_dir, weights_sha256
@@ -204,3 +204,54 @@ def test_a_recorded_hash_is_kept_in_the_metadata(model_dir: Path) -> None:
     graph = onnx.load(str(model_dir / "model.onnx"))
     meta = {entry.key: entry.value for entry in graph.metadata_props}
     assert meta[WEIGHTS_SHA256_METADATA_KEY] == weights_sha256(model_dir / "model.safetensors")
+
+
+# --- int8 --------------------------------------------------------------------------------------
+
+FACE = Path(__file__).resolve().parent.parent / "examples" / "images" / "astronaut_face.jpg"
+
+
+def test_the_bundled_int8_graph_is_its_weights_and_agrees_with_float() -> None:
+    folder = bundled_model_dir()
+    graph = onnx.load(str(folder / "model.int8.onnx"))
+    meta = {entry.key: entry.value for entry in graph.metadata_props}
+    assert meta["emotionnet.precision"] == "int8"
+    assert meta[WEIGHTS_SHA256_METADATA_KEY] == weights_sha256(folder / "model.safetensors")
+    fast = EmotionRecognizer.from_pretrained(precision="int8", num_threads=1)
+    exact = EmotionRecognizer.from_pretrained(num_threads=1)
+    for tta in ("none", "flip_crop"):
+        a, b = fast.predict(FACE, tta=tta), exact.predict(FACE, tta=tta)
+        assert a.label == b.label == "happy"
+        assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) < 0.05
+
+
+def test_precision_is_checked(tmp_path: Path, model_dir: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="precision"):
+        EmotionRecognizer.from_pretrained(precision="int4")
+    with pytest.raises(InvalidArgumentError, match="int8"):
+        EmotionRecognizer.from_pretrained(precision="int8", backend="torch")
+    with pytest.raises(WeightsNotFoundError, match="quantize_folder"):
+        EmotionRecognizer.from_pretrained(model_dir, precision="int8")
+
+
+@pytest.mark.slow
+def test_quantize_folder_writes_a_graph_for_these_weights(tmp_path: Path, model_dir: Path) -> None:
+    from emotionnet.models.quantize import quantize_folder
+
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    with pytest.raises(InvalidArgumentError, match="48x48"):
+        quantize_folder(folder, np.zeros((4, 32, 32), np.uint8))
+    written = quantize_folder(folder, FACES)
+    assert written.name == "model.int8.onnx"
+    fast = EmotionRecognizer.from_pretrained(folder, precision="int8", num_threads=1)
+    assert fast.backend == "onnx" and len(fast.predict(list(FACES))) == len(FACES)
+    # Weights saved anew: the stale int8 graph is removed, and one copied back is refused.
+    stale = (folder / "model.int8.onnx").read_bytes()
+    torch.manual_seed(9)
+    config = ModelConfig(stem="imagenet")
+    EmotionRecognizer(build_model(config), config, device="cpu").save_pretrained(folder)
+    assert not (folder / "model.int8.onnx").exists()
+    (folder / "model.int8.onnx").write_bytes(stale)
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        EmotionRecognizer.from_pretrained(folder, precision="int8")

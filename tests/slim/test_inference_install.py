@@ -103,13 +103,15 @@ def test_faces_in_a_photo() -> None:
     assert faces and faces[0]["label"] == "happy" and len(faces[0]["box"]) == 4
 
 
-def test_the_cli_predicts_without_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_the_cli_predicts_without_torch(precision: str) -> None:
     out = _run(
         f"""
         import sys
         from emotionnet.cli import main
 
-        status = main(["predict", "--json", "--threads", "1", {str(FACE)!r}])
+        status = main(["predict", "--json", "--threads", "1", "--precision", {precision!r},
+                       {str(FACE)!r}])
         assert status == 0, status
         """
     )

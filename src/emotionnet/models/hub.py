@@ -62,7 +62,7 @@ from ..errors import (
     ModelLoadError,
     WeightsNotFoundError,
 )
-from ..runtime import ONNX_NAME
+from ..runtime import INT8_ONNX_NAME, ONNX_NAME
 from .config import ModelConfig, _read_config_json
 
 if TYPE_CHECKING:
@@ -1122,6 +1122,8 @@ def save_model_files(
         atomic_write_bytes(folder / ONNX_NAME, graph)
     else:
         (folder / ONNX_NAME).unlink(missing_ok=True)
+    # A quantized copy of the previous weights no longer matches: quantize_folder makes anew.
+    (folder / INT8_ONNX_NAME).unlink(missing_ok=True)
     config_data = {**config.to_dict(), _METADATA_KEY: meta}
     text = json.dumps(config_data, indent=2) + "\n"
     atomic_write_text(folder / CONFIG_NAME, text)
