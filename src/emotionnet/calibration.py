@@ -8,7 +8,7 @@ predicted class, and with it the accuracy, never changes; only the confidence do
 
 emotionnet fits one temperature per test-time augmentation mode (averaging views changes the
 confidence, so each view set needs its own) on PublicTest when a model is packaged, and keeps
-them in :attr:`ModelConfig.temperatures <emotionnet.models.ModelConfig.temperatures>`.
+them in :attr:`ModelConfig.temperatures <emotionnet.ModelConfig.temperatures>`.
 
 The logits here are what :func:`emotionnet.inference.predict_logits` returns: the raw logits
 for a single view, the log of the view-averaged probabilities with TTA. This module needs
