@@ -197,7 +197,8 @@ def apply_temperature(logits: npt.ArrayLike, temperature: float) -> npt.NDArray[
     Computed in float64 with the row maximum subtracted first, so large logits do not
     overflow. A logit of ``-inf`` (a class whose averaged probability underflowed to 0) stays
     at probability 0. The largest probability of each row is where the largest logit is, for
-    every temperature (float64 keeps the order of float32 logits).
+    every temperature: float64 keeps two different float32 logits apart (only logits closer
+    than about ``1e-16 * temperature`` could come out equally probable).
 
     Args:
         logits: An array (or CPU tensor) whose last axis holds one value per class, such as
@@ -248,8 +249,8 @@ def fit_temperature(logits: npt.ArrayLike, targets: npt.ArrayLike) -> float:
     result is clipped to [:data:`MIN_TEMPERATURE`, :data:`MAX_TEMPERATURE`]; logits that are
     the same for every class in every row carry no confidence to scale, and give ``1.0``.
 
-    Fit it on held-out data (PublicTest for FER2013), never on the data used to measure the
-    calibration you report.
+    Fit it on held-out data (PublicTest for FER2013), not on the training data; calibration
+    measured on the data the temperature was fitted on is in-sample, an optimistic number.
 
     Args:
         logits: ``N x C`` finite logits (array or CPU tensor), as
