@@ -83,10 +83,23 @@ def _report_section(root: Path, path: Path, out: Path) -> list[str]:
         ["macro F1", f"{report.macro_f1:.4f}"],
         ["weighted F1", f"{report.weighted_f1:.4f}"],
     ]
+    calibrated = "" if report.temperature is None else ", calibrated"
     if report.ece is not None:
-        headline.append(["expected calibration error", f"{report.ece:.4f}"])
+        headline.append([f"expected calibration error{calibrated}", f"{report.ece:.4f}"])
     if report.nll is not None:
-        headline.append(["negative log-likelihood", f"{report.nll:.4f}"])
+        headline.append([f"negative log-likelihood{calibrated}", f"{report.nll:.4f}"])
+    if report.temperature is not None:
+        headline.append(
+            ["calibration temperature (fitted on this split)", f"{report.temperature:.4f}"]
+        )
+        if report.uncalibrated_ece is not None:
+            headline.append(
+                ["expected calibration error, uncalibrated", f"{report.uncalibrated_ece:.4f}"]
+            )
+        if report.uncalibrated_nll is not None:
+            headline.append(
+                ["negative log-likelihood, uncalibrated", f"{report.uncalibrated_nll:.4f}"]
+            )
     per_class = [
         [name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support)]
         for name, m in report.per_class.items()

@@ -10,15 +10,24 @@ The script
 
 1. loads the folder with ``EmotionRecognizer.from_pretrained`` (strict) and evaluates exactly
    those weights on PublicTest with the library's ``evaluate``, for every TTA mode asked
-   (default: ``none``, ``flip``, ``flip_crop`` and ``ten_crop``), and checks that the numbers
-   equal the folder's own reports (it stops if they do not);
-2. writes the bundled folder (``src/emotionnet/weights/default``): the same weights (checked
+   (default: ``none``, ``flip``, ``flip_crop`` and ``ten_crop``) and every mode calibrated
+   (default: all five), and checks that the predictions equal the folder's own reports (it
+   stops if they do not);
+2. fits one calibration temperature per TTA mode on PublicTest
+   (``evaluate(..., temperature="fit")``), stored as ``temperatures`` in ``config.json``: the
+   reports' ECE and NLL are those of the calibrated probabilities, and they record the
+   uncalibrated ones too (a temperature never changes a prediction);
+3. writes the bundled folder (``src/emotionnet/weights/default``): the same weights (checked
    tensor for tensor), ``config.json`` and a model card that state the recipe, the epochs,
-   the hardware, the training time and the command, the fresh reports
+   the hardware, the training time, the command and the calibration, the fresh reports
    (``evaluation_public_test[_<tta>].json``), the recipe, the training config, the history and
    the provenance; files of an earlier bundled model are removed;
-3. redraws ``docs/_static/confusion_matrix_public_test.png`` and the README's results table.
+4. redraws ``docs/_static/confusion_matrix_public_test.png`` and the README's results table.
    The docs' Results page is generated from the same files on every docs build.
+
+``--recalibrate`` does step 2 for a folder already packaged (the bundled model itself): it
+re-evaluates it, checks the predictions against its reports, and rewrites only its
+``config.json``, its card and its reports; the weights, the README and the figure stay.
 
 Usage::
 
@@ -27,6 +36,9 @@ Usage::
         --hardware "2-core AMD EPYC (Zen 5) CPU, 24 GiB, no GPU" \\
         --command "python examples/train_fer2013.py --config recipe.toml --data ..."
 
+    python scripts/package_default_model.py src/emotionnet/weights/default --recalibrate \\
+        --data ../shared/data/fer2013
+
 ``--hardware`` and ``--command`` are needed only when the folder's ``config.json`` does not
 already record them (``examples/train_fer2013.py`` records both).
 """
@@ -34,10 +46,12 @@ already record them (``examples/train_fer2013.py`` records both).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +60,9 @@ from safetensors.torch import load_file
 
 import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
-from emotionnet.metrics import TTA_MODES, plot_confusion_matrix
+from emotionnet.metrics import TTA_MODES, evaluate, plot_confusion_matrix
+from emotionnet.models import ModelConfig
+from emotionnet.models.hub import save_model_files
 from emotionnet.recipe import Recipe
 from emotionnet.recognizer import DEFAULT_TTA
 from emotionnet.training import TrainConfig, read_config_file
@@ -181,6 +197,106 @@ def update_readme_results(reports: dict[str, EvaluationReport], note: str) -> No
     README.write_text(f"{head}{start}\n{block}\n{end}{tail}", encoding="utf-8")
 
 
+def calibrated_reports(
+    source: EmotionRecognizer,
+    data: FER2013,
+    split: str,
+    modes: list[str],
+    recorded_folder: Path,
+    max_changed: int,
+) -> dict[str, EvaluationReport]:
+    """Evaluate each mode with a temperature fitted on ``data``, checked against the folder.
+
+    Stops when a mode's predictions differ from the folder's own report of it by more than
+    ``max_changed`` faces.
+    """
+    reports: dict[str, EvaluationReport] = {}
+    for tta in modes:
+        report = evaluate(
+            source.model,
+            data,
+            tta=tta,
+            mean=source.config.mean,
+            std=source.config.std,
+            labels=source.config.labels,
+            temperature="fit",
+        )
+        recorded = recorded_folder / report_file(split, tta)
+        agreement = ""
+        if recorded.is_file():
+            their = EvaluationReport.load_json(recorded)
+            moved = moved_predictions(report, their)
+            if moved is None or moved > max_changed:
+                sys.exit(
+                    f"evaluate gives {report.accuracy:.4%} with tta={tta!r}, but {recorded} says "
+                    f"{their.accuracy:.4%} ("
+                    + ("other faces" if moved is None else f"at least {moved} predictions moved")
+                    + f", --max-changed {max_changed}): the folder's weights and reports "
+                    "disagree; nothing was written."
+                )
+            agreement = (
+                " (equals the folder's report)"
+                if moved == 0
+                else f" (the folder's report: {their.accuracy:.4%}; {moved} moved)"
+            )
+        print(
+            f"{split}, tta={tta}: accuracy {report.accuracy:.4%}, macro-F1 "
+            f"{report.macro_f1:.4f}{agreement}; temperature {report.temperature:.4f}: ECE "
+            f"{report.uncalibrated_ece:.4f} -> {report.ece:.4f}, NLL "
+            f"{report.uncalibrated_nll:.4f} -> {report.nll:.4f}"
+        )
+        reports[tta] = report
+    return reports
+
+
+def calibrated_config(config: ModelConfig, reports: dict[str, EvaluationReport]) -> ModelConfig:
+    """The config with the temperature of every calibrated report."""
+    temperatures = {
+        tta: report.temperature for tta, report in reports.items() if report.temperature is not None
+    }
+    return dataclasses.replace(config, temperatures={**config.temperatures, **temperatures})
+
+
+def card_title(folder: Path) -> str:
+    """The title of a packaged folder's card (its first Markdown heading)."""
+    card = folder / "README.md"
+    lines = card.read_text(encoding="utf-8").splitlines() if card.is_file() else []
+    return next((line[2:].strip() for line in lines if line.startswith("# ")), folder.name)
+
+
+def recalibrate(folder: Path, data_root: Path, modes: list[str], max_changed: int) -> None:
+    """Fit and store the temperatures of an already packaged folder, in place.
+
+    Its weights are read, never written: the new ``config.json`` and card are written to a
+    temporary folder first and only those two files are copied back, with the reports.
+    """
+    recipe = Recipe.from_file(folder / "recipe.toml")
+    split = recipe.val_split
+    source = EmotionRecognizer.from_pretrained(folder, device="cpu", backend="torch")
+    reports = calibrated_reports(
+        source, FER2013(data_root, split), split, modes, folder, max_changed
+    )
+    metadata = {k: v for k, v in source.metadata.items() if k != "emotionnet_version"}
+    # Reports of modes this run did not evaluate stay as they were.
+    evaluation: dict[str, Any] = dict(metadata.pop("evaluation", None) or {})
+    evaluation.update({report_name(split, tta): report for tta, report in reports.items()})
+    config = calibrated_config(source.config, reports)
+    with tempfile.TemporaryDirectory() as scratch:
+        save_model_files(
+            source.model,
+            config,
+            scratch,
+            evaluation=evaluation,
+            metadata=metadata,
+            name=card_title(folder),
+        )
+        for name in ("config.json", "README.md"):
+            shutil.copyfile(Path(scratch) / name, folder / name)
+    for tta, report in reports.items():
+        report.save_json(folder / report_file(split, tta))
+    print(f"recalibrated: {folder} (temperatures {dict(config.temperatures)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="model folder written by the Trainer")
@@ -188,6 +304,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--tta", nargs="+", default=["none", "flip", "flip_crop", "ten_crop"], choices=TTA_MODES
+    )
+    parser.add_argument(
+        "--calibrate",
+        nargs="*",
+        default=list(TTA_MODES),
+        choices=TTA_MODES,
+        help="TTA modes whose temperature is fitted on PublicTest and stored (default: all); "
+        "their reports are written too",
+    )
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="only fit and store the temperatures of FOLDER, an already packaged model "
+        "(config.json, card and reports rewritten in place; weights untouched)",
     )
     parser.add_argument(
         "--figure-tta",
@@ -209,6 +339,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.max_changed < 0:
         parser.error(f"--max-changed must be 0 or more, got {args.max_changed}")
+    # Every mode reported is calibrated too, in the library's order of modes.
+    modes = [m for m in TTA_MODES if m in set(args.tta) | set(args.calibrate)]
+    if args.recalibrate:
+        recalibrate(args.folder, args.data, modes, args.max_changed)
+        return
 
     missing = [name for name in REQUIRED if not (args.folder / name).is_file()]
     if missing:
@@ -222,43 +357,28 @@ def main() -> None:
     facts, description = training_facts(args.folder, source.metadata, args.hardware, args.command)
 
     data = FER2013(args.data, split)
-    reports: dict[str, EvaluationReport] = {}
-    for tta in args.tta:
-        report = source.evaluate(data, tta=tta)
-        recorded = args.folder / report_file(split, tta)
-        agreement = ""
-        if recorded.is_file():
-            their = EvaluationReport.load_json(recorded)
-            moved = moved_predictions(report, their)
-            if moved is None or moved > args.max_changed:
-                sys.exit(
-                    f"evaluate gives {report.accuracy:.4%} with tta={tta!r}, but {recorded} says "
-                    f"{their.accuracy:.4%} ("
-                    + ("other faces" if moved is None else f"at least {moved} predictions moved")
-                    + f", --max-changed {args.max_changed}): the folder's weights and reports "
-                    "disagree; nothing was written."
-                )
-            agreement = (
-                " (equals the folder's report)"
-                if moved == 0
-                else f" (the folder's report: {their.accuracy:.4%}; {moved} moved)"
-            )
-        print(
-            f"{split}, tta={tta}: accuracy {report.accuracy:.4%}, macro-F1 "
-            f"{report.macro_f1:.4f}{agreement}"
-        )
-        reports[report_name(split, tta)] = report
+    by_mode = calibrated_reports(source, data, split, modes, args.folder, args.max_changed)
+    reports = {report_name(split, tta): report for tta, report in by_mode.items()}
 
     # A fresh folder: nothing of an earlier bundled model stays behind.
     if args.out.exists():
         shutil.rmtree(args.out)
-    source.metadata["description"] = description
-    source.metadata["training"] = facts
-    source.save_pretrained(args.out, evaluation=reports, dtype=recipe.dtype, name=args.folder.name)
+    metadata = {k: v for k, v in source.metadata.items() if k != "emotionnet_version"}
+    metadata["description"] = description
+    metadata["training"] = facts
+    save_model_files(
+        source.model,
+        calibrated_config(source.config, by_mode),
+        args.out,
+        evaluation=reports,
+        metadata=metadata,
+        dtype=getattr(torch, recipe.dtype),  # one of recipe.RELEASE_DTYPES
+        name=args.folder.name,
+    )
     for name in CARRIED:
         if (args.folder / name).is_file():
             shutil.copyfile(args.folder / name, args.out / name)
-    for tta, report in zip(args.tta, reports.values(), strict=True):
+    for tta, report in by_mode.items():
         report.save_json(args.out / report_file(split, tta))
 
     # The shipped tensors are the trained ones, bit for bit.
@@ -274,7 +394,7 @@ def main() -> None:
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     figure_report = reports[report_name(split, args.figure_tta)]
     plot_confusion_matrix(figure_report, FIGURE, title=f"PublicTest, {TTA_NAMES[args.figure_tta]}")
-    update_readme_results(reports, args.readme_note)
+    update_readme_results({k: r for k, r in reports.items() if r.tta in args.tta}, args.readme_note)
     print(f"bundled model: {args.out} (emotionnet {emotionnet.__version__})")
 
 

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 import emotionnet
-from emotionnet import FER2013, EmotionRecognizer, EvaluationReport, TrainConfig
+from emotionnet import FER2013, EmotionRecognizer, EvaluationReport, TrainConfig, evaluate
+from emotionnet.inference import TTA_MODES
 from emotionnet.training import History, read_config_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -25,15 +26,19 @@ README = PROJECT_ROOT / "README.md"
 REPORTS = {
     "public_test": "evaluation_public_test.json",
     "public_test + TTA (flip)": "evaluation_public_test_flip.json",
+    "public_test + TTA (flip_shift)": "evaluation_public_test_flip_shift.json",
     "public_test + TTA (flip_crop)": "evaluation_public_test_flip_crop.json",
     "public_test + TTA (ten_crop)": "evaluation_public_test_ten_crop.json",
 }
 VIEWS = {
     "none": "single view",
     "flip": "flip TTA",
+    "flip_shift": "flip+shift TTA",
     "flip_crop": "flip+crop TTA (the default)",
     "ten_crop": "ten-crop TTA",
 }
+# The views in the README's results table (flip_shift is reported for its calibration only).
+README_VIEWS = ("none", "flip", "flip_crop", "ten_crop")
 
 
 def reports() -> dict[str, EvaluationReport]:
@@ -101,10 +106,11 @@ def test_reports_card_config_readme_and_results_page_agree(tmp_path: Path) -> No
         assert summaries[name]["macro_f1"] == report.macro_f1
         assert f"| {name} | {report.num_samples} | {report.accuracy:.2%} |" in card
         view = VIEWS[report.tta or "none"]
-        name = re.escape(f"emotionnet bundled model, one ResNet18, {view}")
-        row = re.search(rf"\| {name} \| ([^|]+) \| ([^|]+) \|", table)
-        assert row is not None, view
-        assert row.groups() == (f"{report.accuracy:.2%}", f"{report.macro_f1:.2f}")
+        if report.tta in README_VIEWS:
+            name = re.escape(f"emotionnet bundled model, one ResNet18, {view}")
+            row = re.search(rf"\| {name} \| ([^|]+) \| ([^|]+) \|", table)
+            assert row is not None, view
+            assert row.groups() == (f"{report.accuracy:.2%}", f"{report.macro_f1:.2f}")
         assert f"``{report.tta}``" in page and f"{report.accuracy:.2%}" in page
         # Each report's section is titled by its split and views, not by its file name.
         title = f"PublicTest (validation), {view}"
@@ -117,13 +123,45 @@ def test_reports_card_config_readme_and_results_page_agree(tmp_path: Path) -> No
         assert claim in table and claim in results_rst, claim
 
 
+def test_every_view_set_has_a_temperature_fitted_on_public_test_and_shown_on_the_card() -> None:
+    config = EmotionRecognizer.from_pretrained(device="cpu", backend="torch").config
+    summaries = json.loads((FOLDER / "config.json").read_text())["metadata"]["evaluation"]
+    card = (FOLDER / "README.md").read_text(encoding="utf-8")
+    assert list(config.temperatures) == list(TTA_MODES)
+    assert "### Calibration" in card
+    for name, report in reports().items():
+        assert report.tta is not None
+        temperature = config.temperature_for(report.tta)
+        assert report.temperature == summaries[name]["temperature"] == temperature
+        assert report.uncalibrated_nll is not None and report.nll is not None
+        assert report.uncalibrated_ece is not None and report.ece is not None
+        # Fitted on this split: the log-loss can only drop (the ECE, binned, may not).
+        assert report.nll < report.uncalibrated_nll
+        assert summaries[name]["uncalibrated_nll"] == report.uncalibrated_nll
+        row = (
+            f"| {name} | {temperature:.4f} | {report.uncalibrated_ece:.4f} | {report.ece:.4f} | "
+            f"{report.uncalibrated_nll:.4f} | {report.nll:.4f} |"
+        )
+        assert row in card, row
+    # Averaging views makes the model under-confident: the default view set is sharpened.
+    assert config.temperature_for("flip_crop") < 1.0
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("tta", ["none", "flip"])
 def test_a_fresh_evaluate_reproduces_the_bundled_reports(fer2013_root: Path, tta: str) -> None:
     name = "public_test" if tta == "none" else f"public_test + TTA ({tta})"
     recorded = reports()[name]
     recognizer = EmotionRecognizer.from_pretrained(device="cpu", backend="torch")
-    fresh = recognizer.evaluate(FER2013(fer2013_root, "public_test"), tta=tta)
+    fresh = evaluate(
+        recognizer.model,
+        FER2013(fer2013_root, "public_test"),
+        tta=tta,
+        temperature=recognizer.config.temperature_for(tta),
+    )
     assert fresh.num_samples == recorded.num_samples == 3589
     assert fresh.confusion_matrix == recorded.confusion_matrix
     assert fresh.accuracy == pytest.approx(recorded.accuracy, abs=1e-12)
+    assert fresh.temperature == recorded.temperature
+    for field in ("ece", "nll", "uncalibrated_ece", "uncalibrated_nll"):
+        assert getattr(fresh, field) == pytest.approx(getattr(recorded, field), abs=1e-9), field

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import stat
@@ -263,6 +264,59 @@ def test_evaluate_equals_report_from_predictions() -> None:
     assert evaluate(model, SimpleNamespace(images=images, targets=targets)) == expected
 
 
+def _scaled_model(seed: int = 0, scale: float = 6.0) -> nn.Module:
+    """A linear model with large logits: over-confident, so a temperature has work to do."""
+    model = _linear_model(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(scale)
+    return model
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_a_temperature_changes_the_confidence_not_the_predictions(tta: str) -> None:
+    model = _scaled_model()
+    images = _images(40, seed=3)
+    targets = torch.arange(40) % 7
+    plain = evaluate(model, (images, targets), tta=tta)
+    calibrated = evaluate(model, (images, targets), tta=tta, temperature=2.5)
+    # Everything a prediction decides is the same.
+    for field in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "per_class"):
+        assert getattr(calibrated, field) == getattr(plain, field), field
+    assert calibrated.confusion_matrix == plain.confusion_matrix
+    # The probabilities are softmax(logits / 2.5), and the report says what they were before.
+    logits = predict_logits(model, images, tta=tta).double().numpy()
+    proba = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum(axis=1, keepdims=True)
+    assert calibrated.temperature == 2.5 and calibrated.tta == tta
+    assert calibrated.ece == pytest.approx(expected_calibration_error(targets, proba))
+    assert calibrated.nll == pytest.approx(skm.log_loss(targets, proba, labels=list(range(7))))
+    assert (calibrated.uncalibrated_ece, calibrated.uncalibrated_nll) == (plain.ece, plain.nll)
+    assert plain.temperature is plain.uncalibrated_ece is plain.uncalibrated_nll is None
+
+
+def test_evaluate_fits_the_temperature_on_the_data_when_asked() -> None:
+    from emotionnet.calibration import fit_temperature
+
+    model = _scaled_model(seed=1)
+    images = _images(60, seed=4)
+    targets = torch.arange(60) % 7
+    report = evaluate(model, (images, targets), tta="flip", temperature="fit")
+    logits = predict_logits(model, images, tta="flip")
+    assert report.temperature == fit_temperature(logits, targets)
+    assert report.temperature is not None and report.temperature > 1.0  # over-confident
+    assert report.nll is not None and report.uncalibrated_nll is not None
+    assert report.nll < report.uncalibrated_nll
+    assert report.accuracy == evaluate(model, (images, targets), tta="flip").accuracy
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, math.nan, "auto", True])
+def test_evaluate_refuses_a_bad_temperature_before_predicting(temperature: object) -> None:
+    model = Recorder()
+    with pytest.raises(InvalidArgumentError, match="temperature must be a positive"):
+        evaluate(model, (_images(2), torch.tensor([0, 1])), temperature=temperature)  # type: ignore[arg-type]
+    assert model.inputs == []
+
+
 def test_batch_size_does_not_change_predictions() -> None:
     model = _linear_model()
     images = _images(10)
@@ -498,6 +552,34 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert EvaluationReport.from_dict(json.loads(json.dumps(without_proba.to_dict()))) == (
         without_proba
     )
+
+
+def test_a_calibrated_report_round_trips_and_old_reports_load(tmp_path: Path) -> None:
+    calibrated = evaluate(
+        _scaled_model(), (_images(14), torch.arange(14) % 7), tta="flip", temperature=1.7
+    )
+    path = tmp_path / "report.json"
+    calibrated.save_json(path)
+    data = json.loads(path.read_text())
+    assert data["temperature"] == 1.7
+    assert data["uncalibrated_nll"] == calibrated.uncalibrated_nll
+    assert EvaluationReport.load_json(path) == calibrated
+    # A report written before calibration existed (no such keys) still loads.
+    old = {k: v for k, v in _report().to_dict().items() if "calibrated" not in k}
+    del old["temperature"]
+    assert EvaluationReport.from_dict(old) == _report()
+
+
+def test_a_calibrated_report_shows_ece_and_nll_before_and_after() -> None:
+    report = dataclasses.replace(
+        _report(), temperature=0.875, uncalibrated_ece=0.0512, uncalibrated_nll=0.9321
+    )
+    text = report.to_markdown()
+    assert "| calibration temperature | 0.8750 |" in text
+    assert "| ECE (15 bins), uncalibrated | 0.0512 |" in text
+    assert "| NLL, uncalibrated | 0.9321 |" in text
+    assert f"| ECE (15 bins), calibrated | {report.ece:.4f} |" in text
+    assert "calibrat" not in _report().to_markdown()
 
 
 def test_saved_report_is_readable_by_group_and_others(tmp_path: Path, umask_022: None) -> None:

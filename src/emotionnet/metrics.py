@@ -6,9 +6,10 @@ Three layers, each usable on its own:
   chunks, on the model's device, optionally with test-time augmentation (TTA).
 * :func:`report_from_predictions` turns labels and predictions into an
   :class:`EvaluationReport` without any model (scikit-learn computes every metric except the
-  calibration error, which scikit-learn does not have).
-* :func:`evaluate` does both for a model and a data set, and :func:`plot_confusion_matrix`
-  draws the result (needs the ``plot`` extra).
+  calibration error, which scikit-learn does not have: :mod:`emotionnet.calibration` does).
+* :func:`evaluate` does both for a model and a data set, optionally with calibrated
+  probabilities (a temperature, see :mod:`emotionnet.calibration`), and
+  :func:`plot_confusion_matrix` draws the result (needs the ``plot`` extra).
 
 Prediction itself (the forward pass, batching and test-time augmentation) lives in
 :mod:`emotionnet.inference`; :func:`predict_logits`, :func:`predict_proba` and the TTA constants
@@ -25,13 +26,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +42,19 @@ from torch import nn
 
 from ._atomic import atomic_write_text
 from ._io import open_regular_file
+
+# The calibration error was defined here before emotionnet.calibration: still importable.
+from .calibration import ECE_BINS as ECE_BINS
+from .calibration import (
+    _as_label_array,
+    _as_probabilities,
+    _check_temperature,
+    _ece,
+    apply_temperature,
+    fit_temperature,
+)
+from .calibration import _check_class_range as _check_range
+from .calibration import expected_calibration_error as expected_calibration_error
 from .data import as_tensors
 from .errors import (
     InvalidArgumentError,
@@ -75,10 +90,7 @@ __all__ = [
     "report_from_predictions",
 ]
 
-ECE_BINS: Final[int] = 15
-"""Number of equal-width confidence bins of the expected calibration error."""
 _REPORT_FORMAT_VERSION: Final[int] = 1
-_PROBA_SUM_TOLERANCE: Final[float] = 1e-3
 
 
 @dataclass(frozen=True)
@@ -125,11 +137,20 @@ class EvaluationReport:
         confusion_matrix_normalized: Each row divided by its sum (the per-class recall on the
             diagonal); a row of a class with no samples is all zeros.
         ece: Expected calibration error (see :func:`expected_calibration_error`), ``None``
-            when no probabilities were given.
+            when no probabilities were given; of the calibrated probabilities when a
+            ``temperature`` was applied.
         nll: Mean negative log-likelihood of the true class in nats (scikit-learn's
-            ``log_loss``), ``None`` when no probabilities were given.
+            ``log_loss``), ``None`` when no probabilities were given; of the calibrated
+            probabilities when a ``temperature`` was applied.
         tta: The test-time augmentation used (``"none"``, ``"flip"``, ...), ``None`` when
             unknown (predictions passed in directly).
+        temperature: The calibration temperature the probabilities were divided by
+            (:func:`emotionnet.calibration.apply_temperature`), ``None`` when none was
+            applied. It never changes a prediction, so every other metric is the same as
+            without it.
+        uncalibrated_ece: The ECE before calibration (temperature 1), ``None`` without a
+            ``temperature``.
+        uncalibrated_nll: The NLL before calibration, ``None`` without a ``temperature``.
 
     Example:
         >>> report = report_from_predictions([0, 1, 1], [0, 1, 0], labels=("cat", "dog"))
@@ -151,6 +172,9 @@ class EvaluationReport:
     ece: float | None = None
     nll: float | None = None
     tta: str | None = None
+    temperature: float | None = None
+    uncalibrated_ece: float | None = None
+    uncalibrated_nll: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dictionary that :meth:`from_dict` turns back into the report.
@@ -174,6 +198,9 @@ class EvaluationReport:
             "ece": self.ece,
             "nll": self.nll,
             "tta": self.tta,
+            "temperature": self.temperature,
+            "uncalibrated_ece": self.uncalibrated_ece,
+            "uncalibrated_nll": self.uncalibrated_nll,
             "per_class": {
                 name: {
                     "precision": m.precision,
@@ -228,7 +255,15 @@ class EvaluationReport:
             "confusion_matrix",
             "confusion_matrix_normalized",
         }
-        optional = {"format_version", "ece", "nll", "tta"}
+        optional = {
+            "format_version",
+            "ece",
+            "nll",
+            "tta",
+            "temperature",
+            "uncalibrated_ece",
+            "uncalibrated_nll",
+        }
         missing = required - set(data)
         unknown = set(data) - required - optional
         if missing or unknown:
@@ -254,8 +289,10 @@ class EvaluationReport:
                 )
                 for name in labels
             }
-            ece = None if data.get("ece") is None else float(data["ece"])
-            nll = None if data.get("nll") is None else float(data["nll"])
+            ece, nll, temperature, uncalibrated_ece, uncalibrated_nll = (
+                None if data.get(key) is None else float(data[key])
+                for key in ("ece", "nll", "temperature", "uncalibrated_ece", "uncalibrated_nll")
+            )
             tta = None if data.get("tta") is None else str(data["tta"])
             report = cls(
                 labels=labels,
@@ -270,6 +307,9 @@ class EvaluationReport:
                 ece=ece,
                 nll=nll,
                 tta=tta,
+                temperature=temperature,
+                uncalibrated_ece=uncalibrated_ece,
+                uncalibrated_nll=uncalibrated_nll,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(
@@ -370,10 +410,19 @@ class EvaluationReport:
             f"| macro F1 | {self.macro_f1:.4f} |",
             f"| weighted F1 | {self.weighted_f1:.4f} |",
         ]
+        calibrated = "" if self.temperature is None else ", calibrated"
         if self.ece is not None:
-            lines.append(f"| ECE ({ECE_BINS} bins) | {self.ece:.4f} |")
+            lines.append(f"| ECE ({ECE_BINS} bins){calibrated} | {self.ece:.4f} |")
         if self.nll is not None:
-            lines.append(f"| NLL | {self.nll:.4f} |")
+            lines.append(f"| NLL{calibrated} | {self.nll:.4f} |")
+        if self.temperature is not None:
+            lines.append(f"| calibration temperature | {self.temperature:.4f} |")
+            if self.uncalibrated_ece is not None:
+                lines.append(
+                    f"| ECE ({ECE_BINS} bins), uncalibrated | {self.uncalibrated_ece:.4f} |"
+                )
+            if self.uncalibrated_nll is not None:
+                lines.append(f"| NLL, uncalibrated | {self.uncalibrated_nll:.4f} |")
         lines += ["", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
         for name, m in self.per_class.items():
             lines.append(
@@ -394,28 +443,6 @@ class EvaluationReport:
         return self.to_markdown()
 
 
-def _as_label_array(name: str, values: object) -> npt.NDArray[np.int64]:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    try:
-        array = np.asarray(values)
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedInputError(
-            f"{name} must be a sequence of class indices, got {type(values).__name__} ({exc})."
-        ) from None
-    if array.ndim != 1:
-        raise InvalidArgumentError(
-            f"{name} must be one-dimensional (one class index per sample), got shape "
-            f"{array.shape}; pass class indices, not one-hot rows or probabilities."
-        )
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise InvalidArgumentError(
-            f"{name} must hold integer class indices, got dtype {array.dtype}; convert names "
-            "with emotionnet.emotion_to_index and probabilities with argmax first."
-        )
-    return array.astype(np.int64, copy=False)
-
-
 def _check_labels(labels: Sequence[str]) -> tuple[str, ...]:
     if isinstance(labels, str) or not all(isinstance(name, str) for name in labels):
         raise InvalidArgumentError(
@@ -428,105 +455,6 @@ def _check_labels(labels: Sequence[str]) -> tuple[str, ...]:
             f"labels must be at least two unique class names, got {list(names)}."
         )
     return names
-
-
-def _check_range(name: str, values: npt.NDArray[np.int64], labels: tuple[str, ...]) -> None:
-    bad = values[(values < 0) | (values >= len(labels))]
-    if bad.size:
-        raise InvalidArgumentError(
-            f"{name} holds {bad.size} value(s) outside 0..{len(labels) - 1} (for example "
-            f"{int(bad[0])}); with {len(labels)} labels {list(labels)} every class index must "
-            "lie in that range."
-        )
-
-
-def _as_probabilities(
-    values: object, num_samples: int, num_classes: int | None
-) -> npt.NDArray[np.float64]:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy()
-    try:
-        proba = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedInputError(
-            f"y_proba must be an array of probabilities, got {type(values).__name__} ({exc})."
-        ) from None
-    expected = "num_classes" if num_classes is None else str(num_classes)
-    if (
-        proba.ndim != 2
-        or proba.shape[0] != num_samples
-        or (num_classes is not None and proba.shape[1] != num_classes)
-    ):
-        raise InvalidArgumentError(
-            f"y_proba must be shaped (num_samples, num_classes) = ({num_samples}, {expected}), "
-            f"got {proba.shape}."
-        )
-    if not np.isfinite(proba).all() or (proba < 0).any():
-        raise InvalidArgumentError(
-            "y_proba holds negative, NaN or infinite values; pass probabilities "
-            "(softmax of the logits), not logits."
-        )
-    sums = proba.sum(axis=1)
-    worst = int(np.abs(sums - 1.0).argmax())
-    if abs(float(sums[worst]) - 1.0) > _PROBA_SUM_TOLERANCE:
-        raise InvalidArgumentError(
-            f"The rows of y_proba must sum to 1, but row {worst} sums to {float(sums[worst]):g}; "
-            "apply softmax to logits first (or use emotionnet.inference.predict_proba)."
-        )
-    # Renormalise the float rounding away so log_loss sees exact distributions.
-    normalized: npt.NDArray[np.float64] = proba / sums[:, None]
-    return normalized
-
-
-def expected_calibration_error(
-    y_true: Sequence[int] | npt.ArrayLike | torch.Tensor,
-    y_proba: npt.ArrayLike | torch.Tensor,
-    *,
-    n_bins: int = ECE_BINS,
-) -> float:
-    """Top-label expected calibration error (Guo et al., 2017).
-
-    Each sample's confidence is its largest probability and it counts as correct when that
-    class (the first one on ties) is the true one. Samples are put into ``n_bins`` equal-width
-    bins ``((m - 1) / n_bins, m / n_bins]`` by confidence (a confidence of exactly 0 goes to
-    the first bin), and ``ECE = sum_m |B_m| / N * |accuracy(B_m) - mean confidence(B_m)|``.
-    0 is perfect calibration; 1 is always fully confident and always wrong.
-
-    Args:
-        y_true: True class indices, shape ``(N,)``.
-        y_proba: Class probabilities, shape ``(N, C)``; rows sum to 1.
-        n_bins: Number of confidence bins.
-
-    Returns:
-        The ECE in ``[0, 1]``.
-
-    Raises:
-        InvalidArgumentError: If the shapes disagree, labels are out of range, the rows are not
-            probabilities, or ``n_bins < 1``.
-
-    Example:
-        >>> expected_calibration_error([0, 0, 1, 1], [[0.75, 0.25]] * 4)
-        0.25
-    """
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise InvalidArgumentError(f"n_bins must be a positive integer, got {n_bins!r}.")
-    targets = _as_label_array("y_true", y_true)
-    if targets.size == 0:
-        raise InvalidArgumentError("y_true is empty; the ECE needs at least one sample.")
-    proba = _as_probabilities(y_proba, targets.size, None)
-    _check_range("y_true", targets, tuple(str(i) for i in range(proba.shape[1])))
-    return _ece(targets, proba, n_bins)
-
-
-def _ece(targets: npt.NDArray[np.int64], proba: npt.NDArray[np.float64], n_bins: int) -> float:
-    confidence = proba.max(axis=1)
-    correct = (proba.argmax(axis=1) == targets).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    # |B_m|/N * |acc_m - conf_m| == |sum of correct in B_m - sum of confidence in B_m| / N
-    correct_sum = np.bincount(bins, weights=correct, minlength=n_bins)
-    confidence_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
-    return float(np.abs(correct_sum - confidence_sum).sum() / targets.size)
 
 
 def report_from_predictions(
@@ -645,11 +573,17 @@ def evaluate(
     std: float | Sequence[float] = FER2013_STD,
     labels: Sequence[str] | None = None,
     progress: bool = False,
+    temperature: float | Literal["fit"] | None = None,
 ) -> EvaluationReport:
     """Evaluate a classifier on a labelled data set.
 
     The data goes through :func:`emotionnet.data.as_tensors`, the model through
     :func:`predict_logits`; predictions are the argmax of the (TTA-averaged) probabilities.
+
+    With a ``temperature`` the report's probability metrics (ECE, NLL) are those of the
+    calibrated probabilities ``softmax(logits / temperature)``, and the report also records
+    the temperature and the ECE and NLL before calibration. The predictions, so the accuracy,
+    the F1 scores and the confusion matrix, are the same with and without it.
 
     Args:
         model: A module mapping ``float`` ``N x 1 x H x W`` input to ``N x len(labels)`` logits.
@@ -667,13 +601,20 @@ def evaluate(
             every metric averages over the classes the model predicts; the seven FER2013
             emotions for a model without a config.
         progress: Show a tqdm progress bar.
+        temperature: ``None`` (uncalibrated), a positive temperature (for a model folder:
+            ``config.temperature_for(mode)``), or ``"fit"``: fit it on this data with
+            :func:`~emotionnet.calibration.fit_temperature` (what packaging a model does on
+            PublicTest; the calibration it reports is then measured on the data it was
+            fitted on).
 
     Returns:
-        The :class:`EvaluationReport`, with ECE and NLL and the TTA mode recorded.
+        The :class:`EvaluationReport`, with ECE and NLL and the TTA mode recorded (and the
+        temperature and the uncalibrated ECE and NLL when ``temperature`` is given).
 
     Raises:
         InvalidArgumentError: If the data holds unlabelled samples (target ``-1``) or labels
-            outside ``range(len(labels))``, or the model outputs another number of classes.
+            outside ``range(len(labels))``, the model outputs another number of classes, or
+            ``temperature`` is neither ``None``, ``"fit"`` nor a positive finite number.
 
     Example:
         >>> import torch
@@ -688,8 +629,13 @@ def evaluate(
         >>> config = ModelConfig(stem="imagenet", num_classes=3, labels=("neg", "neu", "pos"))
         >>> evaluate(build_model(config), (images[:3], torch.tensor([0, 1, 2]))).labels
         ('neg', 'neu', 'pos')
+        >>> calibrated = evaluate(model, (images, targets), tta="flip", temperature="fit")
+        >>> calibrated.accuracy == report.accuracy, calibrated.nll <= calibrated.uncalibrated_nll
+        (True, True)
     """
     mode = _resolve_tta(tta)
+    if temperature is not None and temperature != "fit":
+        temperature = _check_temperature(temperature)
     if labels is None:
         labels = _model_labels(model) or EMOTIONS
     names = _check_labels(labels)
@@ -719,7 +665,29 @@ def evaluate(
             f"were given ({list(names)}); pass labels matching the model's classes."
         )
     proba = logits.softmax(dim=1)
-    return report_from_predictions(target_array, proba.argmax(dim=1), proba, labels=names, tta=mode)
+    report = report_from_predictions(
+        target_array, proba.argmax(dim=1), proba, labels=names, tta=mode
+    )
+    if temperature is None:
+        return report
+    logit_array = logits.double().numpy()
+    fitted = fit_temperature(logit_array, target_array) if temperature == "fit" else temperature
+    # The predictions stay those of the uncalibrated probabilities: a temperature keeps the
+    # order of the logits, and taking them from one place keeps the accuracy identical even
+    # where rounding would tie two nearly equal probabilities.
+    calibrated = report_from_predictions(
+        target_array,
+        proba.argmax(dim=1),
+        apply_temperature(logit_array, fitted),
+        labels=names,
+        tta=mode,
+    )
+    return dataclasses.replace(
+        calibrated,
+        temperature=fitted,
+        uncalibrated_ece=report.ece,
+        uncalibrated_nll=report.nll,
+    )
 
 
 def _model_labels(model: object) -> tuple[str, ...] | None:

@@ -49,6 +49,7 @@ from PIL import Image
 from ._checks import check_choice
 from ._crop_check import FaceCropCheck
 from ._optional import require
+from .calibration import apply_temperature
 from .errors import (
     InvalidArgumentError,
     MissingDependencyError,
@@ -954,25 +955,35 @@ class EmotionRecognizer:
 
     def _probabilities(
         self, faces: npt.NDArray[np.uint8], *, batch_size: int, tta: bool | str
-    ) -> npt.NDArray[np.float32]:
-        """The probabilities of a ``uint8`` face batch: onnxruntime, or PyTorch."""
+    ) -> npt.NDArray[np.floating[Any]]:
+        """The calibrated probabilities of a ``uint8`` face batch: onnxruntime, or PyTorch.
+
+        The logits (with TTA, the log of the view-averaged probabilities) are divided by the
+        config's temperature for the view set (:attr:`ModelConfig.temperatures
+        <emotionnet.models.ModelConfig.temperatures>`; 1.0 when it has none), which never
+        changes the most probable label.
+        """
+        mode = resolve_tta(tta)
         onnx_model = self._onnx_model()
         if onnx_model is not None:
             logits = onnx_model.predict_logits(
-                faces, tta=tta, batch_size=batch_size, mean=self.config.mean, std=self.config.std
+                faces, tta=mode, batch_size=batch_size, mean=self.config.mean, std=self.config.std
             )
-            return softmax(logits)
-        from .inference import predict_proba
+        else:
+            from .inference import predict_logits
 
-        proba = predict_proba(
-            self.model,
-            faces,
-            batch_size=batch_size,
-            tta=tta,
-            mean=self.config.mean,
-            std=self.config.std,
-        )
-        return proba.numpy()
+            logits = predict_logits(
+                self.model,
+                faces,
+                batch_size=batch_size,
+                tta=mode,
+                mean=self.config.mean,
+                std=self.config.std,
+            ).numpy()
+        temperature = self.config.temperature_for(mode)
+        if temperature == 1.0:
+            return softmax(logits)
+        return apply_temperature(logits, temperature)
 
     def _classify(
         self, faces: npt.NDArray[np.uint8], *, batch_size: int, tta: bool | str
@@ -1288,8 +1299,9 @@ class EmotionRecognizer:
     ) -> EvaluationReport:
         """Evaluate the model on a labelled data set with its own normalisation and labels.
 
-        The same as :func:`emotionnet.metrics.evaluate` with this model's ``mean``, ``std``
-        and ``labels`` (and backend).
+        The same as :func:`emotionnet.metrics.evaluate` with this model's ``mean``, ``std``,
+        ``labels`` and calibration temperature for the view set (and backend), so the
+        report describes the probabilities :meth:`predict` gives.
 
         Args:
             data: A :class:`~emotionnet.FER2013` split, an ``(images, targets)`` pair, or a
@@ -1312,11 +1324,13 @@ class EmotionRecognizer:
         """
         from .metrics import evaluate
 
+        mode = resolve_tta(self.tta if tta is None else tta)
         return evaluate(
             self._runner,
             data,
             batch_size=batch_size,
-            tta=self.tta if tta is None else tta,
+            tta=mode,
+            temperature=self.config.temperatures.get(mode),
             mean=self.config.mean,
             std=self.config.std,
             labels=self.config.labels,

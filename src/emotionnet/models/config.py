@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ from .._io import read_json_file
 from ..errors import InvalidArgumentError
 from ..labels import EMOTIONS, NUM_CLASSES
 from ..preprocessing import FER2013_MEAN, FER2013_STD, IMAGE_SIZE
+from ..tta import TTA_MODES
 
 __all__ = ["ARCHITECTURES", "STEMS", "ModelConfig"]
 
@@ -58,6 +60,66 @@ _BAD_LABEL_CATEGORIES: Final[dict[str, str]] = {
     "Zl": "a line separator",
     "Zp": "a paragraph separator",
 }
+
+_TTA_MODES: Final[tuple[str, ...]] = TTA_MODES
+
+
+class _Temperatures(Mapping[str, float]):
+    """A read-only, hashable mapping of TTA mode to temperature, in :data:`_TTA_MODES` order."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, float]) -> None:
+        self._items = {mode: items[mode] for mode in _TTA_MODES if mode in items}
+
+    def __getitem__(self, key: str) -> float:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def _positive_finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _check_temperatures(temperatures: object) -> _Temperatures:
+    if not isinstance(temperatures, Mapping):
+        raise InvalidArgumentError(
+            f"temperatures must be a mapping of TTA mode to temperature, such as "
+            f'{{"flip_crop": 0.87}}, got {temperatures!r}.'
+        )
+    checked: dict[str, float] = {}
+    for mode, value in temperatures.items():
+        if mode not in _TTA_MODES:
+            raise InvalidArgumentError(
+                f"Unknown TTA mode {mode!r} in temperatures. Valid modes are "
+                f"{', '.join(repr(m) for m in _TTA_MODES)}."
+            )
+        number = _positive_finite(value)
+        if number is None:
+            raise InvalidArgumentError(
+                f"temperatures[{mode!r}] must be a positive finite number, got {value!r}; the "
+                "logits are divided by it (1.0 leaves them unchanged). Fit it with "
+                "emotionnet.calibration.fit_temperature."
+            )
+        checked[mode] = number
+    return _Temperatures(checked)
 
 
 def _read_config_json(path: Path) -> Any:
@@ -187,6 +249,12 @@ class ModelConfig:
             alike. A ``config.json`` or ONNX model with other labels is refused at load with
             :class:`~emotionnet.errors.ModelLoadError`.
         dropout: Dropout before the classifier during training.
+        temperatures: The calibration temperature of each test-time augmentation mode
+            (``"none"``, ``"flip"``, ``"flip_shift"``, ``"flip_crop"``, ``"ten_crop"``): the
+            logits of that view set are divided by it before the softmax
+            (:func:`emotionnet.calibration.apply_temperature`). Positive and finite; a mode
+            left out has temperature 1.0 (:meth:`temperature_for`). Fitted on PublicTest
+            when a model is packaged; it never changes a predicted class. Read-only.
 
     Example:
         >>> config = ModelConfig(stem="small")
@@ -194,6 +262,9 @@ class ModelConfig:
         True
         >>> config.to_dict()["labels"][:2]
         ['angry', 'disgust']
+        >>> calibrated = ModelConfig(temperatures={"flip_crop": 0.87})
+        >>> calibrated.temperature_for("flip_crop"), calibrated.temperature_for("none")
+        (0.87, 1.0)
     """
 
     architecture: str = "resnet18"
@@ -205,6 +276,7 @@ class ModelConfig:
     std: tuple[float, ...] = (FER2013_STD,)
     labels: tuple[str, ...] = EMOTIONS
     dropout: float = 0.0
+    temperatures: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -248,6 +320,31 @@ class ModelConfig:
         object.__setattr__(self, "std", std)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "dropout", float(self.dropout))
+        object.__setattr__(self, "temperatures", _check_temperatures(self.temperatures))
+
+    def temperature_for(self, mode: str) -> float:
+        """The calibration temperature of a test-time augmentation mode.
+
+        Args:
+            mode: A TTA mode name (``"none"``, ``"flip"``, ``"flip_shift"``,
+                ``"flip_crop"``, ``"ten_crop"``).
+
+        Returns:
+            The stored temperature, or 1.0 (no change) when none was fitted for ``mode``.
+
+        Raises:
+            InvalidArgumentError: If ``mode`` is not a TTA mode name.
+
+        Example:
+            >>> ModelConfig(temperatures={"flip": 0.9}).temperature_for("flip")
+            0.9
+        """
+        if mode not in _TTA_MODES:
+            raise InvalidArgumentError(
+                f"Unknown TTA mode {mode!r}; valid modes are "
+                f"{', '.join(repr(m) for m in _TTA_MODES)}."
+            )
+        return self.temperatures.get(mode, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict of the fields (tuples become lists).
@@ -269,6 +366,7 @@ class ModelConfig:
             "std": list(self.std),
             "labels": list(self.labels),
             "dropout": self.dropout,
+            "temperatures": dict(self.temperatures),
         }
 
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
@@ -160,6 +160,8 @@ class EmotionNet(
         std: Per-channel standard deviation; ``None``: FER2013's per channel.
         labels: Class names; ``None``: the seven emotions for 7 classes, else ``class_<i>``.
         dropout: Dropout probability before ``fc`` while training (a hook: no new keys).
+        temperatures: Calibration temperature per TTA mode (:attr:`ModelConfig.temperatures`);
+            ``None``: none (1.0 for every mode).
 
     Attributes:
         config: The :class:`ModelConfig` of the model.
@@ -191,6 +193,7 @@ class EmotionNet(
         std: Sequence[float] | None = None,
         labels: Sequence[str] | None = None,
         dropout: float = 0.0,
+        temperatures: Mapping[str, float] | None = None,
     ) -> None:
         channels = in_chans if isinstance(in_chans, int) and 0 < in_chans <= 64 else 1
         if labels is None and isinstance(num_classes, int) and 0 < num_classes <= 10_000:
@@ -209,6 +212,7 @@ class EmotionNet(
             std=tuple(std) if std is not None else (FER2013_STD,) * channels,
             labels=tuple(labels) if labels is not None else EMOTIONS,
             dropout=dropout,
+            temperatures=temperatures if temperatures is not None else {},
         )
         super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=config.num_classes)
         self.config = config
