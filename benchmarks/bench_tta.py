@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from emotionnet import FER2013, EmotionRecognizer
-from emotionnet.metrics import _tta_views
+from emotionnet.inference import _tta_views
 from emotionnet.preprocessing import normalize
 
 CROPS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")

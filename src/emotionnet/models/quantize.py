@@ -19,7 +19,7 @@ Example:
     ...     for name in ("config.json", "model.onnx", "model.safetensors"):
     ...         _ = shutil.copy(bundled_model_dir() / name, folder)
     ...     faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
-    ...     quantize_folder(folder, faces).name  # doctest: +SKIP (half a minute)
+    ...     quantize_folder(folder, faces).name  # doctest: +SKIP
     'model.int8.onnx'
 """
 
