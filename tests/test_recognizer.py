@@ -41,12 +41,17 @@ def recognizer() -> EmotionRecognizer:
     return EmotionRecognizer(build_model(CONFIG), CONFIG, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def tiny() -> EmotionRecognizer:
-    """A linear classifier: fast enough for property tests over many inputs."""
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def tiny(request: pytest.FixtureRequest) -> EmotionRecognizer:
+    """A linear classifier: fast enough for property tests over many inputs.
+
+    Every test that uses it runs on both paths: eager PyTorch, and the torch-free one (the
+    model exported to ONNX and run by onnxruntime with the numpy views), so bad input keeps
+    its errors and good input its predictions on both.
+    """
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7))
-    return EmotionRecognizer(model, ModelConfig(), device="cpu")
+    return EmotionRecognizer(model, ModelConfig(), device="cpu", backend=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +136,7 @@ def test_the_default_test_time_augmentation_is_the_recognizers(
     )
     labels = torch.arange(3)
     assert tiny.evaluate((torch.from_numpy(faces[:3]), labels)).tta == DEFAULT_TTA
-    fast = EmotionRecognizer(tiny.model, CONFIG, device="cpu", tta="none")
+    fast = EmotionRecognizer(tiny.model, CONFIG, device="cpu", tta="none", backend=tiny.backend)
     np.testing.assert_array_equal(proba(fast.predict(batch)), proba(tiny.predict(batch, tta=False)))
     assert fast.evaluate((torch.from_numpy(faces[:3]), labels)).tta == "none"
     with pytest.raises(InvalidArgumentError, match="flip_crop"):
