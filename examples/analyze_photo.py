@@ -27,7 +27,7 @@ COLOURS = {
     "happy": (255, 200, 0),
     "sad": (0, 130, 200),
     "surprise": (245, 130, 48),
-    "neutral": (200, 200, 200),
+    "neutral": (190, 255, 0),  # lime: a grey would vanish on grey backgrounds
 }
 
 
