@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .preprocessing import to_face_array as to_face_array
     from .recognizer import EmotionRecognizer as EmotionRecognizer
     from .runtime import OnnxModel as OnnxModel
+    from .scoring import BatchScorer as BatchScorer
     from .recognizer import FaceEmotion as FaceEmotion
     from .recognizer import Prediction as Prediction
     from .training import Callback as Callback
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "as_tensors": "data",
     "AugmentConfig": "augmentation",
+    "BatchScorer": "scoring",
     "build_model": "models",
     "Callback": "training",
     "compute_class_weights": "class_weights",
@@ -111,6 +113,7 @@ __all__ = [
     "SPLITS",
     "STEMS",
     "AugmentConfig",
+    "BatchScorer",
     "Callback",
     "DlibHogDetector",
     "EmotionNet",
