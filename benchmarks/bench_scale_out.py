@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # One process: the same scorer, called on the same batches, in this process.
     startup = fresh_process_startup(args.model)
-    scorer = BatchScorer(**options)  # type: ignore[arg-type]
+    scorer = BatchScorer(**options)
     scorer.load()
     wall = time.perf_counter()
     cpu = time.process_time()

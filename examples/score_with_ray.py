@@ -68,7 +68,8 @@ def read_paths(args: argparse.Namespace) -> ray.data.Dataset:
         # Absolute paths: a worker's working folder need not be this one.
         paths = iter_image_paths(args.inputs, recursive=args.recursive)
         datasets.append(ray.data.from_items([{"path": os.path.abspath(p)} for p in paths]))
-    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+    dataset: ray.data.Dataset = datasets[0]
+    return dataset.union(*datasets[1:]) if len(datasets) > 1 else dataset
 
 
 def main(argv: list[str] | None = None) -> None:

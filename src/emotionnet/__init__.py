@@ -53,10 +53,10 @@ if TYPE_CHECKING:
     from .preprocessing import normalize as normalize
     from .preprocessing import to_face_array as to_face_array
     from .recognizer import EmotionRecognizer as EmotionRecognizer
-    from .runtime import OnnxModel as OnnxModel
-    from .scoring import BatchScorer as BatchScorer
     from .recognizer import FaceEmotion as FaceEmotion
     from .recognizer import Prediction as Prediction
+    from .runtime import OnnxModel as OnnxModel
+    from .scoring import BatchScorer as BatchScorer
     from .training import Callback as Callback
     from .training import History as History
     from .training import TrainConfig as TrainConfig
