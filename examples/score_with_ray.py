@@ -52,24 +52,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--num-cpus", type=int, default=None, help="CPUs of a local Ray (no RAY_ADDRESS)"
     )
     args = parser.parse_args(argv)
-    if not args.inputs and args.paths_from is None:
-        parser.error("name image files or folders, or --paths-from FILE")
+    if bool(args.inputs) == (args.paths_from is not None):
+        parser.error("name image files or folders, or give --paths-from FILE (not both)")
     return args
 
 
 def read_paths(args: argparse.Namespace) -> ray.data.Dataset:
     """The dataset of paths: a ``path`` column, one row per image, in input order."""
-    datasets = []
     if args.paths_from is not None:
         # Read by Ray, block by block: a list of a hundred million paths never sits in memory.
         lines = ray.data.read_text(str(args.paths_from.resolve()), num_cpus=IO_CPUS)
-        datasets.append(lines.rename_columns({"text": "path"}))
-    if args.inputs:
-        # Absolute paths: a worker's working folder need not be this one.
-        paths = iter_image_paths(args.inputs, recursive=args.recursive)
-        datasets.append(ray.data.from_items([{"path": os.path.abspath(p)} for p in paths]))
-    dataset: ray.data.Dataset = datasets[0]
-    return dataset.union(*datasets[1:]) if len(datasets) > 1 else dataset
+        named: ray.data.Dataset = lines.rename_columns({"text": "path"}, num_cpus=IO_CPUS)
+        return named
+    # Absolute paths: a worker's working folder need not be this one.
+    paths = iter_image_paths(args.inputs, recursive=args.recursive)
+    return ray.data.from_items([{"path": os.path.abspath(path)} for path in paths])
 
 
 def main(argv: list[str] | None = None) -> None:

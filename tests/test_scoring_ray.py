@@ -69,6 +69,10 @@ def run_loopback_only(command: list[str], *, timeout: float) -> subprocess.Compl
             env=env,
             cwd=ROOT,
         )
+    except subprocess.TimeoutExpired as error:  # a stuck Ray job: show where it stood
+        tail = (error.stderr or b"")[-3000:]
+        text = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        pytest.fail(f"{command[1:2]} ran past {timeout} s; its log ends with:\n{text}")
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
