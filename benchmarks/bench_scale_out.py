@@ -58,10 +58,14 @@ def reexec_in_namespace() -> None:
             "Ray must run in a network namespace with only loopback here, and unshare -n "
             "needs root: run this script as root, or inside such a namespace."
         )
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths are limited
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": temp}
     command = [*LOOPBACK_ONLY, sys.executable, "-u", *sys.argv]
-    sys.exit(subprocess.run(command, env=env, check=False).returncode)
+    try:
+        code = subprocess.run(command, env=env, check=False).returncode
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    sys.exit(code)
 
 
 def image_paths(data: Path, count: int, folder: Path) -> tuple[list[str], str]:
