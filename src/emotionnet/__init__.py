@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from .recognizer import FaceEmotion as FaceEmotion
     from .recognizer import Prediction as Prediction
     from .runtime import OnnxModel as OnnxModel
+    from .scoring import BatchScorer as BatchScorer
     from .training import Callback as Callback
     from .training import FinetuneResult as FinetuneResult
     from .training import History as History
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "as_tensors": "data",
     "AugmentConfig": "augmentation",
+    "BatchScorer": "scoring",
     "build_model": "models",
     "Callback": "training",
     "compute_class_weights": "class_weights",
@@ -121,6 +123,7 @@ __all__ = [
     "SPLITS",
     "STEMS",
     "AugmentConfig",
+    "BatchScorer",
     "Callback",
     "DlibHogDetector",
     "EmotionNet",
