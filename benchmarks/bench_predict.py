@@ -42,10 +42,10 @@ import numpy as np
 import torch
 
 from emotionnet import EmotionRecognizer
-from emotionnet.tta import TTA_MODES
 from emotionnet.models import STEMS, ModelConfig, build_model
 from emotionnet.models.onnx import OnnxClassifier, onnx_bytes
 from emotionnet.preprocessing import normalize
+from emotionnet.tta import TTA_MODES
 
 
 def interleaved(
