@@ -705,3 +705,20 @@ def test_a_fork_while_a_dlib_detector_is_busy_does_not_hang_the_child() -> None:
     blank = np.zeros((100, 100), dtype=np.uint8)
     code = _hold_while_forking([detector._lock], lambda: detector(blank) == [])
     assert code == 0, "the child hung on a lock held at fork time" if code == -1 else code
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads, Python 3.12+
+def test_a_fork_while_the_face_crop_check_is_busy_does_not_hang_the_child() -> None:
+    pytest.importorskip("cv2")
+    from emotionnet import _crop_check
+
+    photo = Image.open(EXAMPLES / "astronaut.jpg").convert("L")
+    _crop_check._haar()  # made once in the parent
+    code = _hold_while_forking(
+        [_crop_check._lock],
+        lambda: (
+            _crop_check.not_a_face_crop(photo, photo.size, input_size=48, source=None) is not None
+        ),
+    )
+    assert code == 0, "the child hung on a lock held at fork time" if code == -1 else code

@@ -32,6 +32,23 @@ _lock = threading.Lock()
 _detector: list[Any] = []  # [] not tried yet; [None] OpenCV missing; [detector]
 
 
+def _after_fork_in_child() -> None:
+    """A child forked while another thread held the lock would wait on it forever: renew it.
+
+    The detector itself is renewed by :mod:`emotionnet.faces`' own fork handler; one made while
+    the lock was held may be half-built, so it is dropped and made again.
+    """
+    global _lock
+    held = _lock.locked()
+    _lock = threading.Lock()
+    if held:
+        _detector.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _haar() -> Any:
     """OpenCV's Haar cascade (a coarser pyramid than the default), or ``None`` without it."""
     with _lock:
