@@ -199,3 +199,66 @@ def test_the_models_never_import_the_recognizer_not_even_when_called() -> None:
     assert "emotionnet.models.config" in _all_imports(
         PACKAGE / "models" / "onnx.py", "emotionnet.models.onnx"
     )  # the walk sees this module's imports
+
+
+# The inference layer: what `pip install emotionnet` (no torch) runs.
+INFERENCE_LAYER = (
+    "emotionnet",
+    "emotionnet._atomic",
+    "emotionnet._checks",
+    "emotionnet._config",
+    "emotionnet._crop_check",
+    "emotionnet._io",
+    "emotionnet._onnx_check",
+    "emotionnet._optional",
+    "emotionnet._version",
+    "emotionnet.batch",
+    "emotionnet.calibration",
+    "emotionnet.cli",
+    "emotionnet.errors",
+    "emotionnet.faces",
+    "emotionnet.images",
+    "emotionnet.labels",
+    "emotionnet.models",
+    "emotionnet.models.config",
+    "emotionnet.models.hub",
+    "emotionnet.preprocessing",
+    "emotionnet.recognizer",
+    "emotionnet.runtime",
+    "emotionnet.scoring",
+    "emotionnet.tta",
+    "emotionnet.video",
+)
+TRAINING_ONLY = ("torch", "torchvision", "sklearn", "safetensors", "onnx", "scipy")
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """Top-level packages ``path`` imports when it is imported (TYPE_CHECKING blocks aside)."""
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If):
+                test = node.test
+                if not (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"):
+                    visit(node.body)
+                    visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return found
+
+
+@pytest.mark.parametrize("name", INFERENCE_LAYER)
+def test_the_inference_layer_never_imports_the_training_stack(name: str) -> None:
+    path = _modules()[name]
+    heavy = sorted(_third_party_imports(path) & set(TRAINING_ONLY))
+    assert not heavy, f"{name} imports {heavy} at module level; import it where it is needed"
+    imported = _top_level_imports(path, name, set(_modules()))
+    outside = sorted(module for module in imported if module not in INFERENCE_LAYER)
+    assert not outside, f"{name} imports {outside}, which are not of the inference layer"
