@@ -66,7 +66,7 @@ def _group_photo(faces: np.ndarray) -> Image.Image:
 
 @pytest.mark.parametrize("tta", ["none", "flip", "flip_crop", "ten_crop"])
 def test_faces_in_photos(public_faces: np.ndarray, eager: EmotionRecognizer, tta: str) -> None:
-    fast = EmotionRecognizer.from_pretrained(num_threads=1)
+    fast = EmotionRecognizer.from_pretrained(num_threads=1, precision="float32")
     assert fast.backend == "onnx" and eager.backend == "torch"
     photos = [PHOTO, _group_photo(public_faces[10:]), np.zeros((200, 200, 3), np.uint8)]
     found_fast = fast.predict(photos, faces=True, tta=tta)

@@ -424,7 +424,8 @@ def test_evaluate_uses_the_model_normalisation(
 def test_repr_and_labels(recognizer: EmotionRecognizer) -> None:
     assert recognizer.labels == EMOTIONS
     assert repr(recognizer) == (
-        "EmotionRecognizer(stem='imagenet', labels=7, device='cpu', backend='torch')"
+        "EmotionRecognizer(stem='imagenet', labels=7, device='cpu', backend='torch', "
+        "precision='float32')"
     )
 
 

@@ -218,7 +218,10 @@ def test_the_bundled_int8_graph_is_its_weights_and_agrees_with_float() -> None:
     assert meta["emotionnet.precision"] == "int8"
     assert meta[WEIGHTS_SHA256_METADATA_KEY] == weights_sha256(folder / "model.safetensors")
     fast = EmotionRecognizer.from_pretrained(precision="int8", num_threads=1)
-    exact = EmotionRecognizer.from_pretrained(num_threads=1)
+    exact = EmotionRecognizer.from_pretrained(num_threads=1, precision="float32")
+    assert fast.precision == "int8" and exact.precision == "float32"
+    # The default runs the int8 graph where the folder ships one made from its weights.
+    assert EmotionRecognizer.from_pretrained(num_threads=1).precision == "int8"
     for tta in ("none", "flip_crop"):
         a, b = fast.predict(FACE, tta=tta), exact.predict(FACE, tta=tta)
         assert a.label == b.label == "happy"
@@ -255,3 +258,5 @@ def test_quantize_folder_writes_a_graph_for_these_weights(tmp_path: Path, model_
     (folder / "model.int8.onnx").write_bytes(stale)
     with pytest.raises(ModelLoadError, match="SHA-256"):
         EmotionRecognizer.from_pretrained(folder, precision="int8")
+    # By default a stale int8 graph is passed over for the float one, with a warning.
+    assert EmotionRecognizer.from_pretrained(folder, num_threads=1).precision == "float32"
