@@ -367,3 +367,46 @@ def test_any_bytes_are_an_image_or_corrupt(data: bytes) -> None:
         return
     assert 0 < image.width * image.height <= emotionnet.images.MAX_IMAGE_PIXELS
     assert to_face_array(image).shape == (48, 48)
+
+
+def test_a_truncated_image_opened_by_the_caller_is_a_corrupt_image_error() -> None:
+    import io
+
+    from emotionnet.errors import CorruptImageError
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buffer, "PNG")
+    truncated = Image.open(io.BytesIO(buffer.getvalue()[:-30]))  # decodes lazily, later
+    with pytest.raises(CorruptImageError, match="truncated"):
+        load_image(truncated)
+
+
+def test_path_likes_returning_bytes_or_garbage() -> None:
+    import os
+
+    from emotionnet.errors import UnsupportedInputError
+
+    face = Path(__file__).resolve().parent.parent / "examples" / "images" / "astronaut_face.jpg"
+
+    class BytesPath(os.PathLike):  # type: ignore[type-arg]
+        def __fspath__(self) -> bytes:
+            return os.fsencode(face)
+
+    class BrokenPath(os.PathLike):  # type: ignore[type-arg]
+        def __fspath__(self) -> int:
+            return 42
+
+    assert load_image(BytesPath()).size == load_image(face).size
+    with pytest.raises(UnsupportedInputError, match="__fspath__"):
+        load_image(BrokenPath())  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # nested tensors are a torch prototype
+def test_a_nested_tensor_is_refused_with_the_fix() -> None:
+    from emotionnet.errors import UnsupportedInputError
+
+    nested = torch.nested.nested_tensor([torch.zeros(20, 20), torch.zeros(30, 30)])
+    with pytest.raises(UnsupportedInputError, match="unbind"):
+        unbatch(nested)
+    with pytest.raises(UnsupportedInputError, match="unbind"):
+        load_image(nested)

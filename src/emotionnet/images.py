@@ -252,6 +252,14 @@ def _decode(source: IO[bytes], what: str) -> Image.Image:
 
 def _load_path(path: str | os.PathLike[str]) -> Image.Image:
     try:
+        # A path-like may return bytes (a POSIX file name as bytes): decode it as the OS does.
+        path = os.fsdecode(os.fspath(path))
+    except TypeError as error:  # __fspath__ returned neither str nor bytes
+        raise UnsupportedInputError(
+            f"Cannot read an image from the path-like {type(path).__qualname__}: {error}; its "
+            "__fspath__ must return a str (or bytes) file name."
+        ) from None
+    try:
         resolved = Path(path).expanduser()
     except RuntimeError:  # "~name" for a user that does not exist, or no home directory
         raise ImageNotFoundError(
@@ -288,9 +296,18 @@ def _array_to_pil(array: npt.NDArray[Any], what: str, layout: str) -> Image.Imag
     return Image.fromarray(np.ascontiguousarray(pixels_to_uint8(array, what)), mode=mode)
 
 
+def _refuse_nested(tensor: Any) -> None:
+    if getattr(tensor, "is_nested", False):
+        raise UnsupportedInputError(
+            "A nested tensor is not an image or a batch of one size; pass its images one by "
+            "one (list(nested.unbind())) or a dense N x C x H x W tensor."
+        )
+
+
 def _tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     import torch  # already imported: the caller made the tensor
 
+    _refuse_nested(tensor)
     what = f"The tensor of shape {tuple(tensor.shape)}"
     if tensor.is_complex():
         raise UnsupportedInputError(f"{what} is complex ({tensor.dtype}); pass real pixel values.")
@@ -356,7 +373,15 @@ def load_image(image: ImageInput) -> Image.Image:
         emotionnet.errors.CorruptImageError: The given bytes is not an image in a supported format; expected one of AVIF, BMP, GIF, JPEG, PNG, PPM, TIFF, WEBP.
     """  # noqa: E501
     if isinstance(image, Image.Image):
-        _check_pixels(image.width, image.height, f"The PIL image ({image.mode})")
+        what = f"The PIL image ({image.mode})"
+        _check_pixels(image.width, image.height, what)
+        try:  # an image opened from a file decodes lazily: a truncated file fails here, named
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise CorruptImageError(
+                f"{what} cannot be decoded ({error}): its file is truncated or corrupt. Pass a "
+                "complete image file."
+            ) from None
         return image
     if isinstance(image, (str, os.PathLike)):
         return _load_path(image)
@@ -432,6 +457,8 @@ def unbatch(
         emotionnet.errors.InvalidImageError: The tensor of shape (3, 48, 48) is ambiguous: ...
     """
     tensor = is_tensor(images)
+    if tensor:
+        _refuse_nested(images)
     if tensor and images.ndim == 3:  # type: ignore[union-attr]
         _refuse_ambiguous_tensor(images, size)  # type: ignore[arg-type]
     if isinstance(images, (list, tuple)):
