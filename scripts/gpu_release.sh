@@ -22,7 +22,8 @@
 # travel; data/ and runs/ are git-ignored):
 #
 #   mkdir -p data && tar czf data/fer2013.tgz -C ../shared/data fer2013      # ~53 MB
-#   mv src/emotionnet/weights/default/model.safetensors /tmp/                 # keeps the tree small
+#   mkdir -p /tmp/bundled && mv src/emotionnet/weights/default/model*.{safetensors,onnx} \
+#       /tmp/bundled/     # the weights and both ONNX graphs (76 MB): the tree must stay small
 #
 # The distilled release (configs/fer2013_resnet18_distilled.toml: the bundled model as teacher,
 # its flip_crop probabilities precomputed for the training faces) runs the same way with
@@ -47,7 +48,7 @@
 # Try it here first on a CPU subset:  SMOKE=1 OUT=/tmp/out bash scripts/gpu_release.sh
 # (the smoke run works on a copy of the teacher-targets file: the one in data/ stays as it is)
 # Then one device call:  command "bash scripts/gpu_release.sh", carry ["data"], timeout_s 600.
-# Back here: put model.safetensors back, then
+# Back here: put the bundled files back (mv /tmp/bundled/* src/emotionnet/weights/default/), then
 #
 #   mkdir -p runs/release && cat <files_at>/release/model.safetensors.part-* \
 #       > runs/release/model.safetensors && tar xzf <files_at>/release/meta.tgz -C runs/release
@@ -201,8 +202,9 @@ echo "== training exited with $status ($((SECONDS))s)"
 folder="$work/release"
 if [ "$status" = 0 ] && [ -f "$folder/model.safetensors" ]; then
   split -b 15M -d "$folder/model.safetensors" "$OUT/release/model.safetensors.part-"
-  (cd "$folder" && find . -maxdepth 1 -type f ! -name '*.safetensors' -print0 |
-    tar czf "$OUT/release/meta.tgz" --null -T -)
+  # model.onnx (45 MB) stays behind: packaging exports it again here from the weights.
+  (cd "$folder" && find . -maxdepth 1 -type f ! -name '*.safetensors' ! -name '*.onnx' \
+    -print0 | tar czf "$OUT/release/meta.tgz" --null -T -)
 else
   echo "the run did not finish: returning the best checkpoint so far, if any"
   best="$folder/checkpoints/best.safetensors"
