@@ -10,32 +10,11 @@ This is the PyTorch twin of :class:`emotionnet.runtime.OnnxModel` (the torch-fre
 the same views (:mod:`emotionnet.tta` defines them in numpy; here they are computed with
 torch on the model's device) and the same averaging, to within 1e-5 in probability.
 
-With test-time augmentation (TTA) the model sees several *views* of each image, and the
-softmax probabilities of the views are averaged (arithmetic mean, every view weighted
-equally). The views of an ``H x W`` image (48x48 for FER2013) are:
-
-``"none"`` (``tta=False``)
-    1 view: the image itself.
-``"flip"`` (``tta=True``)
-    2 views: the image and its horizontal mirror.
-``"flip_shift"``
-    10 views: the image shifted by ``(dy, dx)`` in ``{(0, 0), (0, 2), (0, -2), (2, 0),
-    (-2, 0)}`` pixels (:data:`TTA_SHIFT`), each also mirrored. A shift moves the content and
-    fills the uncovered border by repeating the edge pixels (replicate padding); the image
-    size does not change.
-``"flip_crop"``
-    4 views: the image, its centre crop of ``round(H * 44 / 48) x round(W * 44 / 48)``
-    pixels resized back to ``H x W`` (the ``"ten_crop"`` centre view), and the mirrors of
-    both. On the bundled model it is as accurate as ``"ten_crop"`` on PublicTest for 4/10 of
-    the cost (``benchmarks/bench_tta.py``).
-``"ten_crop"``
-    10 views: :func:`torchvision.transforms.v2.functional.ten_crop` with crops of
-    ``round(H * 44 / 48) x round(W * 44 / 48)`` pixels (44x44 for FER2013,
-    :data:`TEN_CROP_SIZE`) at the four corners and the centre of the image and of its
-    mirror, each resized back to ``H x W`` with bilinear interpolation
-    (``align_corners=False``), because emotionnet models take whole 48x48 faces. In the FER
-    literature ten-crop usually feeds 40 or 44 px crops to a network trained on such crops;
-    here the crops are zoomed back to the training size instead.
+With test-time augmentation (TTA) the model sees several *views* of each image and the softmax
+probabilities of the views are averaged; :mod:`emotionnet.tta` defines each view set
+(``"none"``, ``"flip"``, ``"flip_shift"``, ``"flip_crop"``, ``"ten_crop"``). On the bundled
+model ``"flip_crop"`` is as accurate as ``"ten_crop"`` on PublicTest for 4/10 of the cost
+(``benchmarks/bench_tta.py``).
 
 :func:`predict_proba` returns those averaged probabilities; :func:`predict_logits` returns
 their logarithm (a valid logit vector: its softmax is the averaged probabilities), and the

@@ -10,13 +10,14 @@
     recognizer.predict("photo.jpg", faces=True)          # -> [FaceEmotion(box, prediction), ...]
 
 Every input goes through :func:`emotionnet.images.load_image` and
-:func:`emotionnet.preprocessing.to_face_array` (the dataset's grayscale/resize rule) and the
-probabilities through :func:`emotionnet.inference.predict_proba`, the function
-:func:`~emotionnet.metrics.evaluate` uses, so a prediction here matches an evaluation there,
-test-time augmentation included.
-
-On the CPU, a loaded model runs on onnxruntime when the ``onnx`` extra is installed (exported
-once, at the first prediction), else on eager PyTorch; ``backend=`` chooses (:data:`BACKENDS`).
+:func:`emotionnet.preprocessing.to_face_array` (the dataset's grayscale/resize rule). A model
+loaded with :meth:`EmotionRecognizer.from_pretrained` on the CPU runs its folder's shipped ONNX
+graph on onnxruntime (:class:`~emotionnet.runtime.OnnxModel`, no torch; the int8 graph where
+the folder has one, see ``precision``); ``backend="torch"`` or a GPU runs the PyTorch model
+through :func:`emotionnet.inference.predict_logits`, the function
+:func:`~emotionnet.metrics.evaluate` uses. With the float graph both give the same
+probabilities to 1e-5, test-time augmentation included; the model's calibration temperature
+for the view set is applied on both (:mod:`emotionnet.calibration`).
 
 Example:
     >>> import torch
@@ -98,8 +99,9 @@ for the fastest predictions.
 """
 
 BACKENDS: Final[tuple[str, ...]] = ("auto", "torch", "onnx")
-"""Inference backends: eager PyTorch, onnxruntime on the exported graph (``onnx`` extra), or
-``"auto"``: onnxruntime on the CPU when the ``onnx`` extra is installed, else PyTorch.
+"""Inference backends: ``"onnx"`` (onnxruntime on the model's ONNX graph: the folder's
+shipped ``model.onnx``, or an in-memory export of a PyTorch model), ``"torch"`` (eager
+PyTorch, the ``torch`` extra), or ``"auto"``: onnxruntime on the CPU, else PyTorch.
 
 Why onnxruntime on the CPU: on 2 cores it runs the default model 2-3x faster per face than
 eager PyTorch, and it does not collapse when other processes compete for the cores (eager
