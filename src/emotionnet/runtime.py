@@ -53,7 +53,9 @@ __all__ = [
     "PRECISION_METADATA_KEY",
     "WEIGHTS_SHA256_METADATA_KEY",
     "OnnxModel",
+    "check_threads",
     "default_threads",
+    "softmax",
 ]
 
 ONNX_NAME: Final[str] = "model.onnx"

@@ -37,7 +37,7 @@ from .._atomic import atomic_write_bytes
 from .._optional import require
 from ..errors import InvalidArgumentError, WeightsNotFoundError
 from ..preprocessing import as_uint8_array, normalize
-from ..runtime import INT8_ONNX_NAME, ONNX_NAME, PRECISION_METADATA_KEY, OnnxModel
+from ..runtime import INT8_ONNX_NAME, ONNX_NAME, PRECISION_METADATA_KEY
 from .hub import CONFIG_NAME, read_config
 
 __all__ = ["quantize_folder"]
@@ -80,7 +80,6 @@ def quantize_folder(
         )
     onnx = require("onnx", "Quantizing a model")
     quantization = require("onnxruntime.quantization", "Quantizing a model")
-    float_graph = OnnxModel(source / ONNX_NAME, config=config, num_threads=1)
     mean, std = config.mean, config.std
 
     class _Faces(quantization.CalibrationDataReader):  # type: ignore[misc, name-defined]
@@ -116,5 +115,4 @@ def quantize_folder(
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     graph.producer_name = "emotionnet"
-    del float_graph
     return atomic_write_bytes(source / INT8_ONNX_NAME, graph.SerializeToString())
