@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from emotionnet import FER2013, EmotionRecognizer, plot_confusion_matrix
-from emotionnet.metrics import TTA_MODES
+from emotionnet.tta import TTA_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

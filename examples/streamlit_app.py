@@ -49,7 +49,7 @@ from emotionnet import EMOTIONS, EmotionNetError, EmotionRecognizer, Prediction
 from emotionnet.errors import NotAFaceCropWarning
 from emotionnet.faces import DEFAULT_DETECTOR, DETECTORS, get_detector
 from emotionnet.images import load_image
-from emotionnet.metrics import TTA_MODES
+from emotionnet.tta import TTA_MODES
 from emotionnet.recognizer import DEFAULT_TTA
 
 # The whole-picture fallback below is deliberate, and the page says so: no console warning.

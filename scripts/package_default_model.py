@@ -61,7 +61,8 @@ from safetensors.torch import load_file
 
 import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
-from emotionnet.metrics import TTA_MODES, evaluate, plot_confusion_matrix
+from emotionnet.metrics import evaluate, plot_confusion_matrix
+from emotionnet.tta import TTA_MODES
 from emotionnet.models import ModelConfig
 from emotionnet.models.hub import save_model_files
 from emotionnet.models.quantize import quantize_folder

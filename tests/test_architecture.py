@@ -148,24 +148,6 @@ def test_python_dash_m_data_needs_no_global_warning_filter() -> None:
         assert "filterwarnings" not in path.read_text(encoding="utf-8"), path
 
 
-@pytest.mark.parametrize(
-    ("alias", "target", "name"),
-    [
-        ("emotionnet.hub", "emotionnet.models.hub", "resolve_model_files"),
-        ("emotionnet.export", "emotionnet.models.onnx", "onnx_bytes"),
-    ],
-)
-def test_moved_modules_keep_a_deprecated_alias(alias: str, target: str, name: str) -> None:
-    import importlib
-
-    old = importlib.import_module(alias)
-    with pytest.warns(DeprecationWarning, match=f"import {name} from {target}"):
-        value = getattr(old, name)
-    assert value is getattr(importlib.import_module(target), name)
-    with pytest.raises(AttributeError, match=f"module '{alias}' has no attribute 'nope'"):
-        _ = old.nope
-
-
 def _all_imports(path: Path, name: str) -> set[str]:
     """Package modules ``path`` imports anywhere, inside functions too (not for typing only)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport, TrainConfig, evaluate
-from emotionnet.inference import TTA_MODES
+from emotionnet.tta import TTA_MODES
 from emotionnet.training import History, read_config_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,6 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import log_loss
 
-from emotionnet import calibration, metrics
 from emotionnet.calibration import (
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
@@ -33,7 +32,7 @@ from emotionnet.calibration import (
     fit_temperature,
 )
 from emotionnet.errors import InvalidArgumentError, UnsupportedInputError
-from emotionnet.inference import TTA_MODES
+from emotionnet.tta import TTA_MODES
 from emotionnet.models import ModelConfig
 from emotionnet.models.hub import read_config
 
@@ -252,11 +251,6 @@ def test_apply_temperature_refuses_bad_logits(logits: list[list[float]], match: 
 
 # --------------------------------------------------------------------------------------------
 # the calibration error; one module for the slim install
-
-
-def test_the_ece_is_one_function_also_importable_from_metrics() -> None:
-    assert metrics.expected_calibration_error is expected_calibration_error
-    assert metrics.ECE_BINS == calibration.ECE_BINS == 15
 
 
 def test_the_ece_drops_for_labels_drawn_at_the_fitted_temperature() -> None:

@@ -417,7 +417,7 @@ def test_train_missing_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_cli_offers_every_test_time_augmentation_mode() -> None:
     from emotionnet.cli import _TTA_CHOICES
-    from emotionnet.metrics import TTA_MODES
+    from emotionnet.tta import TTA_MODES
 
     # The CLI keeps its own copy so that --help does not import torch; it must not drift.
     assert _TTA_CHOICES == TTA_MODES

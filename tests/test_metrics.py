@@ -26,17 +26,16 @@ from emotionnet.errors import (
     MalformedDataError,
     UnsupportedInputError,
 )
+from emotionnet.calibration import expected_calibration_error
+from emotionnet.inference import predict_logits, predict_proba
 from emotionnet.metrics import (
-    TTA_MODES,
     ClassMetrics,
     EvaluationReport,
     evaluate,
-    expected_calibration_error,
-    predict_logits,
-    predict_proba,
     report_from_predictions,
 )
 from emotionnet.preprocessing import normalize
+from emotionnet.tta import TTA_MODES
 
 # --------------------------------------------------------------------------------------------
 # helpers

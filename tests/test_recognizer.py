@@ -27,7 +27,7 @@ from emotionnet.errors import (
     UnsupportedInputError,
     WeightsNotFoundError,
 )
-from emotionnet.metrics import predict_proba
+from emotionnet.inference import predict_proba
 from emotionnet.models import ModelConfig, build_model
 from emotionnet.preprocessing import to_face_array
 

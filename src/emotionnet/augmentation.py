@@ -85,7 +85,7 @@ class AugmentConfig:
             taken from each image (side uniform in the range, position uniform inside the
             image) and zoomed back to the image size before the other transforms. Sides are
             for 48 px images and scale with other sizes. ``(40, 48)`` holds the 44 px views of
-            ``tta="ten_crop"`` (:data:`emotionnet.inference.TEN_CROP_SIZE`) in its middle:
+            ``tta="ten_crop"`` (:data:`emotionnet.tta.TEN_CROP_SIZE`) in its middle:
             training sees the views that test-time augmentation shows. Its random draws come
             after those of the other transforms, so switching it on leaves theirs unchanged.
 

@@ -42,17 +42,9 @@ from torch import nn
 
 from .errors import InvalidArgumentError, UnsupportedInputError
 from .preprocessing import FER2013_MEAN, FER2013_STD, as_uint8_batch, normalize
-from .tta import TEN_CROP_SIZE, TTA_MODES, TTA_SHIFT, resolve_tta
+from .tta import TEN_CROP_SIZE, TTA_SHIFT, resolve_tta
 
-_resolve_tta = resolve_tta  # the name metrics and the trainer use
-
-__all__ = [
-    "TEN_CROP_SIZE",
-    "TTA_MODES",
-    "TTA_SHIFT",
-    "predict_logits",
-    "predict_proba",
-]
+__all__ = ["predict_logits", "predict_proba"]
 
 # --------------------------------------------------------------------------------------------
 # Prediction
@@ -117,7 +109,7 @@ def _tta_views(batch: torch.Tensor, mode: str) -> Iterator[torch.Tensor]:
             crops = ten_crop(batch, crop)
         for view in crops:
             yield F.interpolate(view, size=(height, width), mode="bilinear", align_corners=False)
-    else:  # pragma: no cover - _resolve_tta guards the modes
+    else:  # pragma: no cover - resolve_tta guards the modes
         raise InvalidArgumentError(f"Unknown TTA mode {mode!r}.")
 
 
@@ -192,7 +184,7 @@ def predict_logits(
         >>> predict_logits(model, images, tta="flip").dtype
         torch.float32
     """
-    mode = _resolve_tta(tta)
+    mode = resolve_tta(tta)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgumentError(
             f"batch_size must be a positive integer, got {batch_size!r}; 256 is a good default."

@@ -2,8 +2,9 @@
 
 Three layers, each usable on its own:
 
-* :func:`predict_logits` / :func:`predict_proba` run a model over a ``uint8`` image batch in
-  chunks, on the model's device, optionally with test-time augmentation (TTA).
+* :func:`~emotionnet.predict_logits` / :func:`~emotionnet.predict_proba` run a model over a
+  ``uint8`` image batch in chunks, on the model's device, optionally with test-time
+  augmentation (TTA).
 * :func:`report_from_predictions` turns labels and predictions into an
   :class:`EvaluationReport` without any model (scikit-learn computes every metric except the
   calibration error, which scikit-learn does not have: :mod:`emotionnet.calibration` does).
@@ -12,8 +13,7 @@ Three layers, each usable on its own:
   :func:`plot_confusion_matrix` draws the result (needs the ``plot`` extra).
 
 Prediction itself (the forward pass, batching and test-time augmentation) lives in
-:mod:`emotionnet.inference`; :func:`predict_logits`, :func:`predict_proba` and the TTA constants
-are importable from here too.
+:mod:`emotionnet.inference`, the calibration error in :mod:`emotionnet.calibration`.
 
 Example:
     >>> from emotionnet.metrics import report_from_predictions
@@ -42,19 +42,16 @@ from torch import nn
 
 from ._atomic import atomic_write_text
 from ._io import open_regular_file
-
-# The calibration error was defined here before emotionnet.calibration: still importable.
-from .calibration import ECE_BINS as ECE_BINS
 from .calibration import (
+    ECE_BINS,
     _as_label_array,
     _as_probabilities,
+    _check_class_range,
     _check_temperature,
     _ece,
     apply_temperature,
     fit_temperature,
 )
-from .calibration import _check_class_range as _check_range
-from .calibration import expected_calibration_error as expected_calibration_error
 from .data import as_tensors
 from .errors import (
     InvalidArgumentError,
@@ -62,31 +59,19 @@ from .errors import (
     MissingDependencyError,
     UnsupportedInputError,
 )
-
-# The TTA names were defined here before emotionnet.inference: still importable from here.
-from .inference import TEN_CROP_SIZE as TEN_CROP_SIZE
-from .inference import TTA_MODES as TTA_MODES
-from .inference import TTA_SHIFT as TTA_SHIFT
-from .inference import (
-    _resolve_tta,
-    predict_logits,
-    predict_proba,
-)
+from .inference import predict_logits
 from .labels import EMOTIONS
 from .preprocessing import FER2013_MEAN, FER2013_STD
+from .tta import resolve_tta
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "ECE_BINS",
     "ClassMetrics",
     "EvaluationReport",
     "evaluate",
-    "expected_calibration_error",
     "plot_confusion_matrix",
-    "predict_logits",
-    "predict_proba",
     "report_from_predictions",
 ]
 
@@ -136,7 +121,7 @@ class EvaluationReport:
         confusion_matrix: Counts; row ``i`` = true class ``i``, column ``j`` = predicted ``j``.
         confusion_matrix_normalized: Each row divided by its sum (the per-class recall on the
             diagonal); a row of a class with no samples is all zeros.
-        ece: Expected calibration error (see :func:`expected_calibration_error`), ``None``
+        ece: Expected calibration error (see :func:`~emotionnet.calibration.expected_calibration_error`), ``None``
             when no probabilities were given; of the calibrated probabilities when a
             ``temperature`` was applied.
         nll: Mean negative log-likelihood of the true class in nats (scikit-learn's
@@ -514,8 +499,8 @@ def report_from_predictions(
         )
     if targets.size == 0:
         raise InvalidArgumentError("y_true and y_pred are empty; evaluate at least one sample.")
-    _check_range("y_true", targets, names)
-    _check_range("y_pred", predictions, names)
+    _check_class_range("y_true", targets, names)
+    _check_class_range("y_pred", predictions, names)
     proba = None if y_proba is None else _as_probabilities(y_proba, targets.size, len(names))
 
     label_ids = list(range(len(names)))
@@ -578,7 +563,7 @@ def evaluate(
     """Evaluate a classifier on a labelled data set.
 
     The data goes through :func:`emotionnet.data.as_tensors`, the model through
-    :func:`predict_logits`; predictions are the argmax of the (TTA-averaged) probabilities.
+    :func:`~emotionnet.predict_logits`; predictions are the argmax of the (TTA-averaged) probabilities.
 
     With a ``temperature`` the report's probability metrics (ECE, NLL) are those of the
     calibrated probabilities ``softmax(logits / temperature)``, and the report also records
@@ -633,7 +618,7 @@ def evaluate(
         >>> calibrated.accuracy == report.accuracy, calibrated.nll <= calibrated.uncalibrated_nll
         (True, True)
     """
-    mode = _resolve_tta(tta)
+    mode = resolve_tta(tta)
     if temperature is not None and temperature != "fit":
         temperature = _check_temperature(temperature)
     if labels is None:
@@ -648,7 +633,7 @@ def evaluate(
             "cannot be evaluated; use a labelled split such as 'public_test' or "
             "'private_test', or drop the unlabelled samples."
         )
-    _check_range("targets", target_array, names)
+    _check_class_range("targets", target_array, names)
     logits = predict_logits(
         model,
         images,

@@ -112,7 +112,7 @@ class Recipe:
             raise InvalidArgumentError(
                 f"[release] tta must be a non-empty list of test-time augmentations, got {tta!r}."
             )
-        from .inference import TTA_MODES
+        from .tta import TTA_MODES
 
         model = dict(tables.get("model") or {})
         init = model.pop("init", None)

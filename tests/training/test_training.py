@@ -722,7 +722,7 @@ def test_ema_is_the_hand_computed_average_of_weights_and_batch_norm_buffers(
 
 
 def test_validation_scores_the_averaged_model() -> None:
-    from emotionnet.metrics import predict_logits
+    from emotionnet.inference import predict_logits
 
     seen: list[float] = []
 

@@ -283,7 +283,7 @@ class TrainConfig:
         eval_batch_size: Images per forward pass in validation.
         eval_tta: Test-time augmentation in validation (``tta`` of
             :func:`emotionnet.inference.predict_logits`): ``False``, ``True`` or one of
-            :data:`emotionnet.inference.TTA_MODES`.
+            :data:`emotionnet.tta.TTA_MODES`.
         distill_teacher: Knowledge distillation from this teacher, a model folder (as
             ``save_pretrained`` writes; e.g. ``src/emotionnet/weights/default``, the bundled
             model), loaded strictly; ``None`` (the default) trains without a teacher. In a
@@ -303,7 +303,7 @@ class TrainConfig:
         distill_weight: Share of the soft (teacher) loss, in ``[0, 1]``; the hard
             cross-entropy gets ``1 - distill_weight``.
         distill_tta: The teacher's test-time augmentation for precomputed targets (one of
-            :data:`emotionnet.inference.TTA_MODES`; ``"flip_crop"`` is the bundled model's
+            :data:`emotionnet.tta.TTA_MODES`; ``"flip_crop"`` is the bundled model's
             reported view set); online targets are single-view (``"none"``).
 
     Example:
@@ -473,7 +473,7 @@ class TrainConfig:
         if not isinstance(self.eval_tta, (bool, str)):
             raise _fail("eval_tta", self.eval_tta, "False, True or a TTA mode name")
         if isinstance(self.eval_tta, str):
-            from ..inference import TTA_MODES
+            from ..tta import TTA_MODES
 
             if self.eval_tta not in TTA_MODES:
                 raise InvalidArgumentError(
@@ -502,7 +502,7 @@ class TrainConfig:
             "distill_weight",
             check_number("distill_weight", self.distill_weight, low=0, high=1),
         )
-        from ..inference import TTA_MODES
+        from ..tta import TTA_MODES
 
         _choice("distill_tta", self.distill_tta, TTA_MODES)
         if self.distill_mode == "online":

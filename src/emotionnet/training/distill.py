@@ -374,7 +374,7 @@ def precompute_teacher_targets(
         images: The training faces: a ``uint8`` tensor ``N x H x W`` (or ``N x 1 x H x W``),
             or labelled data :func:`emotionnet.data.as_tensors` reads (a FER2013 split).
         path: The file to write (``.safetensors``).
-        tta: The teacher's test-time augmentation (:data:`emotionnet.inference.TTA_MODES`).
+        tta: The teacher's test-time augmentation (:data:`emotionnet.tta.TTA_MODES`).
         batch_size: Images per forward pass.
         device: Where the teacher runs.
 
@@ -397,7 +397,7 @@ def precompute_teacher_targets(
         ...     path.name
         'targets.safetensors'
     """
-    from ..inference import TTA_MODES
+    from ..tta import TTA_MODES
 
     if tta not in TTA_MODES:
         raise InvalidArgumentError(
