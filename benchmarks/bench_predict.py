@@ -206,7 +206,9 @@ def main() -> None:
             if backend == "torch":
                 recognizer, runner = eager, eager.model
             else:
-                runner = OnnxClassifier(onnx_bytes(eager), threads=args.threads)
+                runner = OnnxClassifier(
+                    onnx_bytes(eager.model, config=eager.config), threads=args.threads
+                )
                 recognizer = EmotionRecognizer(runner, eager.config, device="cpu")
             row = {"stem": stem, "backend": backend, **measure(recognizer, runner, args)}
             results.append(row)

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     recognizer = EmotionRecognizer.from_pretrained(args.model, device="cpu", backend="torch")
-    path = export_onnx(recognizer, args.output)  # dynamic batch axis, config in the metadata
+    # A dynamic batch axis, and the config in the graph's metadata.
+    path = export_onnx(recognizer.model, args.output, config=recognizer.config)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

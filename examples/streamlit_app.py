@@ -49,8 +49,8 @@ from emotionnet import EMOTIONS, EmotionNetError, EmotionRecognizer, Prediction
 from emotionnet.errors import NotAFaceCropWarning
 from emotionnet.faces import DEFAULT_DETECTOR, DETECTORS, get_detector
 from emotionnet.images import load_image
-from emotionnet.tta import TTA_MODES
 from emotionnet.recognizer import DEFAULT_TTA
+from emotionnet.tta import TTA_MODES
 
 # The whole-picture fallback below is deliberate, and the page says so: no console warning.
 warnings.filterwarnings("ignore", category=NotAFaceCropWarning, module=re.escape(__name__) + "$")

@@ -62,13 +62,13 @@ from safetensors.torch import load_file
 import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
 from emotionnet.metrics import evaluate, plot_confusion_matrix
-from emotionnet.tta import TTA_MODES
 from emotionnet.models import ModelConfig
 from emotionnet.models.hub import save_model_files
 from emotionnet.models.quantize import quantize_folder
 from emotionnet.recipe import Recipe
 from emotionnet.recognizer import DEFAULT_TTA
 from emotionnet.training import TrainConfig, read_config_file
+from emotionnet.tta import TTA_MODES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "src" / "emotionnet" / "weights" / "default"

@@ -169,7 +169,7 @@ def _all_imports(path: Path, name: str) -> set[str]:
 
 
 def test_the_models_never_import_the_recognizer_not_even_when_called() -> None:
-    # The ONNX export takes a recognizer through a hook (_model_to_export), so the layer of
+    # The ONNX export takes a model and its config, never a recognizer, so the layer of
     # models stays below the product layer at run time too (there was an export <->
     # recognizer cycle once).
     offenders = {

@@ -195,8 +195,8 @@ def test_crop_draws_come_last_and_a_full_crop_is_the_identity() -> None:
 
 
 def test_recipe_crop_range_holds_the_ten_crop_test_view() -> None:
-    from emotionnet.tta import TEN_CROP_SIZE
     from emotionnet.training import read_config_file
+    from emotionnet.tta import TEN_CROP_SIZE
 
     recipe = read_config_file(ROOT / "configs" / "fer2013_resnet18.toml")
     crop = AugmentConfig.from_dict(recipe["train"]["augment"]).crop

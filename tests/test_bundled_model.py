@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport, TrainConfig, evaluate
-from emotionnet.tta import TTA_MODES
 from emotionnet.training import History, read_config_file
+from emotionnet.tta import TTA_MODES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FOLDER = Path(emotionnet.__file__).parent / "weights" / "default"

@@ -32,9 +32,9 @@ from emotionnet.calibration import (
     fit_temperature,
 )
 from emotionnet.errors import InvalidArgumentError, UnsupportedInputError
-from emotionnet.tta import TTA_MODES
 from emotionnet.models import ModelConfig
 from emotionnet.models.hub import read_config
+from emotionnet.tta import TTA_MODES
 
 # --------------------------------------------------------------------------------------------
 # helpers

@@ -250,8 +250,8 @@ def test_streamlit_app_shows_the_faces_of_an_uploaded_photo(tiny_model: Path) ->
 
 
 def test_streamlit_app_offers_every_test_time_augmentation(tiny_model: Path) -> None:
-    from emotionnet.tta import TTA_MODES
     from emotionnet.recognizer import DEFAULT_TTA
+    from emotionnet.tta import TTA_MODES
 
     app = _app(tiny_model)
     choice = app.sidebar.selectbox(key="tta")

@@ -19,6 +19,7 @@ from sklearn import metrics as skm
 from torch import nn
 
 from emotionnet import EMOTIONS
+from emotionnet.calibration import expected_calibration_error
 from emotionnet.errors import (
     EmotionNetError,
     InvalidArgumentError,
@@ -26,7 +27,6 @@ from emotionnet.errors import (
     MalformedDataError,
     UnsupportedInputError,
 )
-from emotionnet.calibration import expected_calibration_error
 from emotionnet.inference import predict_logits, predict_proba
 from emotionnet.metrics import (
     ClassMetrics,

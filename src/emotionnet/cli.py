@@ -926,7 +926,7 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     # it may rewrite.
     _check_outputs(args, {"--onnx": args.onnx}, model_files=("config.json", "model.safetensors"))
     recognizer = _load(args)
-    path = export_onnx(recognizer, args.onnx, opset=args.opset)
+    path = export_onnx(recognizer.model, args.onnx, config=recognizer.config, opset=args.opset)
     out.write(
         f"wrote {_shown(str(path))} ({path.stat().st_size / 1e6:.1f} MB, opset {args.opset})\n"
     )

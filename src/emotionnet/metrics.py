@@ -121,8 +121,9 @@ class EvaluationReport:
         confusion_matrix: Counts; row ``i`` = true class ``i``, column ``j`` = predicted ``j``.
         confusion_matrix_normalized: Each row divided by its sum (the per-class recall on the
             diagonal); a row of a class with no samples is all zeros.
-        ece: Expected calibration error (see :func:`~emotionnet.calibration.expected_calibration_error`), ``None``
-            when no probabilities were given; of the calibrated probabilities when a
+        ece: Expected calibration error (see
+            :func:`~emotionnet.calibration.expected_calibration_error`), ``None`` when no
+            probabilities were given; of the calibrated probabilities when a
             ``temperature`` was applied.
         nll: Mean negative log-likelihood of the true class in nats (scikit-learn's
             ``log_loss``), ``None`` when no probabilities were given; of the calibrated
@@ -563,7 +564,8 @@ def evaluate(
     """Evaluate a classifier on a labelled data set.
 
     The data goes through :func:`emotionnet.data.as_tensors`, the model through
-    :func:`~emotionnet.predict_logits`; predictions are the argmax of the (TTA-averaged) probabilities.
+    :func:`~emotionnet.predict_logits`; predictions are the argmax of the (TTA-averaged)
+    probabilities.
 
     With a ``temperature`` the report's probability metrics (ECE, NLL) are those of the
     calibrated probabilities ``softmax(logits / temperature)``, and the report also records

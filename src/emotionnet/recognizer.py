@@ -587,10 +587,6 @@ class EmotionRecognizer:
             self._backend = "torch"
             return None
 
-    def _model_to_export(self) -> tuple[nn.Module, ModelConfig]:
-        """The PyTorch model and its config, for :func:`~emotionnet.export_onnx`."""
-        return self.model, self.config
-
     def _require_torch_weights(self, action: str) -> None:
         """Refuse what needs the PyTorch weights when the model is only an ONNX graph."""
         if self._module is not None:

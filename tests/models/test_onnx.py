@@ -48,7 +48,11 @@ def torch_recognizer() -> EmotionRecognizer:
 def onnx_file(
     torch_recognizer: EmotionRecognizer, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    return export_onnx(torch_recognizer, tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return export_onnx(
+        torch_recognizer.model,
+        tmp_path_factory.mktemp("onnx") / "model.onnx",
+        config=torch_recognizer.config,
+    )
 
 
 def proba(predictions: list) -> np.ndarray:  # type: ignore[type-arg]
@@ -114,21 +118,33 @@ def test_recognizer_around_an_exported_file(onnx_file: Path, faces: np.ndarray) 
     with pytest.raises(InvalidArgumentError, match="no PyTorch weights"):
         recognizer.save_pretrained("unused")
     with pytest.raises(InvalidArgumentError, match="no PyTorch weights"):
-        export_onnx(recognizer, "unused.onnx")
+        export_onnx(recognizer.model, "unused.onnx", config=recognizer.config)
+
+
+def _bare_model() -> torch.nn.Module:
+    """A model from elsewhere: no emotionnet config."""
+    torch.manual_seed(0)
+    layers = (torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    return torch.nn.Sequential(*layers, torch.nn.Linear(16, 7)).eval()
 
 
 def test_bare_model_without_config() -> None:
-    model = build_model(ModelConfig(stem="imagenet")).eval()
+    model = _bare_model()
     classifier = OnnxClassifier(onnx_bytes(model))
     assert classifier.config is None
     x = torch.randn(2, 1, 48, 48)
     torch.testing.assert_close(classifier(x), model(x), atol=1e-4, rtol=1e-4)
 
 
+def test_an_emotionnet_carries_its_own_config_by_default() -> None:
+    config = ModelConfig(stem="imagenet", num_classes=3, labels=("neg", "neu", "pos"))
+    assert OnnxClassifier(onnx_bytes(build_model(config))).config == config
+
+
 def test_export_leaves_the_model_alone(torch_recognizer: EmotionRecognizer) -> None:
     model = torch_recognizer.model.train()
     try:
-        onnx_bytes(torch_recognizer)
+        onnx_bytes(model, config=torch_recognizer.config)
         assert model.training
     finally:
         model.eval()
@@ -143,6 +159,9 @@ def test_load_errors(tmp_path: Path) -> None:
         OnnxClassifier(42)  # type: ignore[arg-type]
     with pytest.raises(UnsupportedInputError):
         export_onnx("model", tmp_path / "m.onnx")  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedInputError, match=r"pass recognizer\.model, config="):
+        export_onnx(EmotionRecognizer.from_pretrained(), tmp_path / "m.onnx")  # type: ignore[arg-type]
+    assert not (tmp_path / "m.onnx").exists()
     with pytest.raises(InvalidArgumentError, match="opset"):
         onnx_bytes(torch.nn.Linear(2, 2), opset=3)
 
@@ -230,7 +249,7 @@ def test_an_onnx_recognizer_refuses_what_needs_pytorch_weights(
     loaded = EmotionRecognizer.from_pretrained(onnx_file, device="cpu")
     for attempt in (
         lambda: loaded.save_pretrained(tmp_path / "saved"),
-        lambda: export_onnx(loaded, tmp_path / "again.onnx"),
+        lambda: export_onnx(loaded.model, tmp_path / "again.onnx", config=loaded.config),
     ):
         with pytest.raises(InvalidArgumentError, match="no PyTorch weights") as info:
             attempt()
@@ -248,7 +267,7 @@ def test_onnx_files_that_cannot_be_loaded(tmp_path: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match="No ONNX model at"):
         EmotionRecognizer.from_pretrained(tmp_path / "missing.onnx")
     bare = tmp_path / "bare.onnx"  # a graph from elsewhere: no emotionnet config in it
-    export_onnx(build_model(ModelConfig(stem="imagenet")), bare)
+    export_onnx(_bare_model(), bare)
     with pytest.raises(ModelLoadError, match="no emotionnet model config"):
         EmotionRecognizer.from_pretrained(bare)
     graph = onnx.load(bare)

@@ -39,12 +39,13 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 import torch
 from torch import nn
 
 from .._atomic import atomic_write_bytes
+from .._checks import check_int
 from .._optional import require
 from ..errors import (
     InvalidArgumentError,
@@ -53,9 +54,6 @@ from ..errors import (
 from ..preprocessing import IMAGE_SIZE
 from ..runtime import CONFIG_METADATA_KEY, WEIGHTS_SHA256_METADATA_KEY, OnnxModel
 from .config import ModelConfig
-
-if TYPE_CHECKING:
-    from ..recognizer import EmotionRecognizer
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -72,28 +70,25 @@ _INPUT_NAME: Final[str] = "input"
 _OUTPUT_NAME: Final[str] = "logits"
 
 
-def _import_optional(name: str, purpose: str) -> Any:
-    return require(name, purpose)
-
-
-def _unwrap(model_or_recognizer: object) -> tuple[nn.Module, ModelConfig | None]:
-    # An EmotionRecognizer hands over its model and config through this hook, so this module
-    # (a layer below the recognizer) never imports it.
-    exported = getattr(model_or_recognizer, "_model_to_export", None)
-    if callable(exported) and not isinstance(model_or_recognizer, nn.Module):
-        model, config = exported()
-        return model, config
-    if isinstance(model_or_recognizer, OnnxClassifier):
+def _model_and_config(
+    model: nn.Module, config: ModelConfig | None
+) -> tuple[nn.Module, ModelConfig | None]:
+    """The PyTorch model to export and its config (an ``EmotionNet``'s own by default)."""
+    if isinstance(model, OnnxClassifier):
         raise InvalidArgumentError(
             "This model already runs on onnxruntime; export the PyTorch model instead "
             "(EmotionRecognizer.from_pretrained(..., backend='torch'))."
         )
-    if isinstance(model_or_recognizer, nn.Module):
-        return model_or_recognizer, None
-    raise UnsupportedInputError(
-        f"export_onnx expects a torch.nn.Module or an EmotionRecognizer, got "
-        f"{type(model_or_recognizer).__name__}."
-    )
+    if not isinstance(model, nn.Module):
+        raise UnsupportedInputError(
+            f"export_onnx expects a torch.nn.Module and its ModelConfig, got "
+            f"{type(model).__name__}; for an EmotionRecognizer pass recognizer.model, "
+            "config=recognizer.config."
+        )
+    if config is None:
+        own = getattr(model, "config", None)
+        config = own if isinstance(own, ModelConfig) else None
+    return model, config
 
 
 def _input_channels(model: nn.Module) -> int:
@@ -105,16 +100,13 @@ def _input_channels(model: nn.Module) -> int:
 
 def _highest_opset() -> int:
     """The highest opset torch.onnx's TorchScript exporter (dynamo=False) writes."""
-    try:
-        from torch.onnx import _constants
-
-        return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET))
-    except ImportError:  # a PyTorch that moved its constants: the default is known to work
-        return DEFAULT_OPSET
+    # A PyTorch that moved its private constants gets the default, which is known to work.
+    constants = getattr(torch.onnx, "_constants", None)
+    return int(getattr(constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET))
 
 
 def onnx_bytes(
-    model_or_recognizer: nn.Module | EmotionRecognizer,
+    model: nn.Module,
     *,
     config: ModelConfig | None = None,
     opset: int = DEFAULT_OPSET,
@@ -124,11 +116,12 @@ def onnx_bytes(
     """Export the classifier to an in-memory ONNX model.
 
     Args:
-        model_or_recognizer: A model taking normalised ``N x C x H x W`` input, or an
-            :class:`~emotionnet.EmotionRecognizer` (its model and config are used).
-        config: The model's config, for the input shape and the metadata; defaults to the
-            recognizer's config. For a bare model without one, the graph carries no config
-            and takes ``C x 48 x 48`` input (``C`` from the first convolution).
+        model: A PyTorch model taking normalised ``N x C x H x W`` input (for an
+            :class:`~emotionnet.EmotionRecognizer`: ``recognizer.model``).
+        config: The model's config, for the input shape and the metadata (for a recognizer:
+            ``recognizer.config``); defaults to ``model.config`` for an
+            :class:`~emotionnet.EmotionNet`. For a bare model without one, the graph carries
+            no config and takes ``C x 48 x 48`` input (``C`` from the first convolution).
         opset: ONNX opset version.
         dynamic_batch: Make the batch axis dynamic (``"batch"``); ``False`` fixes it to 1.
         weights_sha256: The SHA-256 of the ``model.safetensors`` the model was loaded from,
@@ -140,7 +133,7 @@ def onnx_bytes(
 
     Raises:
         MissingDependencyError: If the ``onnx`` package is not installed.
-        UnsupportedInputError: If the object is neither a model nor a recognizer.
+        UnsupportedInputError: If ``model`` is not a ``torch.nn.Module`` (a recognizer, say).
         InvalidArgumentError: If ``opset`` is not one the exporter writes (9 to 20 with
             PyTorch 2.x), or the model is already an ONNX graph (no PyTorch weights).
 
@@ -149,15 +142,17 @@ def onnx_bytes(
         >>> len(onnx_bytes(build_model(ModelConfig(stem="imagenet")))) > 40_000_000
         True
     """
-    model, own_config = _unwrap(model_or_recognizer)
-    config = config if config is not None else own_config
+    model, config = _model_and_config(model, config)
     highest = _highest_opset()
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 9 <= opset <= highest:
-        raise InvalidArgumentError(
-            f"opset must be an integer from 9 to {highest} (the highest this PyTorch's "
-            f"exporter writes), got {opset!r}; the default {DEFAULT_OPSET} runs everywhere."
-        )
-    onnx = _import_optional("onnx", "ONNX export")
+    check_int(
+        "opset",
+        opset,
+        minimum=9,
+        maximum=highest,
+        hint=f"{highest} is the highest this PyTorch's exporter writes, the default "
+        f"{DEFAULT_OPSET} runs everywhere",
+    )
+    onnx = require("onnx", "ONNX export")
     # Export a float32 CPU copy in eval mode: the caller's model keeps its device and mode.
     exported = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
     if config is not None:
@@ -197,7 +192,7 @@ def onnx_bytes(
 
 
 def export_onnx(
-    model_or_recognizer: nn.Module | EmotionRecognizer,
+    model: nn.Module,
     path: str | os.PathLike[str],
     *,
     config: ModelConfig | None = None,
@@ -212,9 +207,10 @@ def export_onnx(
     metadata entry ``emotionnet.config``. Apply a softmax to the logits for probabilities.
 
     Args:
-        model_or_recognizer: A model or an :class:`~emotionnet.EmotionRecognizer`.
+        model: A PyTorch model (for an :class:`~emotionnet.EmotionRecognizer`:
+            ``recognizer.model``, with ``config=recognizer.config``).
         path: Where to write the ``.onnx`` file (parent folders are created).
-        config: See :func:`onnx_bytes`.
+        config: The model's config (see :func:`onnx_bytes`); ``model.config`` by default.
         opset: ONNX opset version.
         dynamic_batch: Make the batch axis dynamic.
         weights_sha256: See :func:`onnx_bytes`.
@@ -224,7 +220,7 @@ def export_onnx(
 
     Raises:
         MissingDependencyError: If the ``onnx`` package is not installed.
-        UnsupportedInputError: If the object is neither a model nor a recognizer.
+        UnsupportedInputError: If ``model`` is not a ``torch.nn.Module``.
         InvalidArgumentError: See :func:`onnx_bytes`.
 
     Example:
@@ -235,7 +231,7 @@ def export_onnx(
         'm.onnx'
     """
     data = onnx_bytes(
-        model_or_recognizer,
+        model,
         config=config,
         opset=opset,
         dynamic_batch=dynamic_batch,
