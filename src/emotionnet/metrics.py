@@ -42,6 +42,7 @@ from torch import nn
 
 from ._atomic import atomic_write_text
 from ._io import open_regular_file
+from ._optional import require
 from .calibration import (
     ECE_BINS,
     _as_label_array,
@@ -56,7 +57,6 @@ from .data import as_tensors
 from .errors import (
     InvalidArgumentError,
     MalformedDataError,
-    MissingDependencyError,
     UnsupportedInputError,
 )
 from .inference import predict_logits
@@ -701,8 +701,9 @@ def plot_confusion_matrix(
 ) -> Figure:
     """Draw a confusion matrix as an annotated heat map, optionally saved to an image file.
 
-    Uses :class:`matplotlib.figure.Figure` directly (no pyplot), so it works without a
-    display and leaves pyplot's global state alone.
+    scikit-learn's :class:`~sklearn.metrics.ConfusionMatrixDisplay` draws it on a
+    :class:`matplotlib.figure.Figure` that pyplot does not manage, so it works without a
+    display and leaves pyplot's open figures alone.
 
     Args:
         report_or_matrix: An :class:`EvaluationReport` or a square ``C x C`` count matrix
@@ -728,13 +729,9 @@ def plot_confusion_matrix(
         >>> [label.get_text() for label in figure.axes[0].get_xticklabels()]
         ['yes', 'no']
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "plot_confusion_matrix needs matplotlib, which is not installed; install it with "
-            'pip install "emotionnet[plot]".'
-        ) from exc
+    require("matplotlib", "plot_confusion_matrix")
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     accuracy: float | None = None
     if isinstance(report_or_matrix, EvaluationReport):
@@ -767,36 +764,28 @@ def plot_confusion_matrix(
             "one name per row."
         )
 
+    values = counts
     if normalize:
         row_sums = counts.sum(axis=1, keepdims=True)
         values = np.divide(counts, row_sums, out=np.zeros_like(counts), where=row_sums > 0)
-    else:
-        values = counts
-    is_integral = not normalize and bool(np.all(values == np.round(values)))
-
+    integral = not normalize and bool(np.all(values == np.round(values)))
     size_inches = max(4.0, 0.75 * len(names) + 2.0)
     figure = Figure(figsize=(size_inches + 1.0, size_inches), layout="constrained")
-    axes = figure.add_subplot()
-    vmax = 1.0 if normalize else max(float(values.max()), 1.0)
-    image = axes.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    ticks = list(range(len(names)))
-    axes.set_xticks(ticks, labels=list(names), rotation=45, ha="right", rotation_mode="anchor")
-    axes.set_yticks(ticks, labels=list(names))
-    axes.set_xlabel("Predicted class")
-    axes.set_ylabel("True class")
-    for i in range(len(names)):
-        for j in range(len(names)):
-            value = values[i, j]
-            text = f"{int(value)}" if is_integral else f"{value:.2f}"
-            colour = "white" if value > vmax / 2 else "black"
-            axes.text(j, i, text, ha="center", va="center", color=colour, fontsize=8)
+    ConfusionMatrixDisplay(
+        values.astype(np.int64) if integral else values, display_labels=list(names)
+    ).plot(
+        ax=figure.add_subplot(),
+        cmap=cmap,
+        xticks_rotation=45,
+        values_format="d" if integral else ".2f",
+        im_kw={"vmin": 0.0, "vmax": 1.0 if normalize else max(float(values.max()), 1.0)},
+        text_kw={"fontsize": 8},
+    )
     if title is None:
-        kind = "row-normalised" if normalize else "counts"
-        title = f"Confusion matrix ({kind})"
+        title = f"Confusion matrix ({'row-normalised' if normalize else 'counts'})"
         if accuracy is not None:
             title += f", accuracy {accuracy:.2%}"
-    axes.set_title(title)
+    figure.axes[0].set_title(title)
     if path is not None:
         figure.savefig(Path(path), dpi=150)
     return figure
