@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter
 
 import emotionnet.faces
 from emotionnet import EmotionRecognizer, FaceEmotion, Prediction
+from emotionnet._optional import is_installed
 from emotionnet.errors import InvalidArgumentError, MissingDependencyError, UnsupportedInputError
 from emotionnet.faces import (
     DEFAULT_DETECTOR,
@@ -213,7 +214,7 @@ def test_haar_settings_are_checked() -> None:
 
 
 def _dlib_installed() -> bool:
-    return emotionnet.faces._dlib_installed()
+    return is_installed("dlib")
 
 
 @pytest.mark.parametrize(
@@ -699,7 +700,7 @@ def test_a_fork_during_a_real_detection_leaves_a_working_detector_in_the_child()
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_fork_while_a_dlib_detector_is_busy_does_not_hang_the_child() -> None:
-    if not emotionnet.faces._dlib_installed():
+    if not is_installed("dlib"):
         pytest.skip("dlib is not installed")
     detector = DlibHogDetector()
     blank = np.zeros((100, 100), dtype=np.uint8)

@@ -29,12 +29,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import numbers
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -45,7 +42,8 @@ import numpy.typing as npt
 from PIL import Image
 
 from ._checks import check_int, check_number
-from .errors import InvalidArgumentError, MissingDependencyError, UnsupportedInputError
+from ._optional import is_installed, require
+from .errors import InvalidArgumentError, UnsupportedInputError
 from .images import ImageInput, load_image, original_size
 from .preprocessing import to_grayscale
 
@@ -104,13 +102,11 @@ pixels; the crops are cut from the full photo. This bounds the detector's time a
 ``min_size`` times the reduction factor are not found.
 """
 
-_INSTALL_HINT: Final[str] = 'pip install "emotionnet[face]"'
 # dlib's rectangle is 0.83 of the FER2013 crop and centred 7% of the crop lower (median over
 # 212 faces of benchmarks/bench_detectors.py's scenes); scaled by 1.13 and moved up 0.09 of
 # its side it gets the Haar cascade's framing, which DEFAULT_MARGIN turns into FER2013's.
 _DLIB_SCALE: Final[float] = 1.13
 _DLIB_SHIFT: Final[float] = 0.09
-_DLIB_HINT: Final[str] = 'pip install "emotionnet[dlib]"'
 
 
 class FaceDetection(NamedTuple):
@@ -132,26 +128,6 @@ class FaceDetection(NamedTuple):
 
     box: Box
     confidence: float | None
-
-
-def _import_cv2() -> Any:
-    try:
-        return importlib.import_module("cv2")
-    except ImportError as error:
-        raise MissingDependencyError(
-            "Face detection needs OpenCV, which is not installed; install it with "
-            f"`{_INSTALL_HINT}` (or pass your own detector)."
-        ) from error
-
-
-def _import_dlib() -> Any:
-    try:
-        return importlib.import_module("dlib")
-    except ImportError as error:
-        raise MissingDependencyError(
-            'The "dlib" face detector needs dlib, which is not installed; install it with '
-            f'`{_DLIB_HINT}` (a prebuilt wheel, no compiler needed), or use detector="haar".'
-        ) from error
 
 
 class HaarCascadeDetector:
@@ -202,7 +178,7 @@ class HaarCascadeDetector:
             raise InvalidArgumentError(f"min_neighbors must be >= 0, got {min_neighbors!r}.")
         if min_size < 1:
             raise InvalidArgumentError(f"min_size must be >= 1 pixel, got {min_size!r}.")
-        cv2 = _import_cv2()
+        cv2 = require("cv2", "Face detection", alternative="or pass your own detector")
         path = cascade if os.path.isfile(cascade) else os.path.join(cv2.data.haarcascades, cascade)
         classifier = cv2.CascadeClassifier(path)
         if classifier.empty():
@@ -251,7 +227,7 @@ class HaarCascadeDetector:
         held = self._lock.locked()
         self._lock = threading.Lock()
         if held:
-            self._classifier = _import_cv2().CascadeClassifier(self._path)
+            self._classifier = require("cv2", "Face detection").CascadeClassifier(self._path)
 
     def __repr__(self) -> str:
         return (
@@ -310,7 +286,11 @@ class DlibHogDetector:
             )
         if not _is_real(threshold) or not math.isfinite(threshold):
             raise InvalidArgumentError(f"threshold must be a finite number, got {threshold!r}.")
-        dlib = _import_dlib()
+        dlib = require(
+            "dlib",
+            'The "dlib" face detector',
+            alternative='a prebuilt wheel, no compiler needed; or use detector="haar"',
+        )
         self._detector = dlib.get_frontal_face_detector()
         self._lock = threading.Lock()
         _live_detectors.add(self)
@@ -348,7 +328,7 @@ class DlibHogDetector:
         held = self._lock.locked()
         self._lock = threading.Lock()
         if held:
-            self._detector = _import_dlib().get_frontal_face_detector()
+            self._detector = require("dlib", 'The "dlib" face detector').get_frontal_face_detector()
 
     def __repr__(self) -> str:
         return (
@@ -390,18 +370,8 @@ def _resolve_name(name: str) -> str:
             "or a callable returning (x, y, w, h[, confidence]) boxes."
         )
     if name == "auto":
-        return "dlib" if _dlib_installed() else "haar"
+        return "dlib" if is_installed("dlib") else "haar"
     return name
-
-
-def _dlib_installed() -> bool:
-    """Whether dlib can be imported, without importing it."""
-    if "dlib" in sys.modules:  # imported already, or blocked with sys.modules["dlib"] = None
-        return sys.modules["dlib"] is not None
-    try:
-        return importlib.util.find_spec("dlib") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def get_detector(detector: str | FaceDetector | None = None) -> FaceDetector:

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -49,7 +48,7 @@ from PIL import Image
 
 from ._checks import check_choice
 from ._crop_check import FaceCropCheck
-from ._optional import require
+from ._optional import is_installed, require
 from .calibration import apply_temperature
 from .errors import (
     InvalidArgumentError,
@@ -272,10 +271,6 @@ def _check_face_filters(
     _check_filters(
         min_face_size, min_face_confidence, max_faces, confidence_name="min_face_confidence"
     )
-
-
-def _onnxruntime_installed() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _onnx_exportable(*, required: bool) -> bool:
@@ -730,7 +725,7 @@ class EmotionRecognizer:
         if precision == "auto":
             precision = "int8" if auto_int8 else "float32"
         # The inference install's path: the folder's model.onnx on onnxruntime, no torch.
-        if backend != "torch" and _is_cpu(device) and _onnxruntime_installed():
+        if backend != "torch" and _is_cpu(device) and is_installed("onnxruntime"):
             try:
                 onnx_model = _folder_onnx(files, config, num_threads, precision)
             except ModelLoadError as error:

@@ -49,8 +49,9 @@ import numpy as np
 
 from ._atomic import marked_in_flight, remove_stale_temporaries, temporary_path
 from ._io import NotARegularFileError, open_regular_file
+from ._optional import require
 from .errors import ImageNotFoundError, InvalidArgumentError, MalformedDataError
-from .faces import Box, _check_filters, _import_cv2
+from .faces import Box, _check_filters
 from .images import _DECODED_FROM, _check_pixels, _reduced_size, _reduction
 
 if TYPE_CHECKING:
@@ -310,7 +311,7 @@ def _check_container(path: Path, shown: str) -> None:
 
 
 def _open(source: str | os.PathLike[str] | Any) -> tuple[Any, bool]:
-    cv2 = _import_cv2()
+    cv2 = require("cv2", "Reading a video")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -431,7 +432,7 @@ def analyze_video(
     _check_filters(
         min_face_size, min_face_confidence, max_faces, confidence_name="min_face_confidence"
     )
-    cv2 = _import_cv2()
+    cv2 = require("cv2", "Reading a video")
     capture, owned = _open(source)
     try:
         if owned:
@@ -684,7 +685,7 @@ def annotate_frame(frame: np.ndarray[Any, Any], result: FrameResult) -> np.ndarr
         >>> canvas.shape, int(canvas.max()) > 0
         ((60, 80, 3), True)
     """
-    cv2 = _import_cv2()
+    cv2 = require("cv2", "Drawing on a video frame")
     canvas: np.ndarray[Any, Any] = frame.copy()
     scale = max(0.5, min(canvas.shape[:2]) / 500)
     thickness = max(1, round(2 * scale))

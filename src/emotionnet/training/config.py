@@ -7,7 +7,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
@@ -23,8 +22,9 @@ from .._atomic import atomic_write_text
 from .._checks import check_choice, check_int, check_number, check_probability
 from .._config import config_values
 from .._io import read_text_file
+from .._optional import require
 from ..augmentation import AugmentConfig
-from ..errors import InvalidArgumentError, MissingDependencyError
+from ..errors import InvalidArgumentError
 from .distill import DISTILL_MODES
 
 __all__ = [
@@ -133,13 +133,11 @@ def _toml_loads(text: str, source: Path) -> object:
         import tomllib
 
         return tomllib.loads(text)
-    try:  # pragma: no cover - Python 3.10 only
-        tomli = importlib.import_module("tomli")
-    except ModuleNotFoundError as exc:  # pragma: no cover
-        raise MissingDependencyError(
-            f"Reading {source} needs a TOML parser: Python 3.11+ has one built in; on "
-            "Python 3.10 run `pip install tomli`, or use a JSON config."
-        ) from exc
+    tomli = require(  # pragma: no cover - Python 3.10 only
+        "tomli",
+        f"Reading {source} on Python 3.10 (3.11+ has a TOML parser built in)",
+        alternative="or use a JSON config",
+    )
     return cast(object, tomli.loads(text))  # pragma: no cover
 
 
