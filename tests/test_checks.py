@@ -5,10 +5,17 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emotionnet._checks import check_choice, check_int, check_number, check_probability
+from emotionnet._checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_probability,
+    resolve_device,
+)
 from emotionnet.errors import InvalidArgumentError
 
 
@@ -50,3 +57,21 @@ def test_probability() -> None:
     assert check_probability("p", 1) == 1.0
     with pytest.raises(InvalidArgumentError, match=r"p must be a probability in \[0, 1\]"):
         check_probability("p", 1.5)
+
+
+def test_one_device_resolver_for_every_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == resolve_device("auto") == "cpu"
+    assert resolve_device(torch.device("cpu")) == "cpu"
+    assert resolve_device("cuda:1", here=False) == "cuda:1"  # a config for another machine
+    assert resolve_device("auto", here=False) == "auto"
+    with pytest.raises(InvalidArgumentError) as error:
+        resolve_device("cuda")
+    assert str(error.value) == (
+        "device='cuda' was given but CUDA is not available here; pass device='cpu', or None "
+        "(CUDA when available, else the CPU)."
+    )
+    with pytest.raises(InvalidArgumentError, match=r"--device gpu is not a device .*; use cpu\."):
+        resolve_device("gpu", given="--device gpu", fix="use cpu", here=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == "cuda"

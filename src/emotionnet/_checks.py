@@ -1,4 +1,4 @@
-"""The argument checks every public entry point shares: choices, integers, numbers.
+"""The argument checks every public entry point shares: choices, integers, numbers, devices.
 
 One place for the wording, so that every "Unknown value ..." and "... must be ..." message
 reads the same (the choice message is torchvision's ``verify_str_arg`` wording). Checks run
@@ -17,9 +17,10 @@ import math
 from collections.abc import Iterable
 from typing import TypeVar
 
+from ._optional import require
 from .errors import InvalidArgumentError
 
-__all__ = ["check_choice", "check_int", "check_number", "check_probability"]
+__all__ = ["check_choice", "check_int", "check_number", "check_probability", "resolve_device"]
 
 _T = TypeVar("_T")
 
@@ -130,3 +131,55 @@ def check_probability(name: str, value: object) -> float:
     if not ok:
         raise InvalidArgumentError(f"{name} must be a probability in [0, 1], got {value!r}.")
     return float(value)  # type: ignore[arg-type]
+
+
+def resolve_device(
+    device: object,
+    *,
+    here: bool = True,
+    given: str | None = None,
+    fix: str = "pass device='cpu', or None (CUDA when available, else the CPU)",
+) -> str:
+    """The PyTorch device ``device`` names, as a string (``"cpu"``, ``"cuda:1"``...).
+
+    ``None`` and ``"auto"`` are CUDA when torch sees a GPU, else the CPU. Imports torch (the
+    check needs it) only when called.
+
+    Args:
+        device: A device, a device string, ``"auto"`` or ``None``.
+        here: Refuse a device this machine lacks (CUDA or MPS not available). ``False`` only
+            checks the spelling and keeps ``"auto"`` (a training config, written for
+            whichever machine runs it).
+        given: How the caller's user wrote the value, for the message (``"--device cuda"``);
+            default ``device='cuda'``.
+        fix: What to pass instead, for the message.
+
+    Raises:
+        InvalidArgumentError: ``device='gpu' is not a device (cpu, cuda, cuda:1, mps); <fix>.``
+            or ``device='cuda' was given but CUDA is not available here; <fix>.``
+        MissingDependencyError: If torch is not installed.
+
+    Example:
+        >>> resolve_device("cpu"), resolve_device("auto", here=False)
+        ('cpu', 'auto')
+    """
+    given = f"device={device!r}" if given is None else given
+    torch = require("torch", f"{given} (PyTorch runs the model there)")
+    if device is None or device == "auto":
+        if not here:
+            return "auto"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidArgumentError(
+            f"{given} is not a device (cpu, cuda, cuda:1, mps); {fix}."
+        ) from None
+    missing = {"cuda": "CUDA", "mps": "MPS"}.get(resolved.type)
+    if here and missing is not None:
+        backend = torch.cuda if resolved.type == "cuda" else torch.backends.mps
+        if not backend.is_available():
+            raise InvalidArgumentError(
+                f"{given} was given but {missing} is not available here; {fix}."
+            )
+    return str(resolved)

@@ -942,22 +942,13 @@ def _check_device(args: argparse.Namespace) -> None:
         or (args.command in ("train", "finetune") and value == "auto")
     ):
         return
-    from ._optional import require
+    from ._checks import resolve_device
 
-    torch = require("torch", f"--device {value} (PyTorch runs the model there)")
-
-    from .recognizer import _device_unavailable
-
-    fix = "pass --device cpu, or leave --device out (CUDA when available, else the CPU)"
-    try:
-        device = torch.device(value)
-    except (RuntimeError, TypeError):
-        raise InvalidArgumentError(
-            f"--device {value} is not a device (cpu, cuda, cuda:1, mps); {fix}."
-        ) from None
-    problem = _device_unavailable(device)
-    if problem is not None:
-        raise InvalidArgumentError(f"--device {value} was given but {problem} here; {fix}.")
+    resolve_device(
+        value,
+        given=f"--device {value}",
+        fix="pass --device cpu, or leave --device out (CUDA when available, else the CPU)",
+    )
 
 
 _COMMANDS: Final = {

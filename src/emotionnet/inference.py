@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import resolve_device
 from .errors import InvalidArgumentError, UnsupportedInputError
 from .preprocessing import FER2013_MEAN, FER2013_STD, as_uint8_batch, normalize
 from .tta import TEN_CROP_SIZE, TTA_SHIFT, resolve_tta
@@ -197,7 +198,7 @@ def predict_logits(
     if device is None:
         target = _model_device(model)
     else:
-        target = torch.device(device)
+        target = torch.device(resolve_device(device))
         model.to(target)
     dtype = _model_dtype(model)
     num_images = batch_images.shape[0]

@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from ._checks import check_choice
+from ._checks import check_choice, resolve_device
 from ._crop_check import FaceCropCheck
 from ._optional import is_installed, require
 from .calibration import apply_temperature
@@ -207,40 +207,6 @@ class FaceEmotion:
             {'box': [0, 0, 5, 5], 'confidence': 2.5, 'label': 'sad', 'index': 4, 'score': 1.0, 'probabilities': {'sad': 1.0}}
         """  # noqa: E501
         return {"box": list(self.box), "confidence": self.confidence, **self.prediction.to_dict()}
-
-
-def _resolve_device(device: object) -> str:
-    """The device a PyTorch model runs on, as a string (``"cpu"``, ``"cuda:0"``...).
-
-    ``None`` is CUDA when torch is installed and sees a GPU, else the CPU. Checking needs
-    torch, so only the torch backend calls this.
-    """
-    torch = require("torch", "Running the model with PyTorch")
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise InvalidArgumentError(
-            f"Unknown device {device!r} ({error}); pass 'cpu', 'cuda', 'cuda:1', 'mps' or None."
-        ) from None
-    problem = _device_unavailable(resolved)
-    if problem is not None:
-        raise InvalidArgumentError(
-            f"device={device!r} was requested but {problem}; pass 'cpu' or None."
-        )
-    return str(resolved)
-
-
-def _device_unavailable(device: torch.device) -> str | None:
-    """Why ``device`` cannot run on this machine (``"CUDA is not available"``), or ``None``."""
-    import torch
-
-    if device.type == "cuda" and not torch.cuda.is_available():
-        return "CUDA is not available"
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        return "MPS is not available"
-    return None
 
 
 def _is_cpu(device: object) -> bool:
@@ -506,7 +472,7 @@ class EmotionRecognizer:
             self.device = "cpu" if device is None else str(device)
             self._backend = "onnx"
             return
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self._module = model.to(self.device).eval()  # type: ignore[union-attr]
         if self.num_threads is not None:
             require("torch", "Running the model with PyTorch").set_num_threads(self.num_threads)
@@ -776,7 +742,7 @@ class EmotionRecognizer:
                 "'auto' backend, or load the model folder the file was exported from."
             )
         providers = ["CPUExecutionProvider"]
-        if not _is_cpu(device) and _resolve_device(device).startswith("cuda"):
+        if not _is_cpu(device) and resolve_device(device).startswith("cuda"):
             providers.insert(0, "CUDAExecutionProvider")
         onnx_model = OnnxModel(
             Path(text).expanduser(), providers=providers, num_threads=num_threads

@@ -843,7 +843,7 @@ def test_train_config_round_trips_through_json_and_toml(tmp_path: Path) -> None:
         ({"amp": "fp8"}, "'fp8' for argument amp"),
         ({"augment": {"hflip": 2}}, "hflip must be a probability"),
         ({"schedule": "onecycle", "max_epochs": 1}, "shorter than max_epochs"),
-        ({"device": "tpu:x"}, "device must be"),
+        ({"device": "tpu:x"}, "device='tpu:x' is not a device"),
         ({"class_weights": "balance"}, "'balance' for argument class_weights"),
         ({"eval_tta": "flp"}, r"'flp' for argument eval_tta\. Valid values are False, True"),
         ({"max_nonfinite_steps": -1}, "max_nonfinite_steps must be an integer >= 0"),

@@ -19,7 +19,7 @@ from typing import Any, Final, cast
 import torch
 
 from .._atomic import atomic_write_text
-from .._checks import check_choice, check_int, check_number, check_probability
+from .._checks import check_choice, check_int, check_number, check_probability, resolve_device
 from .._config import config_values
 from .._io import read_text_file
 from .._optional import require
@@ -53,6 +53,8 @@ MONITORS: Final[dict[str, str]] = {
     "train_loss": "min",
 }
 """Metrics :attr:`TrainConfig.monitor` can select, with the direction that is better."""
+
+_DEVICE_FIX: Final[str] = "use device='auto' (CUDA when available, else the CPU) or 'cpu'"
 
 # Where and how a run reports, not what it trains: they never change the weights, a resumed run
 # may set them afresh without a warning, and a saved recipe leaves them out.
@@ -425,13 +427,8 @@ class TrainConfig:
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise _fail("seed", seed, "a non-negative integer")
-        if not isinstance(self.device, str):
-            set_(self, "device", str(self.device))
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as exc:
-                raise _fail("device", self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+        # Only the spelling: the config may be written for another machine than this one.
+        set_(self, "device", resolve_device(self.device, here=False, fix=_DEVICE_FIX))
         if self.num_workers is not None:
             check_int("num_workers", self.num_workers, minimum=0, hint="or None")
         if self.num_threads is not None:

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .._atomic import atomic_write_bytes
+from .._checks import resolve_device
 from .._io import open_regular_file
 from ..errors import CheckpointError, InvalidArgumentError
 
@@ -427,7 +428,7 @@ def precompute_teacher_targets(
             targets_file=target,
             tta=tta,
             labels=labels,
-            device=torch.device(device),
+            device=torch.device(resolve_device(device)),
             batch_size=batch_size,
         )
         logger.info(

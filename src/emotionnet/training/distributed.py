@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-from torch import nn
-
 from ..errors import InvalidArgumentError
 
 __all__: list[str] = []  # internal: used by the Trainer
@@ -24,9 +21,3 @@ def dist_env() -> tuple[int, int, int]:
     if world > 1 and not 0 <= rank < world:
         raise InvalidArgumentError(f"RANK={rank} is outside 0..WORLD_SIZE-1 ({world - 1}).")
     return max(world, 1), rank if world > 1 else 0, local_rank if world > 1 else 0
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")

@@ -591,6 +591,6 @@ def _init_name(init: object) -> str:
 
 
 def _hardware(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
+    if device.startswith("cuda"):  # the trainer's device: resolved, and there
+        return torch.cuda.get_device_name(device)
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"

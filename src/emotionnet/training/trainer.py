@@ -27,12 +27,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write, atomic_write_text
+from .._checks import resolve_device
 from ..errors import (
     CheckpointError,
     InvalidArgumentError,
     NonFiniteLossError,
     UnsupportedInputError,
 )
+from ..inference import _model_device
 from ..labels import EMOTIONS
 from ..models import ModelConfig
 from ..preprocessing import FER2013_MEAN, FER2013_STD
@@ -49,9 +51,9 @@ from .checkpoint import (
     save_checkpoint_file,
     set_rng_state,
 )
-from .config import _RUN_ONLY_SETTINGS, TrainConfig, bf16_supported
+from .config import _DEVICE_FIX, _RUN_ONLY_SETTINGS, TrainConfig, bf16_supported
 from .distill import TEACHER_TARGETS, distillation_loss, soften, teacher_input
-from .distributed import dist_env, model_device
+from .distributed import dist_env
 from .history import History, Row
 from .lock import FolderLock
 
@@ -319,18 +321,9 @@ class Trainer:
         return None if folder is None else Path(folder)
 
     def _resolve_device(self) -> torch.device:
-        wanted = self.config.device
-        if wanted == "auto":
-            wanted = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(wanted)
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise InvalidArgumentError(
-                    f"device={self.config.device!r} but CUDA is not available here; use "
-                    "device='auto' or 'cpu'."
-                )
-            if device.index is None:
-                device = torch.device("cuda", self.local_rank)
+        device = torch.device(resolve_device(self.config.device, fix=_DEVICE_FIX))
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.local_rank)
         return device
 
     def _resolve_amp(self) -> torch.dtype | None:
@@ -348,7 +341,7 @@ class Trainer:
 
     def _infer_num_classes(self) -> int:
         height, width = self._train_images.shape[-2:]
-        probe = torch.zeros(2, 1, height, width, device=model_device(self.model))
+        probe = torch.zeros(2, 1, height, width, device=_model_device(self.model))
         modes = [(module, module.training) for module in self.model.modules()]
         self.model.eval()
         try:
