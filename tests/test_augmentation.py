@@ -216,8 +216,8 @@ def test_augment_config_round_trips_and_validates() -> None:
     ("kwargs", "match"),
     [
         ({"hflip": 1.5}, r"hflip must be a probability in \[0, 1\], got 1.5"),
-        ({"rotation": -1}, "rotation must be a number of degrees"),
-        ({"translate": 1.0}, "translate must be a fraction"),
+        ({"rotation": -1}, r"rotation must be a number in \[0, 180\], got -1; in degrees"),
+        ({"translate": 1.0}, r"translate must be a number in \[0, 1\), got 1.0; of the"),
         ({"scale": (1.2, 0.8)}, "scale must be a"),
         ({"padding_mode": "wrap"}, "'wrap' for argument padding_mode"),
         ({"erasing_scale": (0.0, 0.5)}, "erasing_scale must be"),

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_probability
+from ._checks import check_int, check_number, check_probability
 from ._config import config_values
 from .errors import InvalidArgumentError, UnsupportedInputError
 
@@ -113,22 +113,12 @@ class AugmentConfig:
         set_ = object.__setattr__
         set_(self, "hflip", check_probability("hflip", self.hflip))
         set_(self, "erasing", check_probability("erasing", self.erasing))
-        rotation = self.rotation
-        if isinstance(rotation, bool) or not isinstance(rotation, (int, float)):
-            rotation = -1.0
-        if not 0 <= rotation <= 180:
-            raise InvalidArgumentError(
-                f"rotation must be a number of degrees in [0, 180], got {self.rotation!r}."
-            )
-        set_(self, "rotation", float(rotation))
-        translate = self.translate
-        if isinstance(translate, bool) or not isinstance(translate, (int, float)):
-            translate = -1.0
-        if not 0 <= translate < 1:
-            raise InvalidArgumentError(
-                f"translate must be a fraction of the image side in [0, 1), got {self.translate!r}."
-            )
-        set_(self, "translate", float(translate))
+        rotation = check_number("rotation", self.rotation, low=0, high=180, hint="in degrees")
+        set_(self, "rotation", rotation)
+        translate = check_number(
+            "translate", self.translate, low=0, high=1, high_open=True, hint="of the image side"
+        )
+        set_(self, "translate", translate)
         set_(self, "scale", _check_range("scale", self.scale, 0.0, math.inf))
         if self.padding_mode not in PADDING_MODES:
             raise InvalidArgumentError(
@@ -481,11 +471,9 @@ def mix_batch(
     """
     batch = _as_batch(images)
     gen = _check_generator(generator)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}.")
-    for name, alpha in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
-            raise InvalidArgumentError(f"{name} must be a number >= 0, got {alpha!r}.")
+    check_int("num_classes", num_classes, minimum=1)
+    check_number("mixup_alpha", mixup_alpha, low=0)
+    check_number("cutmix_alpha", cutmix_alpha, low=0)
     prob = check_probability("prob", prob)
     switch_prob = check_probability("switch_prob", switch_prob)
     if mixup_alpha > 0 and not batch.is_floating_point():

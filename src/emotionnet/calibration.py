@@ -39,6 +39,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from ._checks import check_int
 from .errors import InvalidArgumentError, UnsupportedInputError
 
 __all__ = [
@@ -350,8 +351,7 @@ def expected_calibration_error(
         >>> expected_calibration_error([0, 0, 1, 1], [[0.75, 0.25]] * 4)
         0.25
     """
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise InvalidArgumentError(f"n_bins must be a positive integer, got {n_bins!r}.")
+    check_int("n_bins", n_bins, minimum=1)
     targets = _as_label_array("y_true", y_true)
     if targets.size == 0:
         raise InvalidArgumentError("y_true is empty; the ECE needs at least one sample.")

@@ -51,7 +51,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_int, check_number
 from .errors import InvalidArgumentError, MissingLabelsError, UnsupportedInputError
 from .labels import EMOTIONS, NUM_CLASSES
 
@@ -196,10 +196,7 @@ def compute_class_weights(
     """
     check_int("num_classes", num_classes, minimum=1)
     check_choice("method", method, METHODS)
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
-        raise InvalidArgumentError(
-            f"beta must be a number in [0, 1) (typically 0.9 .. 0.9999), got {beta!r}."
-        )
+    check_number("beta", beta, low=0, high=1, high_open=True, hint="typically 0.9 .. 0.9999")
 
     labels: npt.NDArray[Any] | None = None
     class_counts = getattr(labels_or_counts, "class_counts", None)

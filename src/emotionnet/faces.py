@@ -279,11 +279,12 @@ class DlibHogDetector:
     """
 
     def __init__(self, *, upsample: int = 1, threshold: float = 0.0, reframe: bool = True) -> None:
-        if isinstance(upsample, bool) or not isinstance(upsample, int) or upsample < 0:
-            raise InvalidArgumentError(
-                f"upsample must be an integer >= 0, got {upsample!r}; 1 finds faces from "
-                "about 40 px, 0 from about 80 px."
-            )
+        check_int(
+            "upsample",
+            upsample,
+            minimum=0,
+            hint="1 finds faces from about 40 px, 0 from about 80 px",
+        )
         if not _is_real(threshold) or not math.isfinite(threshold):
             raise InvalidArgumentError(f"threshold must be a finite number, got {threshold!r}.")
         dlib = require(

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import resolve_device
+from ._checks import check_int, resolve_device
 from .errors import InvalidArgumentError, UnsupportedInputError
 from .preprocessing import FER2013_MEAN, FER2013_STD, as_uint8_batch, normalize
 from .tta import TEN_CROP_SIZE, TTA_SHIFT, resolve_tta
@@ -186,10 +186,7 @@ def predict_logits(
         torch.float32
     """
     mode = resolve_tta(tta)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidArgumentError(
-            f"batch_size must be a positive integer, got {batch_size!r}; 256 is a good default."
-        )
+    check_int("batch_size", batch_size, minimum=1, hint="256 is a good default")
     if not isinstance(model, nn.Module):
         raise UnsupportedInputError(
             f"Expected a torch.nn.Module as the model, got {type(model).__name__}."

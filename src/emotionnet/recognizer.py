@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from ._checks import check_choice, resolve_device
+from ._checks import check_choice, check_int, resolve_device
 from ._crop_check import FaceCropCheck
 from ._optional import is_installed, require
 from .calibration import apply_temperature
@@ -154,8 +154,7 @@ class Prediction:
             [('sad', 0.6)]
         """
         count = len(self.probabilities)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= count:
-            raise InvalidArgumentError(f"k must be an integer in 1..{count}, got {k!r}.")
+        check_int("k", k, minimum=1, maximum=count)
         ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])
         return ranked[:k]
 

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from ._atomic import marked_in_flight, remove_stale_temporaries, temporary_path
+from ._checks import check_int, check_number
 from ._io import NotARegularFileError, open_regular_file
 from ._optional import require
 from .errors import ImageNotFoundError, InvalidArgumentError, MalformedDataError
@@ -339,13 +340,7 @@ def _step(every: int | None, fps: float | None, video_fps: float) -> int:
     if every is not None and fps is not None:
         raise InvalidArgumentError("Pass either every or fps, not both.")
     if fps is not None:
-        if not (
-            isinstance(fps, (int, float))
-            and not isinstance(fps, bool)
-            and math.isfinite(fps)
-            and fps > 0
-        ):
-            raise InvalidArgumentError(f"fps must be a positive number, got {fps!r}.")
+        fps = check_number("fps", fps, low=0, low_open=True)
         ratio = video_fps / fps
         if not ratio < 2**31:  # 1e-310 frames a second: one frame in more than 2**31
             raise InvalidArgumentError(
@@ -353,10 +348,7 @@ def _step(every: int | None, fps: float | None, video_fps: float) -> int:
                 "analysed frame in more than 2**31); pass a rate such as 1 or 0.1, or every."
             )
         return max(1, round(ratio))
-    step = 1 if every is None else every
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise InvalidArgumentError(f"every must be a positive integer, got {every!r}.")
-    return step
+    return 1 if every is None else check_int("every", every, minimum=1)
 
 
 def analyze_video(
@@ -425,10 +417,9 @@ def analyze_video(
         ...
         emotionnet.errors.ImageNotFoundError: No video file at 'missing.mp4'; check the path.
     """
-    if not (isinstance(smoothing, (int, float)) and 0 <= smoothing < 1):
-        raise InvalidArgumentError(f"smoothing must be in [0, 1), got {smoothing!r}.")
-    if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
-        raise InvalidArgumentError(f"max_frames must be a positive integer, got {max_frames!r}.")
+    check_number("smoothing", smoothing, low=0, high=1, high_open=True)
+    if max_frames is not None:
+        check_int("max_frames", max_frames, minimum=1)
     _check_filters(
         min_face_size, min_face_confidence, max_faces, confidence_name="min_face_confidence"
     )

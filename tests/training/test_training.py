@@ -839,7 +839,7 @@ def test_train_config_round_trips_through_json_and_toml(tmp_path: Path) -> None:
         ({"lr": 0}, "lr must be a positive number"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"monitor": "f1"}, "'f1' for argument monitor"),
-        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
         ({"amp": "fp8"}, "'fp8' for argument amp"),
         ({"augment": {"hflip": 2}}, "hflip must be a probability"),
         ({"schedule": "onecycle", "max_epochs": 1}, "shorter than max_epochs"),

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._atomic import atomic_write_bytes
-from .._checks import check_choice
+from .._checks import check_choice, check_int
 from ..errors import CheckpointError, InvalidArgumentError
 from .checkpoint import BEST_WEIGHTS, weights_file_bytes
 from .config import MONITORS
@@ -251,12 +251,8 @@ class EarlyStopping(_MonitorHandler):
 
     def __init__(self, patience: int | None, monitor: str = "val_accuracy") -> None:
         super().__init__(monitor)
-        if patience is not None and (
-            not isinstance(patience, int) or isinstance(patience, bool) or patience < 1
-        ):
-            raise InvalidArgumentError(
-                f"patience must be a positive integer or None, got {patience!r}."
-            )
+        if patience is not None:
+            check_int("patience", patience, minimum=1, hint="or None to never stop early")
         self.patience = patience
         self.best: float | None = None
         self.best_epoch: int | None = None

@@ -424,9 +424,7 @@ class TrainConfig:
         check_int(
             "max_nonfinite_steps", self.max_nonfinite_steps, minimum=0, hint="0 stops at once"
         )
-        seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise _fail("seed", seed, "a non-negative integer")
+        check_int("seed", self.seed, minimum=0)
         # Only the spelling: the config may be written for another machine than this one.
         set_(self, "device", resolve_device(self.device, here=False, fix=_DEVICE_FIX))
         if self.num_workers is not None:
