@@ -213,10 +213,6 @@ def test_haar_settings_are_checked() -> None:
 # --- through the recognizer ------------------------------------------------------------------
 
 
-def _dlib_installed() -> bool:
-    return is_installed("dlib")
-
-
 @pytest.mark.parametrize(
     ("detector", "min_confidence"),
     [
@@ -225,7 +221,7 @@ def _dlib_installed() -> bool:
         pytest.param(
             "dlib",
             0.25,
-            marks=pytest.mark.skipif(not _dlib_installed(), reason="dlib is not installed"),
+            marks=pytest.mark.skipif(not is_installed("dlib"), reason="dlib is not installed"),
         ),
         (None, 0.25),  # the default detector, whichever it is here
     ],

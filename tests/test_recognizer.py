@@ -112,7 +112,7 @@ def test_batches_of_any_size_agree(tiny: EmotionRecognizer, faces: np.ndarray) -
 
 
 def test_predict_is_the_evaluation_pipeline(tiny: EmotionRecognizer) -> None:
-    # Colour photos of any size: to_face_array, then metrics.predict_proba, nothing else.
+    # Colour photos of any size: to_face_array, then inference.predict_proba, nothing else.
     rng = np.random.default_rng(1)
     photos = [rng.integers(0, 256, (70 + i, 60, 3), dtype=np.uint8) for i in range(4)]
     arrays = np.stack([to_face_array(Image.fromarray(p)) for p in photos])
