@@ -289,19 +289,15 @@ def _size_text(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
-def _cached_files(repo_id: str, revision: str | None, cache_path: Path | None) -> list[Path] | None:
-    """The cached ``config.json`` and weights of a revision, or ``None`` unless both are."""
+def _cached(repo_id: str, revision: str | None, cache_path: Path | None) -> list[Path | None]:
+    """The cached ``config.json``, weights and ``model.onnx`` of a revision (``None``: absent)."""
     from huggingface_hub import try_to_load_from_cache
 
     found = [
         try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
-        for name in _HUB_FILES
+        for name in (*_HUB_FILES, ONNX_NAME)
     ]
-    return (
-        [Path(path) for path in found if isinstance(path, str)]
-        if all(isinstance(path, str) for path in found)
-        else None
-    )
+    return [Path(path) if isinstance(path, str) else None for path in found]
 
 
 # --- the cache's own checksums ---------------------------------------------------------------
@@ -508,14 +504,6 @@ def _run_download(
     return [None if path is None else Path(path) for path in answer["paths"]]
 
 
-def _cached_onnx(repo_id: str, revision: str | None, cache_path: Path | None) -> Path | None:
-    """The cached ``model.onnx`` of a revision, or ``None`` (a repository may have none)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(repo_id, ONNX_NAME, cache_dir=cache_path, revision=revision)
-    return Path(cached) if isinstance(cached, str) else None
-
-
 def _describe(error: BaseException) -> str:
     if isinstance(error, _ChildError):
         return error.description
@@ -624,6 +612,8 @@ def _download(
     cache = str(cache_path) if cache_path is not None else constants.HF_HUB_CACHE
     endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT  # validated when used
     seconds = 0.0
+    late = False  # the Hub did not answer in time: the cached copy is used
+    paths: list[Path | None]
     try:
         if offline:
             paths = [
@@ -639,17 +629,14 @@ def _download(
                 )
                 for name in _HUB_FILES
             ]
-            onnx = _cached_onnx(repo_id, revision, cache_path)
-            for path in [*paths, *([onnx] if onnx else [])]:
-                if _blob_is_intact(path) is False:
-                    raise _corrupt_file_error(path, where, removed=False)
+            paths.append(_cached(repo_id, revision, cache_path)[-1])
         else:
             # Both read now, not when huggingface_hub was imported, and checked before any
             # network call.
             endpoint = _hub_endpoint()
             seconds = _hub_timeout(timeout)
-            for path in _cached_files(repo_id, revision, cache_path) or []:
-                if _blob_is_intact(path) is False:  # downloaded anew below
+            for path in _cached(repo_id, revision, cache_path)[: len(_HUB_FILES)]:
+                if path is not None and _blob_is_intact(path) is False:  # downloaded anew
                     logger.warning("Removing a corrupt file from the Hugging Face cache: %s", path)
                     _discard(path)
             downloaded = _run_download(
@@ -660,38 +647,20 @@ def _download(
                 endpoint=endpoint,
                 seconds=seconds,
             )
-            paths = [path for path in downloaded[: len(_HUB_FILES)] if path is not None]
-            onnx = downloaded[len(_HUB_FILES)] if len(downloaded) > len(_HUB_FILES) else None
-            for path in [*paths, *([onnx] if onnx else [])]:
-                if _blob_is_intact(path) is False:
-                    error = _corrupt_file_error(path, where, removed=True)
-                    _discard(path)
-                    raise error
+            paths = [*downloaded, None][: len(_HUB_FILES) + 1]
     except _DeadlineExceeded:
-        cached = _cached_files(repo_id, revision, cache_path)
-        if cached is not None:
-            for path in cached:
-                if _blob_is_intact(path) is False:
-                    raise _corrupt_file_error(path, where, removed=False) from None
-            logger.warning(
-                "The Hub at %s did not answer within %g s; using the cached copy of %r.",
-                endpoint,
-                seconds,
-                where,
-            )
-            onnx_cached = _cached_onnx(repo_id, revision, cache_path)
-            if onnx_cached is not None and _blob_is_intact(onnx_cached) is False:
-                onnx_cached = None  # the weights are there: exported again on load
-            return ModelFiles(config=cached[0], weights=cached[1], source=where, onnx=onnx_cached)
-        raise WeightsNotFoundError(
-            f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
-            f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}), and it is not "
-            f"in the Hugging Face cache ({cache}); the unfinished download was stopped and its "
-            "partial file removed. Check the network connection, proxy settings and "
-            "HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; pass "
-            "a local folder written by save_pretrained; or, on a slow connection, allow more "
-            f"time with timeout=... or {_TIMEOUT_ENV}=..."
-        ) from None
+        paths = _cached(repo_id, revision, cache_path)
+        if None in paths[: len(_HUB_FILES)]:
+            raise WeightsNotFoundError(
+                f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
+                f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}), and it is not "
+                f"in the Hugging Face cache ({cache}); the unfinished download was stopped and "
+                "its partial file removed. Check the network connection, proxy settings and "
+                "HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; "
+                "pass a local folder written by save_pretrained; or, on a slow connection, "
+                f"allow more time with timeout=... or {_TIMEOUT_ENV}=..."
+            ) from None
+        late = True
     except _DownloadTooLarge as error:
         raise ModelLoadError(
             f"A file of {where!r} from the Hub at {endpoint} grew past "
@@ -713,8 +682,26 @@ def _download(
             local_files_only=local_files_only,
             offline=offline,
         ) from None
-    config_path, weights_path = paths
-    return ModelFiles(config=config_path, weights=weights_path, source=where, onnx=onnx)
+    for index, path in enumerate(paths):
+        if path is None or _blob_is_intact(path) is not False:
+            continue
+        if late and index == len(_HUB_FILES):
+            paths[index] = None  # a corrupt graph: the weights are there, exported on load
+        elif offline or late:
+            raise _corrupt_file_error(path, where, removed=False)
+        else:  # just downloaded: the Hub (or a mirror) served a damaged file
+            damaged = _corrupt_file_error(path, where, removed=True)
+            _discard(path)
+            raise damaged
+    if late:
+        logger.warning(
+            "The Hub at %s did not answer within %g s; using the cached copy of %r.",
+            endpoint,
+            seconds,
+            where,
+        )
+    config, weights, onnx = paths
+    return ModelFiles(config=cast(Path, config), weights=weights, source=where, onnx=onnx)
 
 
 def _looks_like_a_path(text: str) -> str | None:
