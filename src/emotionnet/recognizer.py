@@ -630,7 +630,8 @@ class EmotionRecognizer:
         tensors where the model has floats, a negative batch-norm variance) and a config
         outside the documented ranges (see :class:`~emotionnet.models.ModelConfig`). Weights
         saved in half precision are cast to ``float32``. Hub downloads are bounded in time
-        (``timeout``).
+        (``timeout``). The PyTorch weights, when needed, load through
+        :meth:`EmotionNet.from_pretrained <emotionnet.models.EmotionNet.from_pretrained>`.
 
         Args:
             name_or_path: ``None`` for the default model shipped with emotionnet (no network
