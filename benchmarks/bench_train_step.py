@@ -1,4 +1,4 @@
-"""Training throughput of resnet18_emotion, bare step against the Trainer, side by side.
+"""Training throughput of build_model's ResNet18, bare step against the Trainer, side by side.
 
 A *bare step* is what the Trainer does per batch, written out by hand: augment the uint8
 batch (emotionnet.augmentation.augment_batch), normalise it, forward (optionally under bf16
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from emotionnet.augmentation import AugmentConfig, augment_batch
-from emotionnet.models import STEMS, resnet18_emotion
+from emotionnet.models import STEMS, ModelConfig, build_model
 from emotionnet.preprocessing import normalize
 from emotionnet.training import TrainConfig, Trainer, bf16_supported
 
@@ -58,7 +58,7 @@ def bench_bare(
     warmup: int,
 ) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = resnet18_emotion(stem=stem).to(device)
+    model = build_model(ModelConfig(stem=stem)).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -119,7 +119,7 @@ def bench_trainer(
     train = (torch.randint(0, 256, (count, 48, 48), dtype=torch.uint8), torch.arange(count) % 7)
     val = (train[0][:batch_size], train[1][:batch_size])
     config = TrainConfig(max_epochs=2, batch_size=batch_size, device=str(device), progress=False)
-    trainer = Trainer(resnet18_emotion(stem=stem), train, val, config)
+    trainer = Trainer(build_model(ModelConfig(stem=stem)), train, val, config)
     history = trainer.fit()
     images_per_sec = float(history[-1]["images_per_sec"])  # the second, warm epoch
     precision = "bf16" if trainer.amp_dtype == torch.bfloat16 else str(trainer.amp_dtype or "fp32")

@@ -63,7 +63,6 @@ import emotionnet
 from emotionnet import FER2013, EmotionRecognizer, EvaluationReport
 from emotionnet.metrics import evaluate, plot_confusion_matrix
 from emotionnet.models import ModelConfig
-from emotionnet.models.hub import save_model_files
 from emotionnet.models.quantize import quantize_folder
 from emotionnet.recipe import Recipe
 from emotionnet.recognizer import DEFAULT_TTA
@@ -285,14 +284,9 @@ def recalibrate(folder: Path, data_root: Path, modes: list[str], max_changed: in
     evaluation.update({report_name(split, tta): report for tta, report in reports.items()})
     config = calibrated_config(source.config, reports)
     with tempfile.TemporaryDirectory() as scratch:
-        save_model_files(
-            source.model,
-            config,
-            scratch,
-            evaluation=evaluation,
-            metadata=metadata,
-            name=card_title(folder),
-        )
+        EmotionRecognizer(
+            source.model, config, device="cpu", backend="torch", metadata=metadata
+        ).save_pretrained(scratch, evaluation=evaluation, name=card_title(folder))
         for name in ("config.json", "README.md"):
             shutil.copyfile(Path(scratch) / name, folder / name)
     for tta, report in reports.items():
@@ -369,13 +363,16 @@ def main() -> None:
     metadata = {k: v for k, v in source.metadata.items() if k != "emotionnet_version"}
     metadata["description"] = description
     metadata["training"] = facts
-    save_model_files(
+    EmotionRecognizer(
         source.model,
         calibrated_config(source.config, by_mode),
+        device="cpu",
+        backend="torch",
+        metadata=metadata,
+    ).save_pretrained(
         args.out,
         evaluation=reports,
-        metadata=metadata,
-        dtype=getattr(torch, recipe.dtype),  # one of recipe.RELEASE_DTYPES
+        dtype=recipe.dtype,  # one of recipe.RELEASE_DTYPES
         name=args.folder.name,
     )
     for name in CARRIED:

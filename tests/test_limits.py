@@ -366,13 +366,13 @@ def test_state_dict_from_a_fifo_does_not_block(tmp_path: Path) -> None:
 
 
 def test_one_state_dict_reader_for_models_and_the_recognizer(tmp_path: Path) -> None:
-    from emotionnet import EmotionRecognizer, ModelConfig, build_model, resnet18_emotion
+    from emotionnet import EmotionRecognizer, ModelConfig, build_model
 
     config = ModelConfig(stem="small")
     state = build_model(config).state_dict()
     path = tmp_path / "legacy.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    model = resnet18_emotion(stem="small", weights=path)
+    model = build_model(ModelConfig(stem="small"), weights=path)
     recognizer = EmotionRecognizer.from_state_dict(path, config=config, device="cpu")
     for key, value in state.items():
         assert torch.equal(model.state_dict()[key], value)

@@ -143,12 +143,23 @@ def test_the_default_test_time_augmentation_is_the_recognizers(
         EmotionRecognizer(tiny.model, CONFIG, device="cpu", tta="sideways")
 
 
-def test_save_pretrained_names_the_model_card(tiny: EmotionRecognizer, tmp_path: Path) -> None:
-    tiny.save_pretrained(tmp_path / "folder", name="emotionnet-demo")
+def test_save_pretrained_names_the_model_card(
+    recognizer: EmotionRecognizer, tmp_path: Path
+) -> None:
+    recognizer.save_pretrained(tmp_path / "folder", name="emotionnet-demo")
     card = (tmp_path / "folder" / "README.md").read_text(encoding="utf-8")
     assert "\n# emotionnet-demo\n" in card
-    tiny.save_pretrained(tmp_path / "untitled")
+    recognizer.save_pretrained(tmp_path / "untitled")
     assert "\n# untitled\n" in (tmp_path / "untitled" / "README.md").read_text(encoding="utf-8")
+
+
+def test_save_pretrained_refuses_a_module_its_config_does_not_describe(
+    tiny: EmotionRecognizer, tmp_path: Path
+) -> None:
+    # The folder's config.json must rebuild the model: a Linear is not a ResNet18.
+    with pytest.raises(ModelLoadError, match=r"Sequential to save do not fit.*conv1\.weight"):
+        tiny.save_pretrained(tmp_path / "folder")
+    assert not (tmp_path / "folder").exists()
 
 
 def test_inputs_of_every_type_agree(

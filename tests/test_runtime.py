@@ -113,9 +113,7 @@ def test_a_folder_saved_without_its_graph_still_loads(tmp_path: Path) -> None:
     recognizer = EmotionRecognizer(build_model(config), config, device="cpu")
     folder = recognizer.save_pretrained(tmp_path / "m")
     assert (folder / "model.onnx").is_file()
-    from emotionnet.models.hub import save_model_files
-
-    save_model_files(recognizer.model, config, folder, onnx=False)
+    recognizer.model.save_pretrained(folder, onnx=False)
     assert not (folder / "model.onnx").exists()  # a stale graph is removed, not left behind
     loaded = EmotionRecognizer.from_pretrained(folder, device="cpu")
     assert loaded.backend == "onnx" and loaded._module is not None  # exported on load

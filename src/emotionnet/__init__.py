@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from .models import EmotionNet as EmotionNet
     from .models import ModelConfig as ModelConfig
     from .models import build_model as build_model
-    from .models import resnet18_emotion as resnet18_emotion
     from .models.onnx import OnnxClassifier as OnnxClassifier
     from .models.onnx import export_onnx as export_onnx
     from .preprocessing import normalize as normalize
@@ -107,7 +106,6 @@ _LAZY: dict[str, str] = {
     "precompute_teacher_targets": "training",
     "Prediction": "recognizer",
     "report_from_predictions": "metrics",
-    "resnet18_emotion": "models",
     "SPLITS": "data",
     "STEMS": "models",
     "EmotionNet": "models",
@@ -162,7 +160,6 @@ __all__ = [
     "predict_paths",
     "predict_proba",
     "report_from_predictions",
-    "resnet18_emotion",
     "to_face_array",
 ]
 

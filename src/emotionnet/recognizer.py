@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -78,6 +77,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .metrics import EvaluationReport
+    from .models import EmotionNet
 
 __all__ = [
     "BACKENDS",
@@ -250,28 +250,12 @@ def _onnx_exportable(*, required: bool) -> bool:
     return True
 
 
-def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    torch = require("torch", "Saving PyTorch weights")
-    if isinstance(dtype, str):
-        resolved = getattr(torch, dtype, None)
-        if not isinstance(resolved, torch.dtype):
-            raise InvalidArgumentError(
-                f"Unknown dtype {dtype!r}; pass 'float32', 'float16' or 'bfloat16'."
-            )
-        return resolved  # type: ignore[no-any-return]
-    return dtype
-
-
 def _load_module(config: ModelConfig, files: ModelFiles) -> nn.Module:
-    """Build the PyTorch model of a folder and load its weights (needs torch)."""
+    """The folder's PyTorch model: ``EmotionNet.from_pretrained`` (strict; needs torch)."""
     require("torch", "Loading PyTorch weights")
-    from .models import build_model
-    from .models.hub import load_weights
+    from .models import EmotionNet
 
-    model = build_model(config)
-    assert files.weights is not None
-    load_weights(model, files.weights, source=files.source)
-    return model.eval()  # type: ignore[no-any-return]
+    return EmotionNet.from_pretrained(files.folder, **config.to_dict())
 
 
 def _folder_onnx(
@@ -602,7 +586,8 @@ class EmotionRecognizer:
         tensors where the model has floats, a negative batch-norm variance) and a config
         outside the documented ranges (see :class:`~emotionnet.models.ModelConfig`). Weights
         saved in half precision are cast to ``float32``. Hub downloads are bounded in time
-        (``timeout``).
+        (``timeout``). The PyTorch weights, when needed, load through
+        :meth:`EmotionNet.from_pretrained <emotionnet.models.EmotionNet.from_pretrained>`.
 
         Args:
             name_or_path: ``None`` for the default model shipped with emotionnet (no network
@@ -811,23 +796,16 @@ class EmotionRecognizer:
                 f"config must be a ModelConfig, got {type(config).__name__}."
             )
         require("torch", "Loading a PyTorch state dict")
-        from .models import build_model, clean_state_dict, load_state_dict_strict, read_state_dict
+        from .models import build_model, load_weights
 
-        if isinstance(state_dict, Mapping):
-            source, loaded = "the given state dict", state_dict
-        elif isinstance(state_dict, (str, os.PathLike)):
-            source = repr(os.fspath(state_dict))
-            loaded = read_state_dict(state_dict)
-        else:
-            raise UnsupportedInputError(
-                f"state_dict must be a path or a mapping of names to tensors, got "
-                f"{type(state_dict).__name__}."
-            )
-        state = clean_state_dict(loaded, source)
         model = build_model(config)
-        load_state_dict_strict(model, state, source=source)
+        load_weights(model, state_dict)
         recognizer = cls(model, config, device=device, backend=backend, tta=tta)
-        recognizer.source = source.strip("'")
+        recognizer.source = (
+            os.fspath(state_dict)
+            if isinstance(state_dict, (str, os.PathLike))
+            else "the given state dict"
+        )
         return recognizer
 
     def save_pretrained(
@@ -838,10 +816,13 @@ class EmotionRecognizer:
         dtype: torch.dtype | str = "float32",
         name: str | None = None,
     ) -> Path:
-        """Save the model as ``model.safetensors``, ``config.json`` and a ``README.md`` card.
+        """Save the model folder: ``model.safetensors``, ``model.onnx``, ``config.json``, card.
 
-        :meth:`from_pretrained` loads the folder back, and it can be uploaded to the Hub as
-        is (:meth:`push_to_hub`).
+        The one saver of model folders, :meth:`EmotionNet.save_pretrained
+        <emotionnet.models.EmotionNet.save_pretrained>` (huggingface_hub's mixin), with this
+        recognizer's config, :attr:`metadata` and ``evaluation`` in ``config.json`` and the
+        ``README.md`` card. :meth:`from_pretrained` loads the folder back (torch-free, from
+        ``model.onnx``), and it can be uploaded to the Hub as is (:meth:`push_to_hub`).
 
         Args:
             save_directory: The folder (created if needed; existing files are replaced).
@@ -859,6 +840,8 @@ class EmotionRecognizer:
         Raises:
             InvalidArgumentError: If the model has no PyTorch weights (an ONNX-only
                 recognizer), or ``dtype``/``evaluation`` is invalid.
+            ModelLoadError: If the model is not the network :attr:`config` describes (its
+                weights do not fit :func:`~emotionnet.models.build_model`'s).
 
         Example:
             >>> import tempfile
@@ -870,24 +853,17 @@ class EmotionRecognizer:
             ['README.md', 'config.json', 'model.onnx', 'model.safetensors']
         """
         self._require_torch_weights("save")
-        from .models.hub import save_model_files
-
-        metadata = {k: v for k, v in self.metadata.items() if k != "emotionnet_version"}
-        return save_model_files(
-            self.model,
-            self.config,
-            save_directory,
-            evaluation=evaluation,
-            metadata=metadata,
-            dtype=_as_dtype(dtype),
-            name=name,
+        folder = Path(save_directory)
+        self._network().save_pretrained(
+            folder, dtype=dtype, **self._save_arguments(evaluation, name)
         )
+        return folder
 
     def push_to_hub(
         self,
         repo_id: str,
         *,
-        token: str | bool | None = None,
+        token: str | None = None,
         private: bool | None = None,
         revision: str | None = None,
         commit_message: str = "Upload emotionnet model",
@@ -897,7 +873,9 @@ class EmotionRecognizer:
     ) -> str:
         """Upload the model to the Hugging Face Hub, in the :meth:`save_pretrained` layout.
 
-        The repository is created if needed.
+        The repository is created if needed (huggingface_hub's
+        :meth:`~huggingface_hub.ModelHubMixin.push_to_hub`, through
+        :meth:`EmotionNet.push_to_hub <emotionnet.models.EmotionNet.push_to_hub>`).
 
         Args:
             repo_id: ``"org/name"``.
@@ -913,20 +891,35 @@ class EmotionRecognizer:
             The URL of the commit (or pull request).
         """
         self._require_torch_weights("upload")  # before the repository is created
-        from huggingface_hub import HfApi
+        return self._network().push_to_hub(
+            repo_id,
+            dtype=dtype,
+            token=token,
+            private=private,
+            branch=revision,
+            commit_message=commit_message,
+            create_pr=create_pr,
+            **self._save_arguments(evaluation, None),
+        )
 
-        api = HfApi(token=token, endpoint=os.environ.get("HF_ENDPOINT") or None)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="emotionnet-") as folder:
-            self.save_pretrained(folder, evaluation=evaluation, dtype=dtype)
-            info = api.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                commit_message=commit_message,
-                revision=revision,
-                create_pr=create_pr,
-            )
-        return str(info)
+    def _network(self) -> EmotionNet:
+        """The model as the :class:`~emotionnet.EmotionNet` its config describes (to save)."""
+        from .models import EmotionNet, build_model, load_weights
+
+        model = self.model
+        if isinstance(model, EmotionNet) and model.config == self.config:
+            return model
+        # Another config (labels, temperatures) or another module: the weights must fit it.
+        network = build_model(self.config)
+        load_weights(network, model.state_dict(), source=f"the {type(model).__name__} to save")
+        return network
+
+    def _save_arguments(self, evaluation: object, name: str | None) -> dict[str, Any]:
+        from .models.card import _save_arguments
+
+        return _save_arguments(
+            self.config, evaluation=evaluation, metadata=self.metadata, name=name
+        )
 
     # ---------------------------------------------------------------------------------------
     # Prediction

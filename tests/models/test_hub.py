@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,20 +30,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from emotionnet import EmotionRecognizer, Prediction
+from emotionnet import EmotionNet, EmotionRecognizer, Prediction
 from emotionnet.errors import (
     InvalidArgumentError,
     ModelLoadError,
     WeightsNotFoundError,
 )
 from emotionnet.metrics import report_from_predictions
-from emotionnet.models import ModelConfig, build_model
+from emotionnet.models import ModelConfig, build_model, load_weights
 from emotionnet.models.hub import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
     ONNX_NAME,
     WEIGHTS_NAME,
-    load_weights,
     read_config,
     resolve_model_files,
 )
@@ -263,6 +263,10 @@ def test_default_model_loads_without_network(bundled_model: Path, offline: None)
     assert load_file(bundled_model / WEIGHTS_NAME)["fc.weight"].dtype == torch.float16
     prediction = recognizer.predict(np.zeros((48, 48), np.uint8))
     assert isinstance(prediction, Prediction) and prediction.label in recognizer.labels
+    # EmotionNet's own door opens the same model.
+    model = EmotionNet.from_pretrained()
+    assert model.state_dict()["fc.weight"].dtype == torch.float32
+    assert torch.equal(model.state_dict()["fc.weight"], recognizer.model.state_dict()["fc.weight"])
 
 
 # --- a hand-built Hugging Face cache, offline ------------------------------------------------
@@ -505,9 +509,9 @@ def test_push_to_hub_uploads_the_saved_layout(
 ) -> None:
     calls: dict[str, Any] = {}
 
-    def create_repo(self: Any, repo_id: str, **kwargs: Any) -> str:
+    def create_repo(self: Any, repo_id: str, **kwargs: Any) -> SimpleNamespace:
         calls["create_repo"] = (repo_id, kwargs)
-        return repo_id
+        return SimpleNamespace(repo_id=repo_id)  # the RepoUrl huggingface_hub returns
 
     def upload_folder(self: Any, **kwargs: Any) -> str:
         calls["files"] = sorted(p.name for p in Path(kwargs["folder_path"]).iterdir())
@@ -830,6 +834,19 @@ def test_a_hub_that_never_answers_falls_back_to_the_cache(
     monkeypatch.setenv("HF_ENDPOINT", silent_server)
     files = resolve_model_files("org/emotion", cache_dir=tmp_path, timeout=1)
     assert files.weights.read_bytes() == (model_dir / WEIGHTS_NAME).read_bytes()
+
+
+def test_emotionnet_from_pretrained_takes_the_same_bounded_download(
+    tmp_path: Path, model_dir: Path, hub: HubServer, silent_server: str, monkeypatch: Any
+) -> None:
+    hub.add("org/emotion", COMMIT_A, model_dir, ["main"])
+    model = EmotionNet.from_pretrained("org/emotion", cache_dir=tmp_path / "cache")
+    assert hub.gets() == 3  # config.json, model.safetensors and model.onnx, as the recognizer
+    local = EmotionNet.from_pretrained(model_dir)
+    assert all(torch.equal(v, local.state_dict()[k]) for k, v in model.state_dict().items())
+    monkeypatch.setenv("HF_ENDPOINT", silent_server)
+    with pytest.raises(WeightsNotFoundError, match=r"within 1 s"):
+        EmotionNet.from_pretrained("org/other", cache_dir=tmp_path / "cache", timeout=1)
 
 
 def test_a_hub_answering_http_500_fails_at_once(

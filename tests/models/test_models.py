@@ -16,13 +16,7 @@ from torchvision.models import resnet18
 
 from emotionnet.errors import InvalidArgumentError, ModelLoadError, WeightsNotFoundError
 from emotionnet.labels import EMOTIONS
-from emotionnet.models import (
-    STEMS,
-    ModelConfig,
-    build_model,
-    load_state_dict_strict,
-    resnet18_emotion,
-)
+from emotionnet.models import STEMS, EmotionNet, ModelConfig, build_model, load_weights
 
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 
@@ -39,12 +33,14 @@ def final_map(model: Any, size: int = 48) -> tuple[int, ...]:
 
 @pytest.mark.parametrize(("stem", "side"), [("imagenet", 2), ("middle", 3), ("small", 6)])
 def test_each_stem_gives_logits_and_the_documented_final_map(stem: str, side: int) -> None:
-    model = resnet18_emotion(stem=stem)
+    model = build_model(ModelConfig(stem=stem))
     assert final_map(model) == (2, 512, side, side)
 
 
 def test_stems_match_the_contract() -> None:
-    small, middle, imagenet = (resnet18_emotion(stem=s) for s in ("small", "middle", "imagenet"))
+    small, middle, imagenet = (
+        build_model(ModelConfig(stem=s)) for s in ("small", "middle", "imagenet")
+    )
     assert (small.conv1.kernel_size, small.conv1.stride, small.conv1.padding) == (
         (3, 3),
         (1, 1),
@@ -61,7 +57,7 @@ def test_stems_match_the_contract() -> None:
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_state_dict_keys_are_torchvisions_even_with_dropout(stem: str) -> None:
-    model = resnet18_emotion(stem=stem, dropout=0.3)
+    model = build_model(ModelConfig(stem=stem, dropout=0.3))
     reference = resnet18(num_classes=7).state_dict()
     assert list(model.state_dict()) == list(reference)
     for key, value in model.state_dict().items():
@@ -76,14 +72,14 @@ def test_lead_built_middle_model_loads_strictly(tmp_path: Path) -> None:
     reference.maxpool = torch.nn.Identity()
     path = tmp_path / "lead.safetensors"
     save_file(reference.state_dict(), str(path))
-    model = resnet18_emotion(stem="middle", weights=path).eval()
+    model = build_model(ModelConfig(stem="middle"), weights=path).eval()
     x = torch.randn(2, 1, 48, 48)
     assert torch.equal(model(x), reference.eval()(x))
 
 
 def test_dropout_is_active_only_in_training_and_keeps_model_copyable() -> None:
     torch.manual_seed(0)
-    model = resnet18_emotion(stem="imagenet", dropout=0.5)
+    model = build_model(ModelConfig(stem="imagenet", dropout=0.5))
     x = torch.randn(2, 1, 48, 48)
     assert not torch.equal(model.train()(x), model(x))
     expected = model.eval()(x)
@@ -103,12 +99,13 @@ def test_dropout_is_active_only_in_training_and_keeps_model_copyable() -> None:
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs: dict[str, object], match: str) -> None:
+    weights = kwargs.pop("weights", None)
     with pytest.raises(InvalidArgumentError, match=match):
-        resnet18_emotion(**kwargs)  # type: ignore[arg-type]
+        build_model(ModelConfig(**kwargs), weights=weights)  # type: ignore[arg-type]
 
 
 def test_other_channel_and_class_counts() -> None:
-    model = resnet18_emotion(in_chans=3, num_classes=5, stem="small").eval()
+    model = EmotionNet(in_chans=3, num_classes=5, stem="small").eval()
     assert model(torch.zeros(1, 3, 48, 48)).shape == (1, 5)
 
 
@@ -165,7 +162,7 @@ def test_model_config_load_errors(tmp_path: Path) -> None:
 
 
 def test_weights_from_safetensors_and_pt_files(tmp_path: Path) -> None:
-    source = resnet18_emotion(stem="middle").eval()
+    source = build_model(ModelConfig(stem="middle")).eval()
     state = source.state_dict()
     save_file(state, str(tmp_path / "w.safetensors"))
     # A DDP-prefixed state dict inside a training checkpoint: both wrappers are undone.
@@ -175,19 +172,21 @@ def test_weights_from_safetensors_and_pt_files(tmp_path: Path) -> None:
     x = torch.randn(2, 1, 48, 48)
     expected = source(x)
     for name in ("w.safetensors", "w.pt"):
-        model = resnet18_emotion(stem="middle", weights=tmp_path / name).eval()
+        model = build_model(ModelConfig(stem="middle"), weights=tmp_path / name).eval()
         assert torch.equal(model(x), expected), name
 
 
 def test_weights_that_do_not_fit_name_the_problem(tmp_path: Path) -> None:
-    save_file(resnet18_emotion(stem="small").state_dict(), str(tmp_path / "small.safetensors"))
+    save_file(
+        build_model(ModelConfig(stem="small")).state_dict(), str(tmp_path / "small.safetensors")
+    )
     with pytest.raises(ModelLoadError, match=r"conv1.weight.*stem, num_classes and in_chans"):
-        resnet18_emotion(stem="imagenet", weights=tmp_path / "small.safetensors")
+        build_model(ModelConfig(stem="imagenet"), weights=tmp_path / "small.safetensors")
     with pytest.raises(WeightsNotFoundError, match="No weights file at"):
-        resnet18_emotion(weights=tmp_path / "missing.safetensors")
+        build_model(ModelConfig(), weights=tmp_path / "missing.safetensors")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelLoadError, match="Could not read weights"):
-        resnet18_emotion(weights=tmp_path / "junk.pt")
+        build_model(ModelConfig(), weights=tmp_path / "junk.pt")
 
 
 # ---- ImageNet weights, offline ---------------------------------------------------------------
@@ -225,7 +224,7 @@ def fake_imagenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 def test_imagenet_weights_load_from_the_torch_home_cache(
     fake_imagenet: dict[str, torch.Tensor], offline: list[str]
 ) -> None:
-    model = resnet18_emotion(stem="imagenet", weights="imagenet", progress=False)
+    model = build_model(ModelConfig(stem="imagenet"), weights="imagenet", progress=False)
     state = model.state_dict()
     assert torch.allclose(state["conv1.weight"], fake_imagenet["conv1.weight"].sum(1, keepdim=True))
     for key in ("layer1.0.conv1.weight", "layer4.1.bn2.running_var", "bn1.weight"):
@@ -237,7 +236,8 @@ def test_imagenet_weights_load_from_the_torch_home_cache(
 def test_imagenet_weights_for_rgb_keep_conv1(
     fake_imagenet: dict[str, torch.Tensor], offline: list[str]
 ) -> None:
-    model = resnet18_emotion(stem="imagenet", in_chans=3, num_classes=1000, weights="imagenet")
+    config = EmotionNet(stem="imagenet", in_chans=3, num_classes=1000).config
+    model = build_model(config, weights="imagenet")
     assert torch.equal(model.state_dict()["conv1.weight"], fake_imagenet["conv1.weight"])
     assert torch.equal(model.state_dict()["fc.weight"], fake_imagenet["fc.weight"])
 
@@ -246,7 +246,7 @@ def test_imagenet_weights_for_rgb_keep_conv1(
 def test_imagenet_weights_for_3x3_stems_resize_the_summed_kernel(
     stem: str, fake_imagenet: dict[str, torch.Tensor], offline: list[str]
 ) -> None:
-    model = resnet18_emotion(stem=stem, weights="imagenet")
+    model = build_model(ModelConfig(stem=stem), weights="imagenet")
     conv1 = model.state_dict()["conv1.weight"]
     summed = fake_imagenet["conv1.weight"].sum(1, keepdim=True)
     assert conv1.shape == (64, 1, 3, 3)
@@ -269,7 +269,7 @@ def test_imagenet_weights_offline_without_cache_fail_fast_naming_the_file(
     expected = tmp_path / "empty_home" / "hub" / "checkpoints" / IMAGENET_FILE
     start = time.perf_counter()
     with pytest.raises(WeightsNotFoundError) as info:
-        resnet18_emotion(weights="imagenet", progress=False)
+        build_model(ModelConfig(), weights="imagenet", progress=False)
     assert time.perf_counter() - start < 30
     message = str(info.value)
     assert str(expected) in message and "TORCH_HOME" in message and "copy it" in message
@@ -284,7 +284,7 @@ def test_corrupt_imagenet_cache_is_reported_as_such(
     (folder / IMAGENET_FILE).write_bytes(b"truncated")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ModelLoadError, match="delete the file so it downloads again"):
-        resnet18_emotion(weights="imagenet")
+        build_model(ModelConfig(), weights="imagenet")
 
 
 # ---- configs and weights that would answer garbage -----------------------------------------
@@ -324,15 +324,15 @@ def test_model_config_load_refuses_deep_nesting(tmp_path: Path) -> None:
         ModelConfig.load(tmp_path)
 
 
-def test_load_state_dict_strict_refuses_unusable_values_and_leaves_the_model_alone() -> None:
-    model = resnet18_emotion(stem="imagenet")
+def test_load_weights_refuses_unusable_values_and_leaves_the_model_alone() -> None:
+    model = build_model(ModelConfig(stem="imagenet"))
     before = {key: value.clone() for key, value in model.state_dict().items()}
     state = {key: value.clone() for key, value in before.items()}
     state["conv1.weight"][0, 0, 0, 0] = float("nan")
     state["bn1.running_var"][3] = -1.0
     state["fc.bias"] = state["fc.bias"].to(torch.int32)
     with pytest.raises(ModelLoadError) as info:
-        load_state_dict_strict(model, state, source="x")
+        load_weights(model, state, source="x")
     message = str(info.value)
     assert "conv1.weight has NaN or infinite values" in message
     assert "bn1.running_var has negative values" in message
@@ -341,19 +341,19 @@ def test_load_state_dict_strict_refuses_unusable_values_and_leaves_the_model_alo
     assert all(torch.equal(after[key], before[key]) for key in before)
 
 
-def test_resnet18_emotion_refuses_a_weights_file_with_nan(tmp_path: Path) -> None:
-    state = resnet18_emotion(stem="small").state_dict()
+def test_build_model_refuses_a_weights_file_with_nan(tmp_path: Path) -> None:
+    state = build_model(ModelConfig(stem="small")).state_dict()
     state["fc.weight"] = torch.full_like(state["fc.weight"], float("nan"))
     save_file(state, tmp_path / "w.safetensors")
     with pytest.raises(ModelLoadError, match=r"fc\.weight has NaN"):
-        resnet18_emotion(stem="small", weights=tmp_path / "w.safetensors")
+        build_model(ModelConfig(stem="small"), weights=tmp_path / "w.safetensors")
 
 
 def test_half_and_double_precision_weights_still_load() -> None:
-    model = resnet18_emotion(stem="imagenet")
+    model = build_model(ModelConfig(stem="imagenet"))
     for dtype in (torch.float16, torch.bfloat16, torch.float64):
         state = {
             key: value.to(dtype) if value.is_floating_point() else value
             for key, value in model.state_dict().items()
         }
-        load_state_dict_strict(model, state, source="x")
+        load_weights(model, state, source="x")

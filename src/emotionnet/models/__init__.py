@@ -1,6 +1,6 @@
 """ResNet18 for 48x48 grayscale faces, and the config that travels with its weights.
 
-:func:`resnet18_emotion` returns an :class:`EmotionNet`: a torchvision
+:func:`build_model` returns an :class:`EmotionNet`: a torchvision
 :class:`~torchvision.models.ResNet` whose layer names (``conv1``, ``bn1``, ``layer1`` ..
 ``layer4``, ``fc``) and state-dict keys are exactly torchvision's, so ImageNet weights and
 any ``resnet18`` tooling apply. Only the stem changes with the input size in mind (:data:`STEMS`):
@@ -19,8 +19,8 @@ model and feed it (stem, classes, input size, mean/std, label names); it is save
 through huggingface_hub's :class:`~huggingface_hub.PyTorchModelHubMixin`.
 
 Layout: :mod:`~emotionnet.models.config` (:class:`ModelConfig`),
-:mod:`~emotionnet.models.resnet` (:class:`EmotionNet`, the factories, ImageNet weights),
-:mod:`~emotionnet.models.weights` (the one strict state-dict reader),
+:mod:`~emotionnet.models.resnet` (:class:`EmotionNet`, :func:`build_model`, ImageNet
+weights), :mod:`~emotionnet.models.weights` (:func:`load_weights`, the one strict loader),
 :mod:`~emotionnet.models.card` (the model card), :mod:`~emotionnet.models.head`
 (:func:`replace_head`: a new head for a new label set), :mod:`~emotionnet.models.hub` (model
 folders, the bundled default, the Hub) and :mod:`~emotionnet.models.onnx` (ONNX export and
@@ -45,9 +45,7 @@ if TYPE_CHECKING:
     from .head import replace_head as replace_head
     from .resnet import EmotionNet as EmotionNet
     from .resnet import build_model as build_model
-    from .resnet import resnet18_emotion as resnet18_emotion
-    from .weights import clean_state_dict as clean_state_dict
-    from .weights import load_state_dict_strict as load_state_dict_strict
+    from .weights import load_weights as load_weights
     from .weights import read_state_dict as read_state_dict
 
 # The torch parts load on first use (PEP 562): ModelConfig, which the inference layer needs,
@@ -56,9 +54,7 @@ _LAZY: dict[str, str] = {
     "replace_head": "head",
     "EmotionNet": "resnet",
     "build_model": "resnet",
-    "resnet18_emotion": "resnet",
-    "clean_state_dict": "weights",
-    "load_state_dict_strict": "weights",
+    "load_weights": "weights",
     "read_state_dict": "weights",
 }
 
@@ -68,10 +64,9 @@ __all__ = [
     "EmotionNet",
     "ModelConfig",
     "build_model",
-    "clean_state_dict",
+    "load_weights",
     "read_state_dict",
     "replace_head",
-    "resnet18_emotion",
 ]
 
 

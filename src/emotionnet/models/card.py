@@ -2,10 +2,11 @@
 
 One renderer for every saved model: :meth:`EmotionNet.save_pretrained
 <emotionnet.models.EmotionNet.save_pretrained>` (through
-:class:`~huggingface_hub.PyTorchModelHubMixin`) and
+:class:`~huggingface_hub.PyTorchModelHubMixin`, which
 :meth:`EmotionRecognizer.save_pretrained <emotionnet.EmotionRecognizer.save_pretrained>`
-both write :func:`model_card`: huggingface_hub's card template (:data:`CARD_TEMPLATE`) with the
-Hub metadata (:func:`card_data`) and a body with the model, its training and its evaluation.
+calls) writes :func:`model_card`: huggingface_hub's card template (:data:`CARD_TEMPLATE`) with
+the Hub metadata (:func:`card_data`) and a body with the model, its training and its
+evaluation.
 
 Example:
     >>> print(model_card(ModelConfig(), name="demo").splitlines()[1])
@@ -133,6 +134,36 @@ def normalize_evaluation(evaluation: Any) -> dict[str, Any]:
         f"Cannot use {type(evaluation).__name__} as evaluation results; pass an "
         "EvaluationReport, a dict of metric names to numbers, or a dict of names to those."
     )
+
+
+def _save_arguments(
+    config: ModelConfig, *, evaluation: Any, metadata: Mapping[str, Any], name: str | None
+) -> dict[str, Any]:
+    """The ``config`` and ``model_card_kwargs`` of ``EmotionNet.save_pretrained``.
+
+    ``config.json`` gets the config's fields and a ``"metadata"`` entry: ``metadata``, the
+    summaries of ``evaluation`` (see :func:`normalize_evaluation`; ``None`` keeps those in
+    ``metadata``) and the emotionnet version. The card shows reports given now in full,
+    older summaries briefly.
+
+    Example:
+        >>> kwargs = _save_arguments(ModelConfig(), evaluation={"accuracy": 0.5}, metadata={},
+        ...                          name=None)
+        >>> kwargs["config"]["metadata"]["evaluation"]
+        {'evaluation': {'accuracy': 0.5}}
+    """
+    from .._version import __version__
+
+    named = normalize_evaluation(evaluation)
+    meta = {key: value for key, value in metadata.items() if key != "emotionnet_version"}
+    if named:
+        meta["evaluation"] = {key: _summary(value) for key, value in named.items()}
+    meta["emotionnet_version"] = __version__
+    card = {"evaluation": named or dict(meta.get("evaluation") or {}), "metadata": meta}
+    return {
+        "config": {**config.to_dict(), "metadata": meta},
+        "model_card_kwargs": {**card, "name": name},
+    }
 
 
 def _format_metric(value: Any, percent: bool) -> str:

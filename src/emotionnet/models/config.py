@@ -25,7 +25,7 @@ from ..tta import TTA_MODES
 __all__ = ["ARCHITECTURES", "STEMS", "ModelConfig"]
 
 STEMS: Final[tuple[str, ...]] = ("imagenet", "small", "middle")
-"""The ``stem`` values of :func:`resnet18_emotion`: ``"imagenet"`` (7x7 stride-2 convolution
+"""The ``stem`` values of :func:`build_model`: ``"imagenet"`` (7x7 stride-2 convolution
 and max-pool, 2x2 final map at 48 px), ``"small"`` (3x3 stride 1, no max-pool, 6x6) and
 ``"middle"`` (3x3 stride 2, no max-pool, 3x3; the default)."""
 

@@ -9,7 +9,7 @@ import torch
 
 from ..errors import InvalidArgumentError, UnsupportedInputError
 from .config import ModelConfig
-from .resnet import EmotionNet
+from .resnet import EmotionNet, build_model
 
 __all__ = ["replace_head"]
 
@@ -62,7 +62,7 @@ def replace_head(model: EmotionNet, labels: Sequence[str]) -> EmotionNet:
         )
     config: ModelConfig = dataclasses.replace(model.config, num_classes=len(names), labels=names)
     parameter = next(model.parameters())
-    new = EmotionNet.from_config(config)
+    new = build_model(config)
     new.to(device=parameter.device, dtype=parameter.dtype)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     new.load_state_dict({**state, "fc.weight": new.fc.weight, "fc.bias": new.fc.bias})

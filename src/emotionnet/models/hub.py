@@ -1,32 +1,25 @@
 """Where model files live: the bundled default model, local folders and the Hugging Face Hub.
 
-A saved model is a folder in the layout of ``huggingface_hub``'s ``PyTorchModelHubMixin``:
+A saved model is a folder in the layout of ``huggingface_hub``'s ``PyTorchModelHubMixin``,
+written by :meth:`EmotionNet.save_pretrained <emotionnet.models.EmotionNet.save_pretrained>`
+(which :meth:`EmotionRecognizer.save_pretrained <emotionnet.EmotionRecognizer.save_pretrained>`
+calls): ``model.safetensors`` (the state dict, torchvision's ResNet18 keys), ``model.onnx``
+(its graph, for the torch-free install), ``config.json``
+(:meth:`emotionnet.models.ModelConfig.to_dict` plus a ``"metadata"`` entry) and the
+``README.md`` model card.
 
-* ``model.safetensors``: the state dict (keys exactly torchvision's ResNet18 ones);
-* ``config.json``: :meth:`emotionnet.models.ModelConfig.to_dict` plus a ``"metadata"``
-  entry (emotionnet version, evaluation summaries);
-* ``README.md``: the model card, with the evaluation numbers when known.
-
-:func:`resolve_model_files` finds such a folder for
-:meth:`~emotionnet.EmotionRecognizer.from_pretrained`: the default model shipped inside the
-package, a local folder, or a Hub repository downloaded (and cached) by ``huggingface_hub``.
-Offline (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) only the cache is looked at, so
-a missing model fails at once with :class:`~emotionnet.errors.WeightsNotFoundError`. Online,
-the Hub calls are bounded in time (``timeout=``, or the ``EMOTIONNET_HUB_TIMEOUT``
-environment variable; 30 s by default) and in size (1 GiB a model file, 16 MiB a
-``config.json``), and a Hub that cannot be reached or answers with an error fails at once.
-The download runs in a child process, stopped when a bound is passed, its partial files
-removed. Files from the Hugging Face cache are checked against the checksum their blob is
-named after, so a truncated or overwritten file is downloaded anew (online) or named with
-the fix (offline). Model files are checked before use: only regular files are opened, and
-configs and weights that would make the model answer NaN are refused with
-:class:`~emotionnet.errors.ModelLoadError`.
+This module holds what the mixin does not do: :func:`resolve_model_files` finds such a folder
+for both :meth:`EmotionRecognizer.from_pretrained <emotionnet.EmotionRecognizer.from_pretrained>`
+and :meth:`EmotionNet.from_pretrained <emotionnet.models.EmotionNet.from_pretrained>` (the
+bundled default model, a local folder, or a Hub repository downloaded within time and size
+bounds in a child process, its cached files checked against their checksums), and
+:func:`read_config` reads a ``config.json`` with its metadata.
 
 Example:
     >>> import tempfile
     >>> from emotionnet.models import ModelConfig, build_model
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder)
+    ...     _ = build_model(ModelConfig()).save_pretrained(folder)
     ...     files = resolve_model_files(folder)
     ...     sorted(p.name for p in files.folder.iterdir())
     ['README.md', 'config.json', 'model.onnx', 'model.safetensors']
@@ -49,25 +42,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, cast
+from typing import IO, Any, Final, cast
 from urllib.parse import urlsplit
 
-from .._atomic import atomic_write_bytes, atomic_write_text
 from .._checks import check_number
 from .._io import file_kind
 from ..errors import (
     EmotionNetError,
     InvalidArgumentError,
-    MissingDependencyError,
     ModelLoadError,
     WeightsNotFoundError,
 )
-from ..runtime import INT8_ONNX_NAME, ONNX_NAME
+from ..runtime import ONNX_NAME
 from .config import ModelConfig, _read_config_json
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 __all__ = [
     "CONFIG_NAME",
@@ -76,10 +63,9 @@ __all__ = [
     "WEIGHTS_NAME",
     "ModelFiles",
     "bundled_model_dir",
-    "load_weights",
     "read_config",
     "resolve_model_files",
-    "save_model_files",
+    "weights_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -303,19 +289,15 @@ def _size_text(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
-def _cached_files(repo_id: str, revision: str | None, cache_path: Path | None) -> list[Path] | None:
-    """The cached ``config.json`` and weights of a revision, or ``None`` unless both are."""
+def _cached(repo_id: str, revision: str | None, cache_path: Path | None) -> list[Path | None]:
+    """The cached ``config.json``, weights and ``model.onnx`` of a revision (``None``: absent)."""
     from huggingface_hub import try_to_load_from_cache
 
     found = [
         try_to_load_from_cache(repo_id, name, cache_dir=cache_path, revision=revision)
-        for name in _HUB_FILES
+        for name in (*_HUB_FILES, ONNX_NAME)
     ]
-    return (
-        [Path(path) for path in found if isinstance(path, str)]
-        if all(isinstance(path, str) for path in found)
-        else None
-    )
+    return [Path(path) if isinstance(path, str) else None for path in found]
 
 
 # --- the cache's own checksums ---------------------------------------------------------------
@@ -522,14 +504,6 @@ def _run_download(
     return [None if path is None else Path(path) for path in answer["paths"]]
 
 
-def _cached_onnx(repo_id: str, revision: str | None, cache_path: Path | None) -> Path | None:
-    """The cached ``model.onnx`` of a revision, or ``None`` (a repository may have none)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(repo_id, ONNX_NAME, cache_dir=cache_path, revision=revision)
-    return Path(cached) if isinstance(cached, str) else None
-
-
 def _describe(error: BaseException) -> str:
     if isinstance(error, _ChildError):
         return error.description
@@ -638,6 +612,8 @@ def _download(
     cache = str(cache_path) if cache_path is not None else constants.HF_HUB_CACHE
     endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT  # validated when used
     seconds = 0.0
+    late = False  # the Hub did not answer in time: the cached copy is used
+    paths: list[Path | None]
     try:
         if offline:
             paths = [
@@ -653,17 +629,14 @@ def _download(
                 )
                 for name in _HUB_FILES
             ]
-            onnx = _cached_onnx(repo_id, revision, cache_path)
-            for path in [*paths, *([onnx] if onnx else [])]:
-                if _blob_is_intact(path) is False:
-                    raise _corrupt_file_error(path, where, removed=False)
+            paths.append(_cached(repo_id, revision, cache_path)[-1])
         else:
             # Both read now, not when huggingface_hub was imported, and checked before any
             # network call.
             endpoint = _hub_endpoint()
             seconds = _hub_timeout(timeout)
-            for path in _cached_files(repo_id, revision, cache_path) or []:
-                if _blob_is_intact(path) is False:  # downloaded anew below
+            for path in _cached(repo_id, revision, cache_path)[: len(_HUB_FILES)]:
+                if path is not None and _blob_is_intact(path) is False:  # downloaded anew
                     logger.warning("Removing a corrupt file from the Hugging Face cache: %s", path)
                     _discard(path)
             downloaded = _run_download(
@@ -674,38 +647,20 @@ def _download(
                 endpoint=endpoint,
                 seconds=seconds,
             )
-            paths = [path for path in downloaded[: len(_HUB_FILES)] if path is not None]
-            onnx = downloaded[len(_HUB_FILES)] if len(downloaded) > len(_HUB_FILES) else None
-            for path in [*paths, *([onnx] if onnx else [])]:
-                if _blob_is_intact(path) is False:
-                    error = _corrupt_file_error(path, where, removed=True)
-                    _discard(path)
-                    raise error
+            paths = [*downloaded, None][: len(_HUB_FILES) + 1]
     except _DeadlineExceeded:
-        cached = _cached_files(repo_id, revision, cache_path)
-        if cached is not None:
-            for path in cached:
-                if _blob_is_intact(path) is False:
-                    raise _corrupt_file_error(path, where, removed=False) from None
-            logger.warning(
-                "The Hub at %s did not answer within %g s; using the cached copy of %r.",
-                endpoint,
-                seconds,
-                where,
-            )
-            onnx_cached = _cached_onnx(repo_id, revision, cache_path)
-            if onnx_cached is not None and _blob_is_intact(onnx_cached) is False:
-                onnx_cached = None  # the weights are there: exported again on load
-            return ModelFiles(config=cached[0], weights=cached[1], source=where, onnx=onnx_cached)
-        raise WeightsNotFoundError(
-            f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
-            f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}), and it is not "
-            f"in the Hugging Face cache ({cache}); the unfinished download was stopped and its "
-            "partial file removed. Check the network connection, proxy settings and "
-            "HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; pass "
-            "a local folder written by save_pretrained; or, on a slow connection, allow more "
-            f"time with timeout=... or {_TIMEOUT_ENV}=..."
-        ) from None
+        paths = _cached(repo_id, revision, cache_path)
+        if None in paths[: len(_HUB_FILES)]:
+            raise WeightsNotFoundError(
+                f"The model {where!r} could not be fetched from the Hub at {endpoint} within "
+                f"{seconds:g} s (the bound set by timeout= or {_TIMEOUT_ENV}), and it is not "
+                f"in the Hugging Face cache ({cache}); the unfinished download was stopped and "
+                "its partial file removed. Check the network connection, proxy settings and "
+                "HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use only models already in the cache; "
+                "pass a local folder written by save_pretrained; or, on a slow connection, "
+                f"allow more time with timeout=... or {_TIMEOUT_ENV}=..."
+            ) from None
+        late = True
     except _DownloadTooLarge as error:
         raise ModelLoadError(
             f"A file of {where!r} from the Hub at {endpoint} grew past "
@@ -727,8 +682,26 @@ def _download(
             local_files_only=local_files_only,
             offline=offline,
         ) from None
-    config_path, weights_path = paths
-    return ModelFiles(config=config_path, weights=weights_path, source=where, onnx=onnx)
+    for index, path in enumerate(paths):
+        if path is None or _blob_is_intact(path) is not False:
+            continue
+        if late and index == len(_HUB_FILES):
+            paths[index] = None  # a corrupt graph: the weights are there, exported on load
+        elif offline or late:
+            raise _corrupt_file_error(path, where, removed=False)
+        else:  # just downloaded: the Hub (or a mirror) served a damaged file
+            damaged = _corrupt_file_error(path, where, removed=True)
+            _discard(path)
+            raise damaged
+    if late:
+        logger.warning(
+            "The Hub at %s did not answer within %g s; using the cached copy of %r.",
+            endpoint,
+            seconds,
+            where,
+        )
+    config, weights, onnx = paths
+    return ModelFiles(config=cast(Path, config), weights=weights, source=where, onnx=onnx)
 
 
 def _looks_like_a_path(text: str) -> str | None:
@@ -966,60 +939,6 @@ def read_config(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, An
     return config, dict(metadata) if isinstance(metadata, Mapping) else {}
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike[str], *, source: str = "") -> None:
-    """Load a safetensors file into a model, strictly.
-
-    Half-precision tensors are cast to the model's dtype (float32) by ``load_state_dict``.
-
-    Args:
-        model: The model whose state dict the file must match exactly.
-        path: The ``model.safetensors`` file.
-        source: Where the file came from, for messages.
-
-    Raises:
-        ModelLoadError: If the file is not a regular safetensors file, or a tensor is
-            missing, unexpected, mis-shaped, of the wrong kind (integer or bool where the
-            model has floats) or holds unusable values (NaN, infinity, a negative batch-norm
-            variance); the message lists them.
-
-    Example:
-        >>> import tempfile, torch
-        >>> from torch import nn
-        >>> from safetensors.torch import save_file
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     save_file({"weight": torch.zeros(2, 3)}, f"{folder}/w.safetensors")
-        ...     load_weights(nn.Linear(3, 2), f"{folder}/w.safetensors")
-        Traceback (most recent call last):
-        ...
-        emotionnet.errors.ModelLoadError: The weights ... do not fit the model: missing: bias. ...
-    """
-    from safetensors.torch import load_file
-
-    from .weights import load_state_dict_strict
-
-    what = source or str(path)
-    try:
-        kind = file_kind(path)
-    except OSError as error:
-        raise ModelLoadError(
-            f"Cannot read the weights of {what} ({error}); expected a safetensors file as "
-            "save_pretrained writes it."
-        ) from None
-    if kind is not None:
-        raise ModelLoadError(
-            f"The weights of {what} ({str(path)!r}) are {kind}, not a regular file; expected "
-            "a safetensors file as save_pretrained writes it."
-        )
-    try:
-        state = load_file(str(path), device="cpu")
-    except Exception as error:  # safetensors raises its own error types, no common base
-        raise ModelLoadError(
-            f"Cannot read the weights of {what} ({error}); expected a safetensors file as "
-            "save_pretrained writes it."
-        ) from None
-    load_state_dict_strict(model, state, source=what)
-
-
 def weights_sha256(path: str | os.PathLike[str]) -> str:
     """The SHA-256 of a weights file, as recorded in the ``model.onnx`` exported from it.
 
@@ -1034,130 +953,3 @@ def weights_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def save_model_files(
-    model: nn.Module,
-    config: ModelConfig,
-    save_directory: str | os.PathLike[str],
-    *,
-    evaluation: Any = None,
-    metadata: Mapping[str, Any] | None = None,
-    dtype: torch.dtype | None = None,
-    name: str | None = None,
-    onnx: bool = True,
-) -> Path:
-    """Write ``model.safetensors``, ``config.json``, ``model.onnx`` and ``README.md``.
-
-    ``model.onnx`` is the graph the inference install runs (no torch needed to load it): it
-    is exported from the weights *as saved* (so a half-precision save gives the graph of the
-    half-precision weights), with the config and the SHA-256 of ``model.safetensors`` in its
-    metadata.
-
-    Args:
-        model: The model; its floating-point tensors are saved in ``dtype``.
-        config: Its config.
-        save_directory: The folder (created if needed; existing files are replaced).
-        evaluation: Results for the model card and ``config.json`` (see
-            :func:`normalize_evaluation`); ``None`` keeps those in ``metadata``.
-        metadata: Extra JSON-safe facts stored under ``"metadata"`` in ``config.json``.
-        dtype: ``torch.float32`` (exact; the default) or ``torch.float16`` /
-            ``torch.bfloat16`` (half the size).
-        name: Title of the model card; defaults to the folder name.
-        onnx: Export ``model.onnx`` (needs the ``onnx`` package, in the ``torch`` extra);
-            ``False`` leaves it out (and removes a stale one), and loading the folder then
-            exports it in memory.
-
-    Returns:
-        The folder.
-
-    Raises:
-        InvalidArgumentError: If ``dtype`` is not a floating-point dtype or ``evaluation``
-            has an unsupported form.
-        MissingDependencyError: If ``onnx=True`` and the ``onnx`` package is missing.
-
-    Example:
-        >>> import tempfile, json
-        >>> from emotionnet.models import build_model
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     _ = save_model_files(build_model(ModelConfig()), ModelConfig(), folder,
-        ...                          evaluation={"accuracy": 0.5}, onnx=False)
-        ...     json.load(open(f"{folder}/config.json"))["metadata"]["evaluation"]
-        {'evaluation': {'accuracy': 0.5}}
-    """
-    import torch
-    from safetensors.torch import save
-
-    from .._version import __version__
-    from .card import _summary, model_card, normalize_evaluation
-
-    dtype = torch.float32 if dtype is None else dtype
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise InvalidArgumentError(
-            f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}."
-        )
-    folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    named = normalize_evaluation(evaluation)
-    meta = dict(metadata or {})
-    if named:
-        meta["evaluation"] = {key: _summary(value) for key, value in named.items()}
-    meta["emotionnet_version"] = __version__
-    # Reports given now go into the card in full; older summaries in the metadata briefly.
-    card_evaluation: dict[str, Any] = named or dict(meta.get("evaluation") or {})
-
-    state = {
-        key: (tensor.to(dtype) if tensor.is_floating_point() else tensor)
-        .detach()
-        .to("cpu")
-        .contiguous()
-        for key, tensor in model.state_dict().items()
-    }
-    weights = save(state, metadata={"format": "pt"})
-    graph = (
-        _export_saved(model, state, config, hashlib.sha256(weights).hexdigest()) if onnx else None
-    )
-    atomic_write_bytes(folder / WEIGHTS_NAME, weights)
-    if graph is not None:
-        atomic_write_bytes(folder / ONNX_NAME, graph)
-    else:
-        (folder / ONNX_NAME).unlink(missing_ok=True)
-    # A quantized copy of the previous weights no longer matches: quantize_folder makes anew.
-    (folder / INT8_ONNX_NAME).unlink(missing_ok=True)
-    config_data = {**config.to_dict(), _METADATA_KEY: meta}
-    text = json.dumps(config_data, indent=2) + "\n"
-    atomic_write_text(folder / CONFIG_NAME, text)
-    card = model_card(
-        config,
-        evaluation=card_evaluation,
-        name=name or folder.resolve().name,
-        metadata=meta,
-    )
-    atomic_write_text(folder / MODEL_CARD_NAME, card)
-    return folder
-
-
-def _export_saved(
-    model: nn.Module, state: Mapping[str, torch.Tensor], config: ModelConfig, sha256: str
-) -> bytes:
-    """The ONNX graph of ``model`` with the saved tensors (as loading the folder gives them)."""
-    import copy
-
-    import torch
-
-    from .onnx import onnx_bytes
-
-    exported = copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
-    exported.load_state_dict(
-        {
-            key: tensor.float() if tensor.is_floating_point() else tensor
-            for key, tensor in state.items()
-        }
-    )
-    try:
-        return onnx_bytes(exported, config=config, weights_sha256=sha256)
-    except MissingDependencyError as error:
-        raise MissingDependencyError(
-            f"{error} Or pass onnx=False to save without model.onnx (loading the folder then "
-            "needs torch)."
-        ) from error

@@ -1,4 +1,4 @@
-"""Reading state dicts: the one strict reader of weights files, for every loader."""
+"""The one weight loader, :func:`load_weights`: a file or a state dict, strictly."""
 
 from __future__ import annotations
 
@@ -11,35 +11,26 @@ import torch
 from torch import nn
 
 from .._io import file_kind, open_regular_file
-from ..errors import ModelLoadError, WeightsNotFoundError
+from ..errors import ModelLoadError, UnsupportedInputError, WeightsNotFoundError
 
-__all__ = ["clean_state_dict", "read_state_dict"]
+__all__ = ["load_weights", "read_state_dict"]
 
 _STRIP_PREFIXES: Final[tuple[str, ...]] = ("module.", "_orig_mod.")
 _STATE_DICT_KEYS: Final[tuple[str, ...]] = ("state_dict", "model_state_dict", "model")
 _PROBLEMS_SHOWN: Final[int] = 8
 
 
-def clean_state_dict(loaded: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
+def _clean_state_dict(loaded: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
     """Unwrap and unprefix a loaded state dict: the one reading of legacy weight files.
 
     A checkpoint that holds the weights under ``"state_dict"``, ``"model_state_dict"`` or
     ``"model"`` (emotionnet's own ``last.ckpt``) is unwrapped, and the ``module.`` (DataParallel,
     DDP) and ``_orig_mod.`` (``torch.compile``) prefixes are removed when every key has them.
-
-    Args:
-        loaded: What ``torch.load`` or safetensors returned, or a state dict.
-        source: Where it came from, for messages.
-
-    Returns:
-        Names to tensors.
-
-    Raises:
-        ModelLoadError: If it holds no tensors or entries that are not tensors.
+    Raises :class:`~emotionnet.errors.ModelLoadError` if it holds no tensors or entries that
+    are not tensors.
 
     Example:
-        >>> import torch
-        >>> clean_state_dict({"state_dict": {"module.fc.bias": torch.zeros(2)}}, "x")
+        >>> _clean_state_dict({"state_dict": {"module.fc.bias": torch.zeros(2)}}, "x")
         {'fc.bias': tensor([0., 0.])}
     """
     if not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -66,8 +57,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` or ``.pt``/``.pth`` state dict file, never running its code.
 
     ``.pt`` files go through ``torch.load(weights_only=True)``: tensors and plain containers
-    are rebuilt, any other pickled object is refused. The result goes through
-    :func:`clean_state_dict`.
+    are rebuilt, any other pickled object is refused. A checkpoint holding the weights under
+    ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` is unwrapped, and the ``module.``
+    (DataParallel, DDP) and ``_orig_mod.`` (``torch.compile``) prefixes are removed.
 
     Args:
         path: The file (a regular file; a pipe or device is refused without blocking).
@@ -117,31 +109,62 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"{where} holds a {type(loaded).__name__}, not a state dict; save it with "
             "torch.save(model.state_dict(), path)."
         )
-    return clean_state_dict(loaded, where)
+    return _clean_state_dict(loaded, where)
 
 
-def load_state_dict_strict(
-    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str
+def load_weights(
+    model: nn.Module,
+    weights: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    strict: bool = True,
+    source: str | None = None,
 ) -> None:
-    """Load a state dict, listing every missing, unexpected and mis-shaped tensor on failure.
+    """Load weights into a model: the one loader of every emotionnet model.
+
+    A file is read with :func:`read_state_dict` (``.safetensors``, or ``.pt``/``.pth``
+    without unpickling objects); a mapping is used as it is. Either way a checkpoint holding
+    the weights under ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` is unwrapped,
+    and the ``module.`` and ``_orig_mod.`` key prefixes are removed when every key has them.
+    Half-precision tensors are cast to the model's dtype (float32).
 
     Args:
-        model: The model.
-        state: Tensor names to tensors.
-        source: Where the tensors came from, for messages.
+        model: The model whose state dict the weights must match.
+        weights: A state dict file, or a mapping of tensor names to tensors.
+        strict: Refuse any missing, unexpected or mis-shaped tensor, and tensors that would
+            make the model answer NaN; ``False`` loads what fits, as
+            ``load_state_dict(strict=False)``.
+        source: Where the weights came from, for messages (default: the path, or "the
+            given state dict").
 
     Raises:
-        ModelLoadError: If the names or shapes do not match the model exactly, or a tensor
-            is unusable: integer or bool where the model has floats, NaN or infinite values,
-            a negative batch-norm ``running_var`` (the message names each tensor).
+        WeightsNotFoundError: If there is no such file.
+        ModelLoadError: If the file is not a regular file or not a state dict of tensors,
+            or (strict) the names or shapes do not match the model exactly, or a tensor is
+            unusable: integer or bool where the model has floats, NaN or infinite values, a
+            negative batch-norm ``running_var`` (the message names each tensor).
+        UnsupportedInputError: If ``weights`` is neither a path nor a mapping.
 
     Example:
         >>> from torch import nn
-        >>> load_state_dict_strict(nn.Linear(2, 1), {"weight": torch.zeros(1, 2)}, source="x")
+        >>> load_weights(nn.Linear(2, 1), {"weight": torch.zeros(1, 2)}, source="x")
         Traceback (most recent call last):
         ...
         emotionnet.errors.ModelLoadError: The weights of x do not fit the model: missing: bias. ...
     """
+    if isinstance(weights, Mapping):
+        source = source or "the given state dict"
+        state = _clean_state_dict(weights, source)
+    elif isinstance(weights, (str, os.PathLike)):
+        source = source or repr(os.fspath(weights))
+        state = read_state_dict(weights)
+    else:
+        raise UnsupportedInputError(
+            f"weights must be a state dict file or a mapping of names to tensors, got "
+            f"{type(weights).__name__}."
+        )
+    if not strict:
+        model.load_state_dict(state, strict=False)
+        return
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -241,7 +241,7 @@ def load_checkpoint(
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{target} is not an emotionnet training checkpoint (no format "
-            f"{CHECKPOINT_FORMAT!r}); model weights load with resnet18_emotion(weights=...)."
+            f"{CHECKPOINT_FORMAT!r}); model weights load with build_model(config, weights=...)."
         )
     if data.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(

@@ -102,7 +102,7 @@ class Trainer:
     """Train a classifier on uint8 face images, with validation, checkpoints and resume.
 
     The model maps normalised ``float`` ``N x 1 x H x W`` input to ``N x C`` logits (see
-    :func:`emotionnet.models.resnet18_emotion`). It is trained in place; after :meth:`fit`,
+    :func:`emotionnet.models.build_model`). It is trained in place; after :meth:`fit`,
     it holds the last epoch's weights (:meth:`load_best` switches to the best ones).
 
     Args:
