@@ -11,7 +11,7 @@ every other detection is a false positive.
 
 Printed per detector: recall, false positives per scene, precision, ms per scene (the whole
 ``detect_faces`` call, one thread) and the emotion accuracy of the FER2013 faces it found
-(cropped as ``predict(faces=True)`` crops them; each detector finds different faces); then
+(cropped as ``predict_faces`` crops them; each detector finds different faces); then
 recall by face size, by background, and at several ``min_confidence`` values, so a threshold
 can be chosen by numbers.
 
@@ -290,7 +290,7 @@ def run(name: str, detector: Callable[[Any], Any], scenes: list[Scene], iou: flo
             by_size[1] += 1
         for face, index in hits:
             label = scene.labels[index]
-            if label is not None:  # the crop predict(faces=True) classifies
+            if label is not None:  # the crop predict_faces classifies
                 outcome.crops.append(crop_face(scene.image, face.box))
                 outcome.labels.append(label)
     return outcome
@@ -414,7 +414,7 @@ def main() -> None:
     print(_table(rows))
     if accuracy:
         print(
-            "(emotion accuracy: of the FER2013 faces found, cropped as predict(faces=True) "
+            "(emotion accuracy: of the FER2013 faces found, cropped as predict_faces "
             "crops them; the faces differ per detector)"
         )
 

@@ -1,15 +1,15 @@
-"""Peak memory and time of ``predict`` on images near the size limit.
+"""Peak memory and time of ``predict`` and ``predict_faces`` on images near the size limit.
 
 Each case runs in a fresh Python process (so one case's peak does not hide another's) and
 reports the process's peak resident memory (``ru_maxrss``) and the wall time of the
-``predict`` call. The images are composed here, small on disk and large in pixels (the
+call. The images are composed here, small on disk and large in pixels (the
 shape of a decompression-bomb-like input that stays under
 :data:`emotionnet.images.MAX_IMAGE_PIXELS`):
 
 * ``baseline``: one 48x48 face; the cost of Python, torch and the model alone;
-* ``png_faces``: a 9400x9400 grayscale PNG (about 90 KB) with ``faces=True``;
-* ``png_rgb``: a 9400x9400 RGB PNG as one face (``faces=False``);
-* ``jpeg_faces``: a 9400x9400 JPEG with ``faces=True``;
+* ``png_faces``: a 9400x9400 grayscale PNG (about 90 KB) through ``predict_faces``;
+* ``png_rgb``: a 9400x9400 RGB PNG as one face (``predict``);
+* ``jpeg_faces``: a 9400x9400 JPEG through ``predict_faces``;
 * ``float_tiff``: a 9400x9400 32-bit float TIFF (deflate, under 1 MB) as one face.
 
     python benchmarks/bench_memory.py
@@ -36,7 +36,8 @@ from emotionnet import EmotionRecognizer
 recognizer = EmotionRecognizer.from_pretrained(backend="torch")
 path, faces = sys.argv[1], sys.argv[2] == "1"
 start = time.perf_counter()
-result = recognizer.predict(path, faces=faces, tta="none")
+predict = recognizer.predict_faces if faces else recognizer.predict
+result = predict(path, tta="none")
 seconds = time.perf_counter() - start
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "result": str(result)[:80]}))

@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     recognizer = EmotionRecognizer.from_pretrained(args.model, device=args.device)
 
-    # predict reads the file through emotionnet's checks (formats, size limits, EXIF
+    # predict_faces reads the file through emotionnet's checks (formats, size limits, EXIF
     # rotation); its boxes are in the pixels of the upright photo, which is drawn on below.
-    faces = recognizer.predict(args.photo, faces=True)  # largest face first
+    faces = recognizer.predict_faces(args.photo)[0]  # one photo; its faces, largest first
     photo = ImageOps.exif_transpose(Image.open(args.photo)).convert("RGB")
     print(f"{args.photo.name}: {len(faces)} face(s)")
 

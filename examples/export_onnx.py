@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     by_onnx = onnx_probabilities(session, args.image)
     # The graph is one forward pass: compare it with a single-view prediction (no TTA).
-    by_torch = recognizer.predict(args.image, tta="none").probabilities
+    by_torch = recognizer.predict(args.image, tta="none")[0].probabilities
     worst = max(abs(by_onnx[name] - by_torch[name]) for name in by_torch)
     print(f"{args.image.name}: onnxruntime says {max(by_onnx, key=by_onnx.get)}")
     for name, probability in by_onnx.items():

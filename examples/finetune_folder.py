@@ -58,7 +58,7 @@ def main() -> None:
     recognizer = EmotionRecognizer.from_pretrained(result.folder)
     for label in result.labels:
         image = next(p for p in sorted((args.data / label).iterdir()) if p.is_file())
-        prediction = recognizer.predict(image)
+        prediction = recognizer.predict(image)[0]
         print(f"{label}/{image.name}: {prediction.label} ({prediction.score:.0%})")
 
 

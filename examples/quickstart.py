@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     recognizer = EmotionRecognizer.from_pretrained(args.model)
-    prediction = recognizer.predict(args.image)  # any size, colour or grayscale
+    prediction = recognizer.predict(args.image)[0]  # any size, colour or grayscale
 
     print(f"{args.image.name}: {prediction.label} ({prediction.score:.1%})")
     # All seven probabilities, in the canonical FER2013 order; they sum to 1.

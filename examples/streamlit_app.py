@@ -93,9 +93,8 @@ def analyze(
     the faces found (``None``: the recognizer's settings). Returns the faces (largest first)
     and whether the whole photo had to stand in for a face because the detector found none.
     """
-    found = recognizer.predict(
+    (found,) = recognizer.predict_faces(
         photo,
-        faces=True,
         tta=tta,
         min_face_size=min_face_size,
         min_face_confidence=min_confidence,
@@ -104,7 +103,7 @@ def analyze(
     faces = [FaceResult(face.box, face.prediction) for face in found]
     if faces:
         return faces, False
-    whole = FaceResult((0, 0, photo.width, photo.height), recognizer.predict(photo, tta=tta))
+    whole = FaceResult((0, 0, photo.width, photo.height), recognizer.predict(photo, tta=tta)[0])
     return [whole], True
 
 

@@ -53,7 +53,7 @@ def test_predict_json_equals_the_api(model_dir: Path, capsys: pytest.CaptureFixt
     code, out, _ = run(["predict", FACE, "--json", "--model", str(model_dir), "--tta"], capsys)
     assert code == 0
     (record,) = json.loads(out)
-    expected = EmotionRecognizer.from_pretrained(model_dir, device="cpu").predict(FACE, tta=True)
+    (expected,) = EmotionRecognizer.from_pretrained(model_dir, device="cpu").predict(FACE, tta=True)
     assert record["image"] == FACE and record["label"] == expected.label
     assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
 
@@ -212,7 +212,7 @@ def test_folder_gives_rows_for_images_only(
     assert [Path(row["image"]).name for row in rows] == ["a_face.JPG", "b_face.png"]
     recognizer = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
     for row in rows:
-        expected = recognizer.predict(row["image"])
+        (expected,) = recognizer.predict(row["image"])
         assert row["emotion"] == expected.label and row["error"] == ""
         probabilities = [float(row[f"p_{label}"]) for label in expected.probabilities]
         assert probabilities == pytest.approx(list(expected.probabilities.values()), abs=1e-5)

@@ -173,7 +173,7 @@ def _extras_requirements(extras: set[str]) -> list[str]:
 
 
 def test_readme_first_command_installs_what_the_quickstart_uses() -> None:
-    """The Quickstart runs as written after the first set-up command: faces=True needs OpenCV."""
+    """The Quickstart runs as written after the first set-up command: predict_faces needs OpenCV."""
     text = README.read_text(encoding="utf-8")
     quickstart = re.search(r"^## Quickstart\s*$(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
     assert quickstart, "README.md has no '## Quickstart' section"
@@ -182,7 +182,7 @@ def test_readme_first_command_installs_what_the_quickstart_uses() -> None:
     assert targets, f"the first set-up command installs no checkout: {first!r}"
     extras = {name.strip() for group in targets for name in group.split(",") if name.strip()}
     requirements = _extras_requirements(extras)
-    if "faces=True" in quickstart.group(1):
+    if "predict_faces(" in quickstart.group(1):
         assert any(r.startswith("opencv") for r in requirements), (
             f"the Quickstart detects faces, but {first!r} installs no OpenCV (extras {extras})"
         )

@@ -167,7 +167,7 @@ def test_train_fer2013_writes_a_loadable_model_folder(tmp_path: Path, tiny_fer20
     assert report.num_samples == 2 * len(EMOTIONS)
     recognizer = EmotionRecognizer.from_pretrained(output, device="cpu")
     assert recognizer.config.stem == "middle"  # the recipe's model, not a default
-    assert recognizer.predict(FACE).label in EMOTIONS
+    assert recognizer.predict(FACE)[0].label in EMOTIONS
 
 
 def test_train_fer2013_quick_is_the_documented_one_minute_try(
@@ -398,7 +398,7 @@ def test_streamlit_app_charts_probabilities_on_a_fixed_axis(tiny_model: Path) ->
 def test_streamlit_app_labels_read_the_same_on_screen_at_any_photo_size(tiny_model: Path) -> None:
     pytest.importorskip("streamlit")
     app = load_example("streamlit_app")
-    prediction = EmotionRecognizer.from_pretrained(tiny_model, device="cpu").predict(FACE)
+    (prediction,) = EmotionRecognizer.from_pretrained(tiny_model, device="cpu").predict(FACE)
     # Drawn in photo pixels, shown at most DISPLAY_WIDTH wide: the on-screen size is fixed.
     small, large = app.label_sizes((320, 320)), app.label_sizes((4032, 3024))
     assert small == (app.LABEL_FONT_PX, app.BOX_LINE_PX)

@@ -232,23 +232,21 @@ def test_predict_faces_on_a_photo(
     named = EmotionRecognizer(
         recognizer.model, recognizer.config, device="cpu", face_detector=detector
     )
-    found = named.predict(
-        EXAMPLES / "astronaut.jpg", faces=True, min_face_confidence=min_confidence
-    )
+    (found,) = named.predict_faces(EXAMPLES / "astronaut.jpg", min_face_confidence=min_confidence)
     assert len(found) == 1
     (face,) = found
     assert isinstance(face, FaceEmotion) and isinstance(face.prediction, Prediction)
     x, y, w, h = face.box
     assert 90 < x + w / 2 < 180 and 30 < y + h / 2 < 120  # on the astronaut's face
     # Largest first, whatever the filters: the astronaut's face leads the unfiltered list too.
-    assert named.predict(EXAMPLES / "astronaut.jpg", faces=True)[0].box == face.box
+    assert named.predict_faces(EXAMPLES / "astronaut.jpg")[0][0].box == face.box
 
 
 def test_predict_faces_equals_predicting_the_crop(recognizer: EmotionRecognizer) -> None:
     photo = Image.open(EXAMPLES / "astronaut.jpg")
-    face = recognizer.predict(photo, faces=True)[0]
+    face = recognizer.predict_faces(photo)[0][0]
     crop = crop_face(photo, face.box, margin=recognizer.face_margin)
-    assert recognizer.predict(crop).probabilities == pytest.approx(
+    assert recognizer.predict(crop)[0].probabilities == pytest.approx(
         face.prediction.probabilities, abs=1e-6
     )
 
@@ -261,10 +259,10 @@ def test_predict_faces_with_a_custom_detector_per_image(recognizer: EmotionRecog
         face_detector=lambda gray: [(0, 0, 10, 10), (0, 0, 30, 30)] if gray.mean() > 0 else [],
     )
     images = [np.full((60, 60), 200, np.uint8), np.zeros((60, 60), np.uint8)]
-    results = recognizer_with.predict(images, faces=True, batch_size=1)
+    results = recognizer_with.predict_faces(images, batch_size=1)
     assert [len(faces) for faces in results] == [2, 0]
     assert [face.box for face in results[0]] == [(0, 0, 30, 30), (0, 0, 10, 10)]
-    assert recognizer_with.predict(images[1], faces=True) == []
+    assert recognizer_with.predict_faces(images[1]) == [[]]
 
 
 # --- confidence, filters and detectors by name -------------------------------------------------
@@ -508,7 +506,7 @@ def _with_detector(recognizer: EmotionRecognizer, **options: Any) -> EmotionReco
 
 
 def test_face_emotion_carries_the_confidence(recognizer: EmotionRecognizer) -> None:
-    found = _with_detector(recognizer).predict(np.zeros((50, 100), np.uint8), faces=True)
+    (found,) = _with_detector(recognizer).predict_faces(np.zeros((50, 100), np.uint8))
     assert [(f.box, f.confidence) for f in found] == [
         ((30, 5, 40, 40), 0.2),
         ((60, 0, 30, 30), None),
@@ -523,17 +521,17 @@ def test_face_emotion_carries_the_confidence(recognizer: EmotionRecognizer) -> N
 def test_recognizer_filters_from_attributes_and_per_call(recognizer: EmotionRecognizer) -> None:
     image = np.zeros((50, 100), np.uint8)
     filtered = _with_detector(recognizer, min_face_size=10, min_face_confidence=0.5, max_faces=1)
-    assert [f.box for f in filtered.predict(image, faces=True)] == [(60, 0, 30, 30)]
+    assert [f.box for f in filtered.predict_faces(image)[0]] == [(60, 0, 30, 30)]
     # Per call, over the attributes.
-    assert [f.box for f in filtered.predict(image, faces=True, max_faces=3)] == [
+    assert [f.box for f in filtered.predict_faces(image, max_faces=3)[0]] == [
         (60, 0, 30, 30),
         (0, 0, 20, 20),
     ]
     filtered.max_faces = None  # attributes may be changed at any time
     filtered.min_face_confidence = None
-    assert len(filtered.predict(image, faces=True)) == 3
+    assert len(filtered.predict_faces(image)[0]) == 3
     # A list of images: each filtered on its own.
-    results = filtered.predict([image, image], faces=True, max_faces=2)
+    results = filtered.predict_faces([image, image], max_faces=2)
     assert [len(r) for r in results] == [2, 2]
 
 
@@ -552,27 +550,29 @@ def test_recognizer_refuses_bad_filters_and_detector_names(recognizer: EmotionRe
     image = np.zeros((50, 100), np.uint8)
     usable = _with_detector(recognizer)
     with pytest.raises(InvalidArgumentError, match="min_face_confidence"):
-        usable.predict(image, faces=True, min_face_confidence=float("nan"))
-    with pytest.raises(InvalidArgumentError, match="faces=True"):
-        usable.predict(image, max_faces=1)  # filters without faces=True
+        usable.predict_faces(image, min_face_confidence=float("nan"))
+    with pytest.raises(TypeError, match="max_faces"):
+        usable.predict(image, max_faces=1)  # type: ignore[call-arg]  # face filters: predict_faces
+    with pytest.raises(TypeError, match="faces"):
+        usable.predict(image, faces=True)  # type: ignore[call-arg]  # removed: use predict_faces
     usable.min_face_size = -5  # an attribute set to a bad value: refused when used
     with pytest.raises(InvalidArgumentError, match="min_face_size"):
-        usable.predict(image, faces=True)
+        usable.predict_faces(image)
     usable.min_face_size = None
     usable.face_detector = "yolo"
     with pytest.raises(InvalidArgumentError, match="Unknown face detector"):
-        usable.predict(image, faces=True)
+        usable.predict_faces(image)
 
 
 def test_recognizer_takes_detectors_by_name(recognizer: EmotionRecognizer) -> None:
     named = EmotionRecognizer(
         recognizer.model, recognizer.config, device="cpu", face_detector="haar"
     )
-    (face,) = named.predict(EXAMPLES / "astronaut.jpg", faces=True)
+    ((face,),) = named.predict_faces(EXAMPLES / "astronaut.jpg")
     assert face.confidence is not None and face.confidence > 2.0
-    (only,) = named.predict(EXAMPLES / "astronaut.jpg", faces=True, min_face_size=40)
+    ((only,),) = named.predict_faces(EXAMPLES / "astronaut.jpg", min_face_size=40)
     assert only.box == face.box
-    assert named.predict(EXAMPLES / "astronaut.jpg", faces=True, min_face_size=100) == []
+    assert named.predict_faces(EXAMPLES / "astronaut.jpg", min_face_size=100) == [[]]
 
 
 def test_recognizer_with_a_dlib_stand_in(
@@ -581,14 +581,10 @@ def test_recognizer_with_a_dlib_stand_in(
     named = EmotionRecognizer(
         recognizer.model, recognizer.config, device="cpu", face_detector="dlib"
     )
-    found = named.predict(np.zeros((120, 200), np.uint8), faces=True)
+    (found,) = named.predict_faces(np.zeros((120, 200), np.uint8))
     assert [f.confidence for f in found] == [1.5, 0.1]
-    assert (
-        named.predict(np.zeros((120, 200), np.uint8), faces=True, min_face_confidence=1)[
-            0
-        ].confidence
-        == 1.5
-    )
+    (kept,) = named.predict_faces(np.zeros((120, 200), np.uint8), min_face_confidence=1)
+    assert kept[0].confidence == 1.5
 
 
 def test_recognizer_without_dlib_names_the_extra(

@@ -69,8 +69,8 @@ def test_faces_in_photos(public_faces: np.ndarray, eager: EmotionRecognizer, tta
     fast = EmotionRecognizer.from_pretrained(num_threads=1, precision="float32")
     assert fast.backend == "onnx" and eager.backend == "torch"
     photos = [PHOTO, _group_photo(public_faces[10:]), np.zeros((200, 200, 3), np.uint8)]
-    found_fast = fast.predict(photos, faces=True, tta=tta)
-    found_eager = eager.predict(photos, faces=True, tta=tta)
+    found_fast = fast.predict_faces(photos, tta=tta)
+    found_eager = eager.predict_faces(photos, tta=tta)
     assert [len(faces) for faces in found_fast] == [len(faces) for faces in found_eager]
     assert len(found_fast[0]) >= 1 and found_fast[2] == []
     flat_fast = [face for faces in found_fast for face in faces]

@@ -67,7 +67,7 @@ def proba(predictions: list[Prediction]) -> np.ndarray:
 
 
 def test_prediction_fields(recognizer: EmotionRecognizer, faces: np.ndarray) -> None:
-    p = recognizer.predict(faces[0])
+    (p,) = recognizer.predict(faces[0])
     assert isinstance(p, Prediction)
     assert list(p.probabilities) == list(EMOTIONS)  # canonical order
     assert p.label == EMOTIONS[p.index] and p.score == max(p.probabilities.values())
@@ -87,10 +87,13 @@ def test_prediction_fields(recognizer: EmotionRecognizer, faces: np.ndarray) -> 
 # --- shapes in, shapes out --------------------------------------------------------------------
 
 
-def test_one_in_one_out_many_in_list_out(tiny: EmotionRecognizer, faces: np.ndarray) -> None:
+def test_one_in_a_list_of_one_out_many_in_list_out(
+    tiny: EmotionRecognizer, faces: np.ndarray
+) -> None:
     recognizer = tiny
-    assert isinstance(recognizer.predict(faces[0]), Prediction)
-    assert isinstance(recognizer.predict(torch.from_numpy(faces[0])[None]), Prediction)
+    for one in (faces[0], torch.from_numpy(faces[0])[None]):
+        (prediction,) = recognizer.predict(one)  # always a list, one per image
+        assert isinstance(prediction, Prediction)
     for batch in (
         list(faces),
         tuple(faces),
@@ -182,10 +185,9 @@ def test_inputs_of_every_type_agree(
         tmp_path / "face.png",
         str(tmp_path / "face.png"),
     ]
-    expected = tiny.predict(face).probabilities
+    expected = tiny.predict(face)[0].probabilities
     for form in forms:
-        result = tiny.predict(form)
-        (prediction,) = result if isinstance(result, list) else [result]
+        (prediction,) = tiny.predict(form)
         assert prediction.probabilities == pytest.approx(expected, abs=1e-6)
 
 
@@ -197,7 +199,7 @@ def test_fer2013_parity_csv(recognizer: EmotionRecognizer, tmp_path: Path) -> No
     for i, p in enumerate(pixels):
         path = tmp_path / f"{i}.png"
         Image.fromarray(p).save(path)
-        via_predict = recognizer.predict(path).probabilities
+        via_predict = recognizer.predict(path)[0].probabilities
         np.testing.assert_array_equal(to_face_array(Image.open(path)), dataset.images[i].numpy())
         via_dataset = predict_proba(
             recognizer.model,
@@ -347,10 +349,10 @@ def test_any_input_is_a_prediction_or_a_documented_error(
     tiny: EmotionRecognizer, image: Any
 ) -> None:
     try:
-        result = tiny.predict(image)
+        predictions = tiny.predict(image)
     except DOCUMENTED:
         return
-    predictions = result if isinstance(result, list) else [result]
+    assert isinstance(predictions, list)
     # One prediction per image, never one made up for several: a list is one per item, a
     # 4-D batch one per row, and N x 48 x 48 holds N faces (only N == 1 may be predicted).
     fer_style = isinstance(image, torch.Tensor) and tuple(image.shape[1:]) == (48, 48)
@@ -442,7 +444,7 @@ def test_repr_and_labels(recognizer: EmotionRecognizer) -> None:
 
 def test_custom_labels(faces: np.ndarray) -> None:
     config = ModelConfig(stem="imagenet", num_classes=3, labels=("neg", "neu", "pos"))
-    p = EmotionRecognizer(build_model(config), config, device="cpu").predict(faces[0])
+    (p,) = EmotionRecognizer(build_model(config), config, device="cpu").predict(faces[0])
     assert list(p.probabilities) == ["neg", "neu", "pos"]
 
 
@@ -475,7 +477,7 @@ def test_non_finite_probabilities_of_detected_faces_are_an_error(faces: np.ndarr
     recognizer = _broken(float("nan"))
     recognizer.face_detector = lambda gray: [(0, 0, 24, 24), (10, 10, 30, 30)]
     with pytest.raises(ModelLoadError, match="for 2 of 2 faces"):
-        recognizer.predict(faces[0], faces=True, tta="none")
+        recognizer.predict_faces(faces[0], tta="none")
 
 
 # --- a photo passed as a face -------------------------------------------------------------------
@@ -502,13 +504,13 @@ def test_a_photo_predicted_as_one_face_is_warned_about(tiny: EmotionRecognizer) 
     x, y, w, _ = warning.box  # the astronaut's face, about 65 px, in the upper middle
     assert 50 <= w <= 80 and 80 <= x <= 140 and 20 <= y <= 60
     assert "looks like a photo, not a face crop" in str(warning)
-    assert "Pass faces=True" in str(warning)
+    assert "Use predict_faces" in str(warning)
     # A prediction comes back all the same, and the same one as without the check.
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert tiny.predict(PHOTO).probabilities == tiny.predict(Image.open(PHOTO)).probabilities
+        assert tiny.predict(PHOTO) == tiny.predict(Image.open(PHOTO))
     # Photos as PIL images, arrays and in a batch: one warning per call, without a path.
     (warning,) = _crop_warnings(tiny, [np.asarray(Image.open(PHOTO))] * 3)
     assert warning.source is None and str(warning).startswith("The image looks like a photo")

@@ -46,7 +46,7 @@ def test_the_bundled_model_onnx_is_its_weights() -> None:
 def test_from_pretrained_runs_the_shipped_graph_without_building_the_torch_model() -> None:
     recognizer = EmotionRecognizer.from_pretrained(num_threads=1)
     assert recognizer.backend == "onnx" and recognizer._module is None
-    assert recognizer.predict(FACES[0]).label in recognizer.labels
+    assert recognizer.predict(FACES[0])[0].label in recognizer.labels
     assert recognizer._module is None  # predicting never needed it
     assert isinstance(recognizer.model, torch.nn.Module)  # loaded on demand, with torch
 
@@ -90,8 +90,8 @@ def test_a_stale_graph_is_not_used(
         loaded = EmotionRecognizer.from_pretrained(folder, device="cpu", num_threads=1)
     assert "SHA-256" in caplog.text
     fresh = EmotionRecognizer.from_pretrained(model_dir, device="cpu", num_threads=1)
-    assert loaded.predict(FACES[0]).probabilities == pytest.approx(
-        fresh.predict(FACES[0]).probabilities, abs=1e-5
+    assert loaded.predict(FACES[0])[0].probabilities == pytest.approx(
+        fresh.predict(FACES[0])[0].probabilities, abs=1e-5
     )
 
 
@@ -221,7 +221,7 @@ def test_the_bundled_int8_graph_is_its_weights_and_agrees_with_float() -> None:
     # The default runs the int8 graph where the folder ships one made from its weights.
     assert EmotionRecognizer.from_pretrained(num_threads=1).precision == "int8"
     for tta in ("none", "flip_crop"):
-        a, b = fast.predict(FACE, tta=tta), exact.predict(FACE, tta=tta)
+        (a,), (b,) = fast.predict(FACE, tta=tta), exact.predict(FACE, tta=tta)
         assert a.label == b.label == "happy"
         assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) < 0.05
 

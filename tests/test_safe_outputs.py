@@ -273,7 +273,9 @@ FULL_DISK = textwrap.dedent(
     for _ in range(30):  # noise: every frame is a large JPEG
         writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
     writer.release()
-    recognizer = SimpleNamespace(labels=("a", "b"), max_faces=None, predict=lambda *a, **k: [])
+    recognizer = SimpleNamespace(
+        labels=("a", "b"), max_faces=None, predict_faces=lambda *a, **k: [[]]
+    )
     # A file size limit stands in for a full disk: writes past it fail with EFBIG.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
@@ -424,7 +426,7 @@ def write_clip(path: Path, fps: float, size: tuple[int, int] = (64, 48), frames:
 
 
 class Recorder:
-    """A stand-in recognizer: records what each predict call received, finds no faces."""
+    """A stand-in recognizer: records what each predict_faces call received, finds no faces."""
 
     labels = ("a", "b")
 
@@ -432,9 +434,9 @@ class Recorder:
         self.max_faces = max_faces
         self.calls: list[tuple[Any, dict[str, Any]]] = []
 
-    def predict(self, image: Any, **kwargs: Any) -> list[Any]:
+    def predict_faces(self, image: Any, **kwargs: Any) -> list[list[Any]]:
         self.calls.append((image, kwargs))
-        return []
+        return [[]]
 
 
 def test_absurd_fps_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

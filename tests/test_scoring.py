@@ -173,7 +173,7 @@ def test_faces_give_one_row_per_face_with_its_box(
     assert rows["label"][2] == "" and rows["error"][2] == ""  # no face: not an error
     assert math.isnan(rows["prob_happy"][2])
     assert rows["error"][3] != ""
-    found = scorer.load().predict(big, faces=True, tta="none")
+    (found,) = scorer.load().predict_faces(big, tta="none")
     for index, face in enumerate(found):
         assert rows["label"][index] == face.prediction.label
         for label in recognizer.labels:
@@ -183,7 +183,7 @@ def test_faces_give_one_row_per_face_with_its_box(
 def test_faces_in_a_real_photo_match_predict(recognizer: EmotionRecognizer) -> None:
     pytest.importorskip("cv2")
     rows = BatchScorer(tta="none", faces=True)({"path": np.array([str(PHOTO)])})
-    found = recognizer.predict(PHOTO, faces=True, tta="none")
+    (found,) = recognizer.predict_faces(PHOTO, tta="none")
     assert len(found) >= 1 and rows["face"].tolist() == list(range(len(found)))
     for index, face in enumerate(found):
         box = tuple(int(rows[name][index]) for name in "xywh")

@@ -1,6 +1,6 @@
 """Is a picture given as one face really a face crop? The rule of NotAFaceCropWarning.
 
-``predict`` without ``faces=True`` scores each image whole. :class:`FaceCropCheck` looks at
+``predict`` (not ``predict_faces``) scores each image whole. :class:`FaceCropCheck` looks at
 the first image of a call that is large enough to hold a face much smaller than itself, and
 finds a :class:`~emotionnet.errors.NotAFaceCropWarning` when OpenCV's Haar cascade sees such a
 face in it (see that class for the rule). It costs one detection on a copy at most
@@ -102,8 +102,9 @@ def not_a_face_crop(
     return NotAFaceCropWarning(
         f"{what} looks like a photo, not a face crop: it holds a face of about "
         f"{box[2]}x{box[3]} px at ({box[0]}, {box[1]}) in its {size[0]}x{size[1]} px, and it "
-        "was scored whole, as one face, mostly background. Pass faces=True to find and crop "
-        "the faces first, or crop the face yourself (see NotAFaceCropWarning for the rule).",
+        "was scored whole, as one face, mostly background. Use predict_faces (faces=True in "
+        "predict_paths and BatchScorer) to find and crop the faces first, or crop the face "
+        "yourself (see NotAFaceCropWarning for the rule).",
         source=source,
         box=box,
         image_size=size,

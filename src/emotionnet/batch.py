@@ -171,7 +171,7 @@ def predict_paths(
         recognizer: The recognizer to predict with.
         paths: Image files (for folders, pass them through :func:`iter_image_paths`). Read
             lazily: a generator of a million paths is fine.
-        faces: Detect faces in each image first (as :meth:`EmotionRecognizer.predict`).
+        faces: Detect faces in each image first (as :meth:`EmotionRecognizer.predict_faces`).
         batch_size: Images decoded and predicted together.
         tta: Test-time augmentation; ``None`` uses the recognizer's.
 
@@ -201,7 +201,7 @@ def predict_paths(
         if faces:
             for name in names:
                 try:
-                    found = recognizer.predict(name, tta=tta, faces=True)
+                    (found,) = recognizer.predict_faces(name, tta=tta)
                 except (EmotionNetError, OSError) as error:
                     yield PathResult(name, error=error)
                 else:

@@ -120,17 +120,17 @@ class NonFiniteLossError(EmotionNetError, FloatingPointError):
 class NotAFaceCropWarning(UserWarning):
     """An image predicted as one face looks like a photo with a smaller face in it.
 
-    :meth:`EmotionRecognizer.predict <emotionnet.EmotionRecognizer.predict>` without
-    ``faces=True`` (and ``emotionnet predict`` without ``--faces``) scores each image as one
-    face, whole: on a photo that is mostly background, and says little. The rule, cheap and
-    deterministic: when OpenCV is installed (the ``face`` extra), the first image of each call
-    whose shorter side is at least twice the model input (96 px for 48 px models) is searched
-    with OpenCV's Haar cascade, on a grayscale copy at most 160 px on its longer side (faces
-    under 15% of the longer side are too small to be seen there); if the largest face found is
-    less than a third of the image's shorter side, this warning is issued. A check costs about
-    5 ms on one CPU core. Smaller images (FER2013's 48x48 crops), ready ``uint8`` face
-    batches and the other images of the call are never searched, and without OpenCV nothing
-    is. The prediction is returned all the same.
+    :meth:`EmotionRecognizer.predict <emotionnet.EmotionRecognizer.predict>` (and
+    ``emotionnet predict`` without ``--faces``) scores each image as one face, whole: on a
+    photo that is mostly background, and says little (``predict_faces`` finds and crops the
+    faces first). The rule, cheap and deterministic: when OpenCV is installed (the ``face``
+    extra), the first image of each call whose shorter side is at least twice the model input
+    (96 px for 48 px models) is searched with OpenCV's Haar cascade, on a grayscale copy at
+    most 160 px on its longer side (faces under 15% of the longer side are too small to be seen
+    there); if the largest face found is less than a third of the image's shorter side, this
+    warning is issued. A check costs about 5 ms on one CPU core. Smaller images (FER2013's
+    48x48 crops), ready ``uint8`` face batches and the other images of the call are never
+    searched, and without OpenCV nothing is. The prediction is returned all the same.
 
     Silence it with ``warnings.filterwarnings("ignore", category=NotAFaceCropWarning)``.
 

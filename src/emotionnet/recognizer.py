@@ -5,9 +5,9 @@
     from emotionnet import EmotionRecognizer
 
     recognizer = EmotionRecognizer.from_pretrained()    # the bundled default model, offline
-    recognizer.predict("face.jpg")                       # -> Prediction(label='happy', ...)
+    recognizer.predict("face.jpg")[0]                    # -> Prediction(label='happy', ...)
     recognizer.predict(["a.jpg", "b.png"])               # -> [Prediction, Prediction]
-    recognizer.predict("photo.jpg", faces=True)          # -> [FaceEmotion(box, prediction), ...]
+    recognizer.predict_faces("photo.jpg")[0]             # -> [FaceEmotion(box, prediction), ...]
 
 Every input goes through :func:`emotionnet.images.load_image` and
 :func:`emotionnet.preprocessing.to_face_array` (the dataset's grayscale/resize rule). A model
@@ -24,7 +24,7 @@ Example:
     >>> from emotionnet.models import ModelConfig, build_model
     >>> config = ModelConfig(stem="imagenet")
     >>> recognizer = EmotionRecognizer(build_model(config), config, device="cpu")
-    >>> prediction = recognizer.predict(torch.zeros(48, 48, dtype=torch.uint8))
+    >>> (prediction,) = recognizer.predict(torch.zeros(48, 48, dtype=torch.uint8))
     >>> prediction.label in config.labels, round(sum(prediction.probabilities.values()), 4)
     (True, 1.0)
 """
@@ -36,14 +36,13 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from ._checks import check_choice, check_int, resolve_device
 from ._crop_check import FaceCropCheck
@@ -109,8 +108,6 @@ PyTorch with 2 intra-op threads on a busy 2-core machine took 0.7 s per face, on
 
 logger = logging.getLogger(__name__)
 
-_SingleImage: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image
-_ArrayLike: TypeAlias = "npt.NDArray[Any] | torch.Tensor"
 _ImageList: TypeAlias = list[Any] | tuple[Any, ...]  # of ImageInput; list is invariant
 
 
@@ -324,7 +321,7 @@ class EmotionRecognizer:
             export, else ``"torch"``); ``None``: ``"onnx"`` for an ONNX model, ``"torch"``
             for a module. :meth:`from_pretrained` defaults to ``"auto"`` and uses the
             folder's shipped ``model.onnx`` (see :data:`BACKENDS`).
-        face_detector: Detector used by ``predict(..., faces=True)``: ``"haar"``
+        face_detector: Detector used by :meth:`predict_faces`: ``"haar"``
             (:class:`~emotionnet.faces.HaarCascadeDetector`, ``face`` extra), ``"dlib"``
             (:class:`~emotionnet.faces.DlibHogDetector`, ``dlib`` extra), ``"auto"`` or
             ``None`` (:data:`~emotionnet.faces.DEFAULT_DETECTOR`: dlib when installed, else
@@ -339,9 +336,9 @@ class EmotionRecognizer:
             :data:`~emotionnet.faces.DEFAULT_MARGIN`).
         metadata: Facts that travel with the model (evaluation summaries, ...), kept by
             :meth:`save_pretrained`.
-        tta: The test-time augmentation :meth:`predict` and :meth:`evaluate` use when not
-            told otherwise (:data:`DEFAULT_TTA`; a mode of :data:`emotionnet.tta.TTA_MODES`,
-            ``False`` or ``True``).
+        tta: The test-time augmentation :meth:`predict`, :meth:`predict_faces` and
+            :meth:`evaluate` use when not told otherwise (:data:`DEFAULT_TTA`; a mode of
+            :data:`emotionnet.tta.TTA_MODES`, ``False`` or ``True``).
         num_threads: Threads of one forward pass: onnxruntime's intra-op pool, or
             :func:`torch.set_num_threads` (process-wide) for the torch backend; ``None``:
             ``OMP_NUM_THREADS``, else one per physical core.
@@ -992,20 +989,162 @@ class EmotionRecognizer:
             for row, i in zip(rows, indices, strict=True)
         ]
 
-    def _detector(self) -> FaceDetector:
-        return get_detector(self.face_detector)
+    def _images(self, images: ImageInput | _ImageList, batch_size: int) -> list[ImageInput]:
+        """The single images of a call, after checking ``batch_size``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(
+                f"batch_size must be a positive integer, got {batch_size!r}."
+            )
+        return unbatch(images, size=self.config.input_size)[0]
 
-    def _find_faces(
+    def predict(
         self,
-        items: Sequence[ImageInput],
+        images: ImageInput | _ImageList,
         *,
-        batch_size: int,
-        tta: bool | str,
-        min_face_size: int | None,
-        min_face_confidence: float | None,
-        max_faces: int | None,
+        batch_size: int = 64,
+        tta: bool | str | None = None,
+    ) -> list[Prediction]:
+        """Predict the emotion of face images, one :class:`Prediction` per image, in order.
+
+        Always a list, as ``ultralytics``' ``model.predict`` returns: one image is a batch of
+        one (``recognizer.predict("face.jpg")[0]``). To find the faces in photos first, use
+        :meth:`predict_faces`.
+
+        Each image is taken to be one face, converted to grayscale and resized to the model
+        input as a whole (no crop), exactly as the FER2013 dataset is. A photo passed here is
+        scored whole, background and all, so one rule warns about it: when OpenCV is
+        installed, the first image of the call whose shorter side is at least twice the model
+        input (96 px) is searched with OpenCV's Haar cascade (on a copy at most 160 px long),
+        and a face found there that is less than a third of the image's shorter side gives a
+        :class:`~emotionnet.errors.NotAFaceCropWarning` (the prediction is returned all the
+        same). FER2013-sized crops and ``uint8`` face batches are never searched.
+
+        Args:
+            images: An image or a batch of images: paths, bytes, PIL images (any mode),
+                numpy arrays (``H x W``, ``H x W x 1/3/4``; ``uint8``, ``uint16``, ``bool``
+                or ``float`` in ``[0, 1]``), tensors (``H x W``, ``C x H x W``); a batch is a
+                ``list``/``tuple`` of those, a numpy ``N x H x W x C`` or a tensor
+                ``N x C x H x W`` (see :mod:`emotionnet.images`). A 3-D tensor is one image;
+                ``3 x S x S`` and ``4 x S x S`` (``S`` the input size or 48) are refused as
+                ambiguous: pass faces as ``images.unsqueeze(1)`` or a list, one colour image
+                as ``image.unsqueeze(0)``.
+            batch_size: Faces per forward pass; images are also decoded this many at a time.
+            tta: Test-time augmentation, as in :func:`emotionnet.metrics.evaluate`:
+                ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"``, ``"flip_crop"``
+                or ``"ten_crop"``; ``None`` uses :attr:`tta` (:data:`DEFAULT_TTA` unless
+                set).
+
+        Returns:
+            One :class:`Prediction` per image, in the order given.
+
+        Raises:
+            ImageNotFoundError: If a path does not exist.
+            CorruptImageError: If a file or bytes are not a decodable image.
+            InvalidImageError: If an image is empty, too large, has NaN/inf or out-of-range
+                values, or a shape that is not an image or is ambiguous (see ``images``).
+            UnsupportedInputError: If an input has an unsupported type or a PIL mode that
+                cannot be converted to grayscale.
+            InvalidArgumentError: If ``batch_size`` or ``tta`` is invalid.
+            ModelLoadError: If the model gives NaN or infinite probabilities (broken
+                weights): an error, never a prediction.
+
+        Warns:
+            NotAFaceCropWarning: If an image looks like a photo with a smaller face in it
+                (the rule above).
+
+        Example:
+            >>> import torch
+            >>> from emotionnet.models import ModelConfig, build_model
+            >>> recognizer = EmotionRecognizer(build_model(ModelConfig()), device="cpu")
+            >>> batch = torch.zeros(4, 1, 48, 48, dtype=torch.uint8)
+            >>> [p.index in range(7) for p in recognizer.predict(batch, tta=True)]
+            [True, True, True, True]
+            >>> (prediction,) = recognizer.predict(batch[0])  # one image: a list of one
+            >>> prediction.label in recognizer.labels
+            True
+        """
+        items = self._images(images, batch_size)
+        tta = self.tta if tta is None else tta
+        predictions: list[Prediction] = []
+        # A photo passed as a face is scored whole: say so (NotAFaceCropWarning's rule).
+        check = FaceCropCheck(self.config.input_size)
+        for start in range(0, len(items), batch_size):
+            chunk = check.face_batch(items[start : start + batch_size])
+            if check.warning is not None:
+                warnings.warn(check.warning, stacklevel=2)
+                check.warning = None
+            predictions.extend(self._classify(chunk, batch_size=batch_size, tta=tta))
+        return predictions
+
+    def predict_faces(
+        self,
+        images: ImageInput | _ImageList,
+        *,
+        batch_size: int = 64,
+        tta: bool | str | None = None,
+        min_face_size: int | None = None,
+        min_face_confidence: float | None = None,
+        max_faces: int | None = None,
     ) -> list[list[FaceEmotion]]:
-        detector = self._detector()
+        """Find the faces in photos and predict the emotion of each: one list per image.
+
+        Always a list of lists, in the order of the images: one image is a batch of one
+        (``recognizer.predict_faces("photo.jpg")[0]`` are its faces). The faces are detected
+        (:attr:`face_detector`), filtered (``min_face_size``, ``min_face_confidence``,
+        ``max_faces``), cropped square with :attr:`face_margin`, and returned largest first;
+        a photo without faces gives ``[]``. Boxes are in the photo's pixels.
+
+        Args:
+            images: An image or a batch of images, as for :meth:`predict`.
+            batch_size: Faces per forward pass.
+            tta: Test-time augmentation, as for :meth:`predict`.
+            min_face_size: Ignore faces narrower or shorter than this many photo pixels;
+                ``None`` uses :attr:`min_face_size`.
+            min_face_confidence: Ignore faces the detector is less confident about
+                (:attr:`FaceEmotion.confidence`); ``None`` uses :attr:`min_face_confidence`.
+            max_faces: Keep at most this many faces per image, the largest; ``None`` uses
+                :attr:`max_faces`.
+
+        Returns:
+            One list of :class:`FaceEmotion` per image, largest face first.
+
+        Raises:
+            ImageNotFoundError: If a path does not exist.
+            CorruptImageError: If a file or bytes are not a decodable image.
+            InvalidImageError: If an image is empty, too large, has NaN/inf or out-of-range
+                values, or a shape that is not an image or is ambiguous.
+            UnsupportedInputError: If an input has an unsupported type or a PIL mode that
+                cannot be converted to grayscale.
+            InvalidArgumentError: If ``batch_size``, ``tta`` or a face filter is invalid
+                (a negative size, a NaN confidence, ``max_faces`` < 1), or
+                :attr:`face_detector` is an unknown name.
+            MissingDependencyError: If the face detector's library is not installed
+                (OpenCV: ``face`` extra; dlib: ``dlib`` extra).
+            ModelLoadError: If the model gives NaN or infinite probabilities (broken
+                weights): an error, never a prediction.
+
+        Example:
+            >>> import torch
+            >>> from emotionnet.models import ModelConfig, build_model
+            >>> recognizer = EmotionRecognizer(build_model(ModelConfig()), device="cpu")
+            >>> black = torch.zeros(1, 48, 48, dtype=torch.uint8)
+            >>> recognizer.predict_faces(black)  # no face in a black square
+            [[]]
+            >>> recognizer.face_detector = lambda gray: [(0, 0, 20, 20, 0.3), (8, 8, 40, 40, 2.0)]
+            >>> (found,) = recognizer.predict_faces(black)
+            >>> [(f.box, f.confidence) for f in found]
+            [((8, 8, 40, 40), 2.0), ((0, 0, 20, 20), 0.3)]
+            >>> [[f.box for f in faces] for faces in recognizer.predict_faces(
+            ...     [black, black], min_face_confidence=1)]
+            [[(8, 8, 40, 40)], [(8, 8, 40, 40)]]
+        """
+        min_face_size = self.min_face_size if min_face_size is None else min_face_size
+        if min_face_confidence is None:
+            min_face_confidence = self.min_face_confidence
+        max_faces = self.max_faces if max_faces is None else max_faces
+        _check_face_filters(min_face_size, min_face_confidence, max_faces)
+        items = self._images(images, batch_size)
+        detector = get_detector(self.face_detector)
         size = self.config.input_size
         found_per_image: list[list[tuple[Box, float | None]]] = []
         crops: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
@@ -1030,236 +1169,12 @@ class EmotionRecognizer:
                 for box, _ in found
             )
         stacked = np.stack(crops) if crops else np.empty((0, size, size), dtype=np.uint8)
+        tta = self.tta if tta is None else tta
         predictions = iter(self._classify(stacked, batch_size=batch_size, tta=tta))
         return [
             [FaceEmotion(box, next(predictions), confidence) for box, confidence in found]
             for found in found_per_image
         ]
-
-    @overload
-    def predict(
-        self,
-        images: _SingleImage,
-        *,
-        batch_size: int = ...,
-        tta: bool | str | None = ...,
-        faces: Literal[False] = ...,
-        min_face_size: int | None = ...,
-        min_face_confidence: float | None = ...,
-        max_faces: int | None = ...,
-    ) -> Prediction: ...
-
-    @overload
-    def predict(
-        self,
-        images: _ImageList,
-        *,
-        batch_size: int = ...,
-        tta: bool | str | None = ...,
-        faces: Literal[False] = ...,
-        min_face_size: int | None = ...,
-        min_face_confidence: float | None = ...,
-        max_faces: int | None = ...,
-    ) -> list[Prediction]: ...
-
-    @overload
-    def predict(
-        self,
-        images: _ArrayLike,
-        *,
-        batch_size: int = ...,
-        tta: bool | str | None = ...,
-        faces: Literal[False] = ...,
-        min_face_size: int | None = ...,
-        min_face_confidence: float | None = ...,
-        max_faces: int | None = ...,
-    ) -> Prediction | list[Prediction]: ...
-
-    @overload
-    def predict(
-        self,
-        images: _SingleImage,
-        *,
-        batch_size: int = ...,
-        tta: bool | str | None = ...,
-        faces: Literal[True],
-        min_face_size: int | None = ...,
-        min_face_confidence: float | None = ...,
-        max_faces: int | None = ...,
-    ) -> list[FaceEmotion]: ...
-
-    @overload
-    def predict(
-        self,
-        images: _ImageList,
-        *,
-        batch_size: int = ...,
-        tta: bool | str | None = ...,
-        faces: Literal[True],
-        min_face_size: int | None = ...,
-        min_face_confidence: float | None = ...,
-        max_faces: int | None = ...,
-    ) -> list[list[FaceEmotion]]: ...
-
-    @overload
-    def predict(
-        self,
-        images: _ArrayLike,
-        *,
-        batch_size: int = ...,
-        tta: bool | str | None = ...,
-        faces: Literal[True],
-        min_face_size: int | None = ...,
-        min_face_confidence: float | None = ...,
-        max_faces: int | None = ...,
-    ) -> list[FaceEmotion] | list[list[FaceEmotion]]: ...
-
-    @overload
-    def predict(
-        self,
-        images: ImageInput | _ImageList,
-        *,
-        batch_size: int = ...,
-        tta: bool | str | None = ...,
-        faces: bool = ...,
-        min_face_size: int | None = ...,
-        min_face_confidence: float | None = ...,
-        max_faces: int | None = ...,
-    ) -> Prediction | list[Prediction] | list[FaceEmotion] | list[list[FaceEmotion]]: ...
-
-    def predict(
-        self,
-        images: ImageInput | _ImageList,
-        *,
-        batch_size: int = 64,
-        tta: bool | str | None = None,
-        faces: bool = False,
-        min_face_size: int | None = None,
-        min_face_confidence: float | None = None,
-        max_faces: int | None = None,
-    ) -> Prediction | list[Prediction] | list[FaceEmotion] | list[list[FaceEmotion]]:
-        """Predict the emotion of faces, or of every face found in photos.
-
-        One image in, one result out; a list (or a 4-D batch) in, a list out, one result per
-        image in the same order:
-
-        ============================  ====================  ==========================
-        input                         ``faces=False``       ``faces=True``
-        ============================  ====================  ==========================
-        one image                     ``Prediction``        ``list[FaceEmotion]``
-        list / tuple / 4-D batch      ``list[Prediction]``  ``list[list[FaceEmotion]]``
-        ============================  ====================  ==========================
-
-        With ``faces=False`` each image is taken to be one face, converted to grayscale and
-        resized to the model input as a whole (no crop), exactly as the FER2013 dataset is.
-        A photo passed that way is scored whole, background and all, so one rule warns about
-        it: when OpenCV is installed, the first image of the call whose shorter side is at
-        least twice the model input (96 px) is searched with OpenCV's Haar cascade (on a copy
-        at most 160 px long), and a face found there that is less than a third of the image's
-        shorter side gives a :class:`~emotionnet.errors.NotAFaceCropWarning` (the prediction
-        is returned all the same). FER2013-sized crops and ``uint8`` face batches are never
-        searched. With ``faces=True`` faces are detected (:attr:`face_detector`), filtered
-        (``min_face_size``, ``min_face_confidence``, ``max_faces``), cropped square with
-        :attr:`face_margin`, and returned largest first; a photo without faces gives ``[]``.
-
-        Args:
-            images: An image or a batch of images: paths, bytes, PIL images (any mode),
-                numpy arrays (``H x W``, ``H x W x 1/3/4``; ``uint8``, ``uint16``, ``bool``
-                or ``float`` in ``[0, 1]``), tensors (``H x W``, ``C x H x W``); a batch is a
-                ``list``/``tuple`` of those, a numpy ``N x H x W x C`` or a tensor
-                ``N x C x H x W`` (see :mod:`emotionnet.images`). A 3-D tensor is one image;
-                ``3 x S x S`` and ``4 x S x S`` (``S`` the input size or 48) are refused as
-                ambiguous: pass faces as ``images.unsqueeze(1)`` or a list, one colour image
-                as ``image.unsqueeze(0)``.
-            batch_size: Faces per forward pass; images are also decoded this many at a time.
-            tta: Test-time augmentation, as in :func:`emotionnet.metrics.evaluate`:
-                ``False``/``"none"``, ``True``/``"flip"``, ``"flip_shift"``, ``"flip_crop"``
-                or ``"ten_crop"``; ``None`` uses :attr:`tta` (:data:`DEFAULT_TTA` unless
-                set).
-            faces: Detect faces in each image first (needs the ``face`` or ``dlib`` extra
-                unless a :attr:`face_detector` callable is set).
-            min_face_size: With ``faces=True``: ignore faces narrower or shorter than this
-                many photo pixels; ``None`` uses :attr:`min_face_size`.
-            min_face_confidence: With ``faces=True``: ignore faces the detector is less
-                confident about (:attr:`FaceEmotion.confidence`); ``None`` uses
-                :attr:`min_face_confidence`.
-            max_faces: With ``faces=True``: keep at most this many faces per image, the
-                largest; ``None`` uses :attr:`max_faces`.
-
-        Returns:
-            See the table above.
-
-        Raises:
-            ImageNotFoundError: If a path does not exist.
-            CorruptImageError: If a file or bytes are not a decodable image.
-            InvalidImageError: If an image is empty, too large, has NaN/inf or out-of-range
-                values, or a shape that is not an image or is ambiguous (see ``images``).
-            UnsupportedInputError: If an input has an unsupported type or a PIL mode that
-                cannot be converted to grayscale.
-            InvalidArgumentError: If ``batch_size``, ``tta`` or a face filter is invalid
-                (a negative size, a NaN confidence, ``max_faces`` < 1, or a face filter with
-                ``faces=False``), or :attr:`face_detector` is an unknown name.
-            MissingDependencyError: If ``faces=True`` and the face detector's library is
-                not installed (OpenCV: ``face`` extra; dlib: ``dlib`` extra).
-            ModelLoadError: If the model gives NaN or infinite probabilities (broken
-                weights): an error, never a prediction.
-
-        Warns:
-            NotAFaceCropWarning: If, with ``faces=False``, an image looks like a photo with a
-                smaller face in it (the rule above).
-
-        Example:
-            >>> import torch
-            >>> from emotionnet.models import ModelConfig, build_model
-            >>> recognizer = EmotionRecognizer(build_model(ModelConfig()), device="cpu")
-            >>> batch = torch.zeros(4, 1, 48, 48, dtype=torch.uint8)
-            >>> [p.index in range(7) for p in recognizer.predict(batch, tta=True)]
-            [True, True, True, True]
-            >>> recognizer.predict(batch[0], faces=True)  # no face in a black square
-            []
-            >>> recognizer.face_detector = lambda gray: [(0, 0, 20, 20, 0.3), (8, 8, 40, 40, 2.0)]
-            >>> [(f.box, f.confidence) for f in recognizer.predict(batch[0], faces=True)]
-            [((8, 8, 40, 40), 2.0), ((0, 0, 20, 20), 0.3)]
-            >>> [f.box for f in recognizer.predict(batch[0], faces=True, min_face_confidence=1)]
-            [(8, 8, 40, 40)]
-        """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidArgumentError(
-                f"batch_size must be a positive integer, got {batch_size!r}."
-            )
-        tta = self.tta if tta is None else tta
-        if not faces and (min_face_size, min_face_confidence, max_faces) != (None, None, None):
-            raise InvalidArgumentError(
-                "min_face_size, min_face_confidence and max_faces filter detected faces; "
-                "pass them with faces=True (or set them on the recognizer)."
-            )
-        min_face_size = self.min_face_size if min_face_size is None else min_face_size
-        if min_face_confidence is None:
-            min_face_confidence = self.min_face_confidence
-        max_faces = self.max_faces if max_faces is None else max_faces
-        if faces:
-            _check_face_filters(min_face_size, min_face_confidence, max_faces)
-        items, is_batch = unbatch(images, size=self.config.input_size)
-        if faces:
-            found = self._find_faces(
-                items,
-                batch_size=batch_size,
-                tta=tta,
-                min_face_size=min_face_size,
-                min_face_confidence=min_face_confidence,
-                max_faces=max_faces,
-            )
-            return found if is_batch else found[0]
-        predictions: list[Prediction] = []
-        # A photo passed as a face is scored whole: say so (NotAFaceCropWarning's rule).
-        check = FaceCropCheck(self.config.input_size)
-        for start in range(0, len(items), batch_size):
-            chunk = check.face_batch(items[start : start + batch_size])
-            if check.warning is not None:
-                warnings.warn(check.warning, stacklevel=2)
-                check.warning = None
-            predictions.extend(self._classify(chunk, batch_size=batch_size, tta=tta))
-        return predictions if is_batch else predictions[0]
 
     def evaluate(
         self,

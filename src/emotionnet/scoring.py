@@ -84,7 +84,8 @@ class BatchScorer:
     one row per image in the input order. An image that cannot be read (a missing file,
     undecodable bytes) gets its error in ``error``, an empty ``label`` and NaN scores; the
     batch goes on. The probabilities equal those of
-    :meth:`EmotionRecognizer.predict <emotionnet.EmotionRecognizer.predict>` and
+    :meth:`EmotionRecognizer.predict <emotionnet.EmotionRecognizer.predict>` (with ``faces=True``,
+    :meth:`~emotionnet.EmotionRecognizer.predict_faces`) and
     :func:`~emotionnet.batch.predict_paths` with the same options.
 
     With ``faces=True`` faces are detected first and each face is a row, largest first,
@@ -321,9 +322,7 @@ class BatchScorer:
         table = _Table(recognizer.labels, faces=True)
         for index, item in enumerate(images):
             try:
-                found: list[FaceEmotion] = recognizer.predict(
-                    item, faces=True, tta=self.tta, batch_size=self.batch_size
-                )
+                (found,) = recognizer.predict_faces(item, tta=self.tta, batch_size=self.batch_size)
             except (EmotionNetError, OSError) as error:
                 table.add(index, None, error=_error_message(error))
                 continue

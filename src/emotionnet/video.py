@@ -457,9 +457,8 @@ def analyze_video(
                 ok, frame = capture.read(frame) if owned and frame is not None else capture.read()
                 if not ok or frame is None:
                     break
-                found = recognizer.predict(
+                (found,) = recognizer.predict_faces(
                     _working_image(cv2, frame),
-                    faces=True,
                     tta=tta,
                     min_face_size=min_face_size,
                     min_face_confidence=min_face_confidence,

@@ -261,7 +261,7 @@ def test_default_model_loads_without_network(bundled_model: Path, offline: None)
     assert recognizer.source == "the bundled default model"
     assert recognizer.model.state_dict()["fc.weight"].dtype == torch.float32
     assert load_file(bundled_model / WEIGHTS_NAME)["fc.weight"].dtype == torch.float16
-    prediction = recognizer.predict(np.zeros((48, 48), np.uint8))
+    (prediction,) = recognizer.predict(np.zeros((48, 48), np.uint8))
     assert isinstance(prediction, Prediction) and prediction.label in recognizer.labels
     # EmotionNet's own door opens the same model.
     model = EmotionNet.from_pretrained()

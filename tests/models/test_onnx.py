@@ -212,10 +212,10 @@ def test_auto_falls_back_to_pytorch_when_export_fails(
     recognizer = EmotionRecognizer.from_pretrained(model_dir, device="cpu")
     assert recognizer.backend == "onnx"  # decided now, exported at the first prediction
     with caplog.at_level("WARNING"):
-        prediction = recognizer.predict(faces[0])
+        (prediction,) = recognizer.predict(faces[0])
     assert recognizer.backend == "torch" and "unsupported operator" in caplog.text
     eager = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="torch")
-    assert prediction.probabilities == eager.predict(faces[0]).probabilities
+    assert prediction.probabilities == eager.predict(faces[0])[0].probabilities
     explicit = EmotionRecognizer.from_pretrained(model_dir, device="cpu", backend="onnx")
     with pytest.raises(RuntimeError, match="unsupported operator"):
         explicit.predict(faces[0])
@@ -288,7 +288,7 @@ def test_the_command_line_takes_an_onnx_file(
     face = str(Path(__file__).resolve().parents[2] / "examples" / "images" / "astronaut_face.jpg")
     assert main(["predict", face, "--json", "--model", str(onnx_file), "--device", "cpu"]) == 0
     (record,) = json.loads(capsys.readouterr().out)
-    expected = torch_recognizer.predict(face)
+    (expected,) = torch_recognizer.predict(face)
     assert record["label"] == expected.label
     assert record["probabilities"] == pytest.approx(expected.probabilities, abs=1e-4)
     assert main(["export", "--onnx", "again.onnx", "--model", str(onnx_file)]) == 2

@@ -95,7 +95,7 @@ def test_faces_in_a_photo() -> None:
 
         recognizer = EmotionRecognizer.from_pretrained(num_threads=1)
         recognizer.face_detector = "haar"
-        faces = recognizer.predict({str(PHOTO)!r}, faces=True)
+        (faces,) = recognizer.predict_faces({str(PHOTO)!r})
         print(json.dumps([face.to_dict() for face in faces]))
         """
     )
@@ -167,7 +167,7 @@ def test_the_hub_loader_offline_without_torch(tmp_path: Path) -> None:
         recognizer = EmotionRecognizer.from_pretrained(
             "org/emotions", cache_dir={str(cache)!r}, num_threads=1
         )
-        print(recognizer.backend, recognizer.predict({str(FACE)!r}).label)
+        print(recognizer.backend, recognizer.predict({str(FACE)!r})[0].label)
         """,
         env={"HF_HUB_OFFLINE": "1"},
     )

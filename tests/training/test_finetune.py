@@ -106,7 +106,7 @@ def test_three_labels_make_a_model_folder_that_predicts_them(
     assert recognizer.labels == THREE
     assert recognizer.config.input_size == 48 and recognizer.config.stem == "imagenet"
     image = next((data / "sad").iterdir())
-    prediction = recognizer.predict(image)
+    (prediction,) = recognizer.predict(image)
     assert prediction.label in THREE and set(prediction.probabilities) == set(THREE)
 
     # Metrics over the model's own three labels: report, saved report, card.

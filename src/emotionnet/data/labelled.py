@@ -154,9 +154,10 @@ class LabelledFolder(Dataset[tuple[Any, int]]):
     Images of any size, mode and accepted format (PNG, JPEG, WebP, ...) go through the same
     rule as :meth:`~emotionnet.EmotionRecognizer.predict`: 48x48 grayscale face crops pass
     unchanged, larger face crops are resized as a whole. With ``faces=True`` the largest face
-    in each image is detected and cropped as ``predict(..., faces=True)`` crops it (needs
-    ``emotionnet[face]`` or ``emotionnet[dlib]``); images without a face are skipped and
-    listed in :attr:`no_face`. Images that cannot be read are skipped and listed in
+    in each image is detected and cropped as
+    :meth:`~emotionnet.EmotionRecognizer.predict_faces` crops it (needs ``emotionnet[face]``
+    or ``emotionnet[dlib]``); images without a face are skipped and listed in
+    :attr:`no_face`. Images that cannot be read are skipped and listed in
     :attr:`skipped`; both are logged (``emotionnet.data`` logger) with their count.
     Hidden files and folders (``.name``), ``Thumbs.db`` and ``__MACOSX`` are ignored.
 
@@ -522,7 +523,7 @@ def _check_fraction(value: object) -> float:
 
 
 def _face_finder(detector: Any) -> Callable[[Image.Image], Image.Image | None]:
-    """The largest face of a photo, cropped as ``predict(..., faces=True)`` crops it."""
+    """The largest face of a photo, cropped as ``predict_faces`` crops it."""
     from ..faces import DEFAULT_MARGIN, crop_face, detect_faces, get_detector
 
     chosen = get_detector(detector)  # a missing detector library fails here, at once
