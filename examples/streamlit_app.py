@@ -336,8 +336,9 @@ def main() -> None:
             step=0.25,
             key="min_confidence",
             placeholder="keep every face",
-            help="On the detector's own scale: dlib's score (real faces about 0.8, false "
-            "positives about 0.2) or the Haar cascade's last-stage weight (about 6 and 3.5)",
+            help="On the detector's own scale: dlib's score (real faces about 0.9; dlib drops "
+            "boxes under 0.08 itself) or the Haar cascade's last-stage weight (real faces "
+            "about 6, false positives 3.5)",
         )
         max_faces = st.number_input(
             "Most faces",

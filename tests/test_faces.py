@@ -217,13 +217,13 @@ def test_haar_settings_are_checked() -> None:
     ("detector", "min_confidence"),
     [
         ("haar", None),
-        # dlib also boxes the name badge, weakly (0.04): a confidence filter drops it.
+        # dlib also boxes the name badge, weakly (0.04): its default threshold drops it.
         pytest.param(
             "dlib",
-            0.25,
+            None,
             marks=pytest.mark.skipif(not is_installed("dlib"), reason="dlib is not installed"),
         ),
-        (None, 0.25),  # the default detector, whichever it is here
+        (None, None),  # the default detector, whichever it is here: the README's quickstart
     ],
 )
 def test_predict_faces_on_a_photo(
@@ -453,7 +453,7 @@ def test_dlib_by_name_with_a_stand_in_module(fake_dlib: _FakeDlibDetector) -> No
     raw = detect_faces(image, detector=DlibHogDetector(reframe=False), with_confidence=True)
     # dlib's rectangles are inclusive; the first reaches past the left edge and is clipped.
     assert raw == [FaceDetection((0, 20, 90, 100), 1.5), FaceDetection((150, 10, 30, 30), 0.1)]
-    assert fake_dlib.calls[-1] == ((120, 200), np.dtype(np.uint8), 1, 0.0)
+    assert fake_dlib.calls[-1] == ((120, 200), np.dtype(np.uint8), 1, 0.08)
     # By name; "auto" picks dlib when it is installed. Boxes are reframed like Haar's.
     found = detect_faces(image, detector="dlib", with_confidence=True, min_confidence=1.0)
     assert isinstance(get_detector("dlib"), DlibHogDetector)
@@ -488,12 +488,26 @@ def test_missing_dlib_names_the_extra_and_auto_falls_back(monkeypatch: pytest.Mo
 
 def test_real_dlib_finds_the_example_face() -> None:
     pytest.importorskip("dlib")
-    found = detect_faces(EXAMPLES / "astronaut.jpg", detector="dlib", with_confidence=True)
-    (x, y, w, h), confidence = found[0]
+    # The README's photo: the astronaut's face alone (not her name badge).
+    (found,) = detect_faces(EXAMPLES / "astronaut.jpg", detector="dlib", with_confidence=True)
+    (x, y, w, h), confidence = found
     assert 90 < x + w / 2 < 180 and 30 < y + h / 2 < 120  # on the astronaut's face
     assert confidence is not None and confidence > 0.5
     # A blank picture: nothing.
     assert detect_faces(np.full((200, 300), 128, np.uint8), detector="dlib") == []
+
+
+def test_real_dlib_drops_weak_boxes_unless_its_threshold_is_lowered() -> None:
+    pytest.importorskip("dlib")
+    photo = EXAMPLES / "astronaut.jpg"
+    floor = DlibHogDetector().threshold
+    kept = detect_faces(photo, detector=DlibHogDetector(), with_confidence=True)
+    everything = detect_faces(photo, detector=DlibHogDetector(threshold=0), with_confidence=True)
+    # dlib's own operating point (0) also boxes the name badge, below the default threshold.
+    (badge,) = set(everything) - set(kept)
+    assert badge.confidence is not None and 0 <= badge.confidence < floor
+    assert set(kept) < set(everything)
+    assert all(face.confidence is not None and face.confidence >= floor for face in kept)
 
 
 # --- the filters through the recognizer ------------------------------------------------------

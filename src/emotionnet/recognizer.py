@@ -330,7 +330,8 @@ class EmotionRecognizer:
         min_face_size: Faces narrower or shorter than this many photo pixels are ignored;
             ``None``: no limit beyond the detector's own.
         min_face_confidence: Faces the detector is less confident about are ignored (on the
-            detector's scale, see :attr:`FaceEmotion.confidence`); ``None``: no limit.
+            detector's scale, see :attr:`FaceEmotion.confidence`); ``None``: no limit beyond
+            the detector's own (dlib's ``threshold``, 0.08).
         max_faces: At most this many faces per photo, the largest; ``None``: no limit.
         face_margin: Margin around each detected face, as a fraction of the box side (see
             :data:`~emotionnet.faces.DEFAULT_MARGIN`).
