@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
@@ -123,6 +124,34 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
 
 TRAIN = make_data(96, seed=1)
 VAL = make_data(32, seed=2)
+# Ten validation images (labels 0 1 2 3 0 1 2 3 0 1), for models that answer them as scripted.
+VAL_10 = make_data(10, seed=6)
+RIGHT = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+WRONG = [1, 2, 3, 0, 1, 2, 3, 0, 1, 2]  # 30% at most for one class
+
+
+def right_first(k: int) -> list[int]:
+    """Answers with accuracy k/10 on VAL_10."""
+    return RIGHT[:k] + WRONG[k:]
+
+
+class Scripted(TinyNet):
+    """TinyNet that trains as usual but answers each epoch's validation as scripted.
+
+    The trainer validates VAL_10 once per epoch, in one batch: the n-th such batch gets the
+    classes ``answers[n]``, so a test sets the metrics the trainer sees from the outside.
+    """
+
+    def __init__(self, *answers: list[int]) -> None:
+        torch.manual_seed(0)
+        super().__init__()
+        self.answers = list(answers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        if self.training or x.shape[0] != len(VAL_10[1]):  # a training step, or a probe
+            return logits
+        return F.one_hot(torch.tensor(self.answers.pop(0)), logits.shape[1]).float()
 
 
 # ---- learning ------------------------------------------------------------------------------
@@ -163,19 +192,43 @@ def test_a_model_that_answers_one_class_is_warned_about(caplog: pytest.LogCaptur
     assert "tell the classes apart" not in caplog.text
 
 
+ONE_CLASS_90 = [1] * 9 + [3]  # 90% 'class_1', accuracy 0.2
+ONE_CLASS_80 = [1] * 8 + [3] * 2  # 80% 'class_1', accuracy 0.2
+
+
+@pytest.mark.parametrize(
+    ("answers", "finite", "warned_epoch"),
+    [
+        ((ONE_CLASS_90, WRONG), True, 1),  # the best epoch is released: warned, not the last
+        ((ONE_CLASS_80, WRONG), True, None),  # 80% is under the threshold (90%)
+        ((RIGHT, ONE_CLASS_90), True, None),  # the last epoch is not the one released
+        # No best epoch (every epoch's weights hold a NaN): the last epoch is looked at.
+        ((ONE_CLASS_90, WRONG), False, None),
+        ((WRONG, ONE_CLASS_90), False, 2),
+    ],
+)
 def test_the_one_class_warning_looks_at_the_released_epoch(
+    answers: tuple[list[int], ...],
+    finite: bool,
+    warned_epoch: int | None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The threshold is a share of the validation set: 90% of one class warns, 80% does not.
-    trainer = Trainer(model_with_seed(), TRAIN, VAL, quick(max_epochs=1))
-    for share, warned in ((0.9, True), (0.8, False)):
-        trainer._val_majority = {1: ("h", share, 32), 2: ("v", 0.3, 32)}
-        for best, expected in ((1, warned), (2, False), (None, False)):
-            trainer.best_epoch = best
-            caplog.clear()
-            with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
-                trainer._warn_if_one_class()
-            assert ("tell the classes apart" in caplog.text) is expected, (share, best)
+    model = Scripted(*answers)
+    if not finite:
+        model.register_buffer("spare", torch.tensor(math.nan))  # never read by forward
+    with caplog.at_level(logging.WARNING, logger="emotionnet.training"):
+        trainer = Trainer(model, TRAIN, VAL_10, quick(max_epochs=2))
+        trainer.fit()
+    assert trainer.best_epoch == (1 if finite else None)
+    warned = [
+        record.getMessage().split(":")[0]
+        for record in caplog.records
+        if "tell the classes apart" in record.getMessage()
+    ]
+    expected = (
+        f"The model of epoch {warned_epoch} predicts 'class_1' for 90% of the 10 validation images"
+    )
+    assert warned == ([] if warned_epoch is None else [expected])
 
 
 def test_best_weights_and_model_config_are_saved_for_the_recognizer(tmp_path: Path) -> None:
@@ -289,18 +342,11 @@ def test_resume_can_extend_schedules_that_do_not_span_the_run(
     assert_same_weights(extended, straight)
 
 
-def test_resuming_a_run_that_stopped_early_trains_no_more(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resuming_a_run_that_stopped_early_trains_no_more(tmp_path: Path) -> None:
     config = quick(max_epochs=10, early_stopping_patience=1, checkpoint_dir=str(tmp_path))
-    scores = iter([0.5, 0.4])
-    trainer = Trainer(model_with_seed(), TRAIN, VAL, config)
-    monkeypatch.setattr(
-        trainer,
-        "_validate",
-        lambda: {"val_loss": 1.0, "val_accuracy": next(scores), "val_macro_f1": 0.5},
-    )
+    trainer = Trainer(Scripted(right_first(5), right_first(4)), TRAIN, VAL_10, config)
     history = trainer.fit()
+    assert history.column("val_accuracy") == [0.5, 0.4]
     assert len(history) == 2 and trainer.should_stop
 
     class NoEpochs:
@@ -308,7 +354,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_more(
             raise AssertionError(f"epoch {epoch} trained after early stopping")
 
     model = model_with_seed(seed=99)
-    resumed = Trainer(model, TRAIN, VAL, config, callbacks=[NoEpochs()])
+    resumed = Trainer(model, TRAIN, VAL_10, config, callbacks=[NoEpochs()])
     assert resumed.fit(resume=True).rows == history.rows
     assert resumed.should_stop and resumed.global_step == trainer.global_step
     assert_same_weights(model, trainer.model)
@@ -318,7 +364,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_more(
     assert state["should_stop"] is True
     del state["should_stop"]
     torch.save(state, tmp_path / "old.ckpt")
-    old = Trainer(model_with_seed(), TRAIN, VAL, config, callbacks=[NoEpochs()])
+    old = Trainer(model_with_seed(), TRAIN, VAL_10, config, callbacks=[NoEpochs()])
     assert len(old.fit(resume=tmp_path / "old.ckpt")) == 2
 
 
@@ -418,19 +464,17 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_documented_keys(
 # ---- selection, early stopping, schedules --------------------------------------------------
 
 
-def test_best_checkpoint_and_early_stopping_follow_the_monitor(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_best_checkpoint_and_early_stopping_follow_the_monitor(tmp_path: Path) -> None:
     config = quick(
         max_epochs=10, monitor="macro_f1", early_stopping_patience=2, checkpoint_dir=str(tmp_path)
     )
-    trainer = Trainer(model_with_seed(), TRAIN, VAL, config)
-    scores = iter([0.3, 0.5, 0.4, 0.45, 0.9])
-    monkeypatch.setattr(
-        trainer,
-        "_validate",
-        lambda: {"val_loss": 1.0, "val_accuracy": 0.5, "val_macro_f1": next(scores)},
+    # Accuracy 0.6 in epochs 1 to 4; macro-F1 0.4, 0.617, 0.608, 0.4; then 1.0 (never reached).
+    low, best, lower = (
+        [0, 1, 0, 0, 0, 1, 0, 0, 0, 1],
+        [*RIGHT[:5], 3, 3, 3, 3, 3],
+        RIGHT[:5] + [0] * 5,
     )
+    trainer = Trainer(Scripted(low, best, lower, low, RIGHT), TRAIN, VAL_10, config)
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
 
     class Snapshot:
@@ -439,6 +483,8 @@ def test_best_checkpoint_and_early_stopping_follow_the_monitor(
 
     trainer.callbacks.append(Snapshot())
     history = trainer.fit()
+    assert history.column("val_accuracy") == pytest.approx([0.6] * 4)
+    assert history.column("val_macro_f1") == pytest.approx([0.4, 0.617, 0.608, 0.4], abs=1e-3)
     assert len(history) == 4  # epochs 3 and 4 did not beat epoch 2
     assert trainer.best_epoch == 2 and (history.best("macro_f1") or {}).get("epoch") == 2
     best = load_file(str(tmp_path / "best.safetensors"))
@@ -659,8 +705,6 @@ def test_the_graph_capture_leaves_the_run_and_the_model_as_they_were(
     assert without_timing(history) == without_timing(expected)
     assert_same_weights(model, reference)
     assert "forward" not in vars(model)  # the graph wraps the model; it is not patched
-    with pytest.raises(InvalidArgumentError, match=r"captured batches shaped \(16, 1, 16, 16\)"):
-        trainer._graphed_model(torch.zeros(8, 1, 16, 16))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -759,13 +803,30 @@ def test_resume_is_exact_with_a_weight_average(tmp_path: Path) -> None:
 
 
 def test_mixing_stops_for_the_last_epochs() -> None:
-    config = quick(max_epochs=3, mixup_alpha=0.4, mix_prob=1.0, mix_off_epochs=1)
-    trainer = Trainer(model_with_seed(), TRAIN, VAL, config)
-    trainer.fit()
-    source = trainer._source
-    assert source[(1, 0)][1].ndim == 2  # epoch 2 of 3: soft, mixed targets
-    _, targets = source[(2, 0)]  # the last epoch: the images as they are
-    assert targets.ndim == 1 and targets.dtype == torch.long
+    from emotionnet.preprocessing import normalize
+
+    batches: list[torch.Tensor] = []
+
+    class Recorder(TinyNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                batches.append(x.detach().flatten(1))
+            return super().forward(x)
+
+    config = quick(
+        max_epochs=3,
+        mixup_alpha=0.4,
+        mix_prob=1.0,
+        mix_off_epochs=1,
+        augment=AugmentConfig.disabled(),
+    )
+    torch.manual_seed(0)
+    Trainer(Recorder(), TRAIN, VAL, config).fit()
+    # Without augmentation, an unmixed batch holds training faces as they are, a mixed one
+    # blends of two: 6 batches per epoch, the last epoch's unmixed.
+    faces = normalize(TRAIN[0]).flatten(1)
+    as_they_are = [bool(torch.isclose(b[:, None], faces).all(2).any(1).all()) for b in batches]
+    assert as_they_are == [False] * 12 + [True] * 6
     with pytest.raises(InvalidArgumentError, match="mix_off_epochs"):
         quick(max_epochs=3, mix_off_epochs=4)
     with pytest.raises(InvalidArgumentError, match="ema_decay"):
@@ -1424,7 +1485,7 @@ history = trainer.fit()
 torch.save(model.state_dict(), out / f"weights_rank{{rank}}.pt")
 (out / f"result_rank{{rank}}.json").write_text(json.dumps(
     {{"history": history.rows, "steps": trainer.global_step, "world": trainer.world_size,
-      "keeps_best": trainer._best_state is not None}}
+      "keeps_best": trainer.best_weights.weights is not None}}
 ))
 """
 

@@ -290,10 +290,6 @@ class Trainer:
         self.best_weights.epoch = epoch
 
     @property
-    def _best_state(self) -> dict[str, torch.Tensor] | None:
-        return self.best_weights.weights
-
-    @property
     def is_main_process(self) -> bool:
         """Whether this process is rank 0, the one that writes files and logs."""
         return self.rank == 0
