@@ -256,11 +256,6 @@ RECOGNIZER_API: list[str] = [
     "save_pretrained",
 ]
 
-# IN FLIGHT (issue 29): the lists above already show the surface as it will be once these
-# branches are merged; until then the old surface passes too. Lead: delete each entry when its
-# branch lands (a test below fails, naming it, once it has).
-#   - resnet18_emotion leaves emotionnet and emotionnet.models (build_model is the one factory);
-#   - EmotionRecognizer gains predict_faces (predict(..., faces=True) splits in two).
 _HOW_TO_FIX = (
     "If the change is deliberate, update the list in tests/test_public_api.py and say it in "
     "CHANGELOG.md (Added, or Deprecated/Removed for a name users may import), and document a "
