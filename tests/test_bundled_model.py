@@ -147,6 +147,7 @@ def test_every_view_set_has_a_temperature_fitted_on_public_test_and_shown_on_the
     assert config.temperature_for("flip_crop") < 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("tta", ["none", "flip"])
 def test_a_fresh_evaluate_reproduces_the_bundled_reports(fer2013_root: Path, tta: str) -> None:

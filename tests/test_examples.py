@@ -151,6 +151,7 @@ def test_webcam_reads_a_video_file_and_smooths(tmp_path: Path, tiny_model: Path)
     assert cv2.VideoCapture(str(output)).read()[0], "no annotated video written"
 
 
+@pytest.mark.slow
 def test_train_fer2013_writes_a_loadable_model_folder(tmp_path: Path, tiny_fer2013: Path) -> None:
     output = tmp_path / "run"
     out = run_example(
@@ -169,6 +170,7 @@ def test_train_fer2013_writes_a_loadable_model_folder(tmp_path: Path, tiny_fer20
     assert recognizer.predict(FACE)[0].label in EMOTIONS
 
 
+@pytest.mark.slow
 def test_train_fer2013_quick_is_the_documented_one_minute_try(
     tmp_path: Path, tiny_fer2013: Path
 ) -> None:
@@ -203,6 +205,7 @@ def test_evaluate_fer2013_writes_report_and_picture(
         assert picture.format == "PNG" and min(picture.size) > 100
 
 
+@pytest.mark.slow
 def test_export_onnx_matches_pytorch(tmp_path: Path, tiny_model: Path) -> None:
     pytest.importorskip("onnxruntime")
     output = tmp_path / "model.onnx"

@@ -854,6 +854,7 @@ SHARED_COUNTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_shared_fer2013_counts_and_sizes(fer2013_root, tmp_path):
     for split, counts in SHARED_COUNTS.items():
