@@ -119,3 +119,27 @@ def test_the_builder_builds_the_hub_model_class() -> None:
 def test_bad_fields_are_refused_in_one_place(fields: dict[str, object], match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         EmotionNet(**fields)  # type: ignore[arg-type]
+
+
+def test_config_json_is_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The mixin removes config.json and would write it with a plain write_text, which a crash
+    # leaves half written; EmotionNet writes it itself, through the atomic writer, first.
+    import emotionnet.models.resnet as resnet
+
+    written: list[str] = []
+    real = resnet.atomic_write_bytes
+
+    def recording(path: Path, data: bytes) -> None:
+        written.append(Path(path).name)
+        real(path, data)
+
+    monkeypatch.setattr(resnet, "atomic_write_bytes", recording)
+    model = build_model(ModelConfig(stem="small", labels=("a", "b"), num_classes=2))
+    (tmp_path / "config.json").write_text("{stale")
+    model.save_pretrained(
+        tmp_path, config={**model.config.to_dict(), "metadata": {"k": 1}}, onnx=False
+    )
+    assert written[0] == "config.json" and "model.safetensors" in written
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["metadata"] == {"k": 1} and saved["labels"] == ["a", "b"]
+    assert EmotionNet.from_pretrained(tmp_path).config == model.config

@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
@@ -18,6 +20,7 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from huggingface_hub.constants import CONFIG_NAME
 from huggingface_hub.hub_mixin import DataclassInstance
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights
@@ -251,6 +254,7 @@ class EmotionNet(
 
     # (dtype, onnx) of the save under way: _save_pretrained, the mixin's hook, takes no options.
     _saving: tuple[torch.dtype, bool] | None = None
+    _saving_config: Mapping[str, Any] | None = None
 
     @classmethod
     def from_pretrained(
@@ -380,15 +384,23 @@ class EmotionNet(
         card = dict(model_card_kwargs or {})
         if card.get("name") is None:
             card["name"] = Path(save_directory).resolve().name
-        with self._save_options(dtype, onnx):
-            return super().save_pretrained(
-                Path(save_directory),
-                config=config,
-                repo_id=repo_id,
-                push_to_hub=push_to_hub,
-                model_card_kwargs=card,
-                **push_to_hub_kwargs,
-            )
+        chosen = config if config is not None else self._hub_mixin_config
+        outer_config = self._saving_config
+        # _save_pretrained writes config.json itself, atomically (the mixin writes it with
+        # a plain write_text, which a crash can leave half written).
+        self._saving_config = asdict(chosen) if is_dataclass(chosen) else dict(chosen)  # type: ignore[arg-type]
+        try:
+            with self._save_options(dtype, onnx):
+                return super().save_pretrained(
+                    Path(save_directory),
+                    config=config,
+                    repo_id=repo_id,
+                    push_to_hub=push_to_hub,
+                    model_card_kwargs=card,
+                    **push_to_hub_kwargs,
+                )
+        finally:
+            self._saving_config = outer_config
 
     def push_to_hub(
         self,
@@ -440,6 +452,9 @@ class EmotionNet(
 
         from .onnx import onnx_bytes
 
+        if self._saving_config is not None:  # first: the mixin has just removed the old one
+            text = json.dumps(self._saving_config, sort_keys=True, indent=2)
+            atomic_write_bytes(save_directory / CONFIG_NAME, text.encode("utf-8"))
         dtype, with_onnx = self._saving or (torch.float32, True)
         state = {
             key: (tensor.to(dtype) if tensor.is_floating_point() else tensor)
